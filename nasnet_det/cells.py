@@ -1,0 +1,125 @@
+"""A NASNet cell built from one half of a genotype (normal or reduction).
+
+Follows TF-slim's ``NasNetABaseCell``: hidden state 0 is ReLU-1x1 conv-BN of the previous cell's
+output; hidden state 1 is the cell before it, brought to the same shape (factorized reduction if
+larger, ReLU-1x1 conv-BN if only the channels differ, untouched otherwise). Each block applies two
+ops and combines them; the listed states are concatenated, input states first reduced to the
+output's shape when needed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from nasnet_det.drop_path import drop_path
+from nasnet_det.genotypes import Block
+from nasnet_det.ops import FactorizedReduction, OpConfig, ReLUConvBN, build_op
+
+__all__ = ["Cell", "CellBlock"]
+
+
+class CellBlock(nn.Module):
+    """Two ops (``left``, ``right``) applied to two hidden states, then added or concatenated."""
+
+    def __init__(
+        self, spec: Block, state_channels: Sequence[int], c: int, reduction: bool, cfg: OpConfig
+    ) -> None:
+        super().__init__()
+        self.inputs = (spec.left.input, spec.right.input)
+        self.combine = spec.combine
+        ops = []
+        for br in (spec.left, spec.right):
+            # TF-slim: only ops reading the cell's inputs stride in a reduction cell.
+            stride = 2 if reduction and br.input < 2 else 1
+            ops.append(build_op(br.op, state_channels[br.input], c, stride, cfg))
+        self.left, self.right = ops
+        # Identity is never dropped, even when a stride turns it into a 1x1 conv (TF-slim).
+        self.drop = (spec.left.op != "identity", spec.right.op != "identity")
+        self.out_channels = 2 * c if spec.combine == "concat" else c
+
+    def forward(self, states: Sequence[torch.Tensor], keep_prob: float) -> torch.Tensor:
+        a = self.left(states[self.inputs[0]])
+        b = self.right(states[self.inputs[1]])
+        if self.training and keep_prob < 1.0:
+            if self.drop[0]:
+                a = drop_path(a, keep_prob, True)
+            if self.drop[1]:
+                b = drop_path(b, keep_prob, True)
+        return a + b if self.combine == "add" else torch.cat([a, b], 1)
+
+
+class Cell(nn.Module):
+    """One normal or reduction cell.
+
+    Args:
+        blocks, concat: one half of a :class:`~nasnet_det.genotypes.Genotype`.
+        c_cur: channels of the previous cell's output (hidden state 0's source).
+        c_prev: channels of the cell before it, or ``None`` when there is none (TF-slim then
+            uses the previous output itself, unprocessed, as hidden state 1).
+        prev_larger: the cell before is at twice the resolution of the previous output.
+        c: the cell's filter count (TF-slim ``filter_size``).
+        reduction: halve the resolution (ops on the input states use stride 2).
+
+    ``forward(x, x_prev)`` maps ``[N, c_cur, H, W]`` (and ``x_prev``) to
+    ``[N, out_channels, H', W']`` with ``H' = ceil(H / 2)`` for a reduction cell.
+    """
+
+    def __init__(
+        self,
+        blocks: Sequence[Block],
+        concat: Sequence[int],
+        c_cur: int,
+        c_prev: int | None,
+        prev_larger: bool,
+        c: int,
+        reduction: bool,
+        cfg: OpConfig,
+    ) -> None:
+        super().__init__()
+        self.reduction = reduction
+        self.pre0 = ReLUConvBN(c_cur, c, 1, 1, cfg)
+        if c_prev is None:
+            self.pre1: nn.Module | None = None
+            c1 = c_cur
+        elif prev_larger:
+            self.pre1 = FactorizedReduction(c_prev, c, cfg, stride=2, relu=True)
+            c1 = c
+        elif c_prev != c:
+            self.pre1 = ReLUConvBN(c_prev, c, 1, 1, cfg)
+            c1 = c
+        else:
+            self.pre1 = nn.Identity()
+            c1 = c
+        channels = [c, c1]
+        self.blocks = nn.ModuleList()
+        for spec in blocks:
+            block = CellBlock(spec, channels, c, reduction, cfg)
+            self.blocks.append(block)
+            channels.append(block.out_channels)
+        self.concat = tuple(concat)
+        # Input states joining the output must match its resolution and width (TF-slim's
+        # _combine_unused_states: a factorized reduction without the leading ReLU).
+        self.concat_reduce = nn.ModuleDict()
+        for s in self.concat:
+            if s < 2 and (reduction or channels[s] != c):
+                self.concat_reduce[str(s)] = FactorizedReduction(
+                    channels[s], c, cfg, stride=2 if reduction else 1, relu=False
+                )
+                channels[s] = c
+        self.out_channels = sum(channels[s] for s in self.concat)
+        self.drop_path_keep_prob = 1.0  # set by NASNet.set_drop_path_progress
+
+    def forward(self, x: torch.Tensor, x_prev: torch.Tensor | None) -> torch.Tensor:
+        s0 = self.pre0(x)
+        s1 = x if self.pre1 is None else self.pre1(x_prev)
+        states = [s0, s1]
+        for block in self.blocks:
+            states.append(block(states, self.drop_path_keep_prob))
+        out = []
+        for s in self.concat:
+            reduce = self.concat_reduce[str(s)] if str(s) in self.concat_reduce else None
+            out.append(states[s] if reduce is None else reduce(states[s]))
+        return torch.cat(out, 1)

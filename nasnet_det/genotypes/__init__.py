@@ -1,0 +1,291 @@
+"""Architectures as data: the genotype of a NASNet cell pair and its JSON form.
+
+A genotype names, for the normal and the reduction cell, ``B`` blocks. Each block applies an op
+to each of two hidden states and combines the two results (``add`` or ``concat``). Hidden states
+0 and 1 are the cell's inputs (0: the previous cell's output, 1: the cell before it, following
+TF-slim's ``nasnet_utils``); state ``2 + k`` is the output of block ``k``. The listed concat
+states are joined along channels to form the cell's output.
+
+Genotypes are saved as JSON with named keys and validated on load; every entry point of the
+project (builder, search, Detectron2 config, tools) resolves them through :func:`get_genotype`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "Branch",
+    "Block",
+    "Genotype",
+    "COMBINERS",
+    "GENOTYPES",
+    "NASNET_A",
+    "get_genotype",
+    "register_genotype",
+]
+
+COMBINERS = ("add", "concat")
+
+
+def _op_names() -> tuple[str, ...]:
+    # Imported lazily: the op registry pulls in torch, genotype validation should not need to.
+    from nasnet_det.ops import OP_NAMES
+
+    return OP_NAMES
+
+
+@dataclass(frozen=True)
+class Branch:
+    """One half of a block: ``op`` applied to hidden state ``input``."""
+
+    op: str
+    input: int
+
+
+@dataclass(frozen=True)
+class Block:
+    """Two branches and how their outputs are combined (``add`` or ``concat``)."""
+
+    left: Branch
+    right: Branch
+    combine: str = "add"
+
+
+@dataclass(frozen=True)
+class Genotype:
+    """A normal and a reduction cell, each a tuple of blocks plus the states concatenated."""
+
+    normal: tuple[Block, ...]
+    normal_concat: tuple[int, ...]
+    reduce: tuple[Block, ...]
+    reduce_concat: tuple[int, ...]
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    @property
+    def num_blocks(self) -> int:
+        return len(self.normal)
+
+    # ------------------------------------------------------------------ validation
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the field and position of the first problem."""
+        if len(self.normal) == 0:
+            raise ValueError("genotype field 'normal': expected at least one block, got 0")
+        if len(self.reduce) != len(self.normal):
+            raise ValueError(
+                f"genotype field 'reduce': expected {len(self.normal)} blocks (as many as "
+                f"'normal'), got {len(self.reduce)}"
+            )
+        ops = _op_names()
+        for field in ("normal", "reduce"):
+            blocks = getattr(self, field)
+            for k, block in enumerate(blocks):
+                where = f"genotype field '{field}', block {k}"
+                if not isinstance(block, Block):
+                    raise ValueError(f"{where}: expected a Block, got {type(block).__name__}")
+                if block.combine not in COMBINERS:
+                    raise ValueError(
+                        f"{where}: unknown combiner {block.combine!r}; expected one of {COMBINERS}"
+                    )
+                for side in ("left", "right"):
+                    br = getattr(block, side)
+                    w = f"{where}, {side} branch"
+                    if br.op not in ops:
+                        raise ValueError(
+                            f"{w}: unknown op {br.op!r}; expected one of {', '.join(ops)}"
+                        )
+                    if isinstance(br.input, bool) or not isinstance(br.input, int):
+                        raise ValueError(f"{w}: input must be an integer, got {br.input!r}")
+                    if br.input < 0:
+                        raise ValueError(f"{w}: input {br.input} is out of range (must be >= 0)")
+                    if br.input == k + 2:
+                        raise ValueError(
+                            f"{w}: input {br.input} refers to the block itself; block {k} may "
+                            f"read states 0..{k + 1}"
+                        )
+                    if br.input > k + 2:
+                        raise ValueError(
+                            f"{w}: input {br.input} refers to a later block; block {k} may read "
+                            f"states 0..{k + 1}"
+                        )
+            concat = getattr(self, field + "_concat")
+            cfield = f"genotype field '{field}_concat'"
+            if len(concat) == 0:
+                raise ValueError(f"{cfield}: expected at least one state, got an empty list")
+            n_states = len(blocks) + 2
+            seen: set[int] = set()
+            for i, s in enumerate(concat):
+                if isinstance(s, bool) or not isinstance(s, int):
+                    raise ValueError(f"{cfield}, position {i}: expected an integer, got {s!r}")
+                if not 0 <= s < n_states:
+                    raise ValueError(
+                        f"{cfield}, position {i}: state {s} is out of range 0..{n_states - 1}"
+                    )
+                if s in seen:
+                    raise ValueError(f"{cfield}, position {i}: state {s} is listed twice")
+                seen.add(s)
+
+    # ------------------------------------------------------------------ JSON
+    def to_dict(self) -> dict[str, Any]:
+        def cell(blocks: Iterable[Block]) -> list[dict[str, Any]]:
+            return [
+                {
+                    "left": [b.left.op, b.left.input],
+                    "right": [b.right.op, b.right.input],
+                    "combine": b.combine,
+                }
+                for b in blocks
+            ]
+
+        return {
+            "name": self.name,
+            "normal": cell(self.normal),
+            "normal_concat": list(self.normal_concat),
+            "reduce": cell(self.reduce),
+            "reduce_concat": list(self.reduce_concat),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "genotype") -> Genotype:
+        """Build from the JSON layout of :meth:`to_dict`; errors name the field and position."""
+        if not isinstance(data, dict):
+            raise ValueError(f"{source}: expected a JSON object, got {type(data).__name__}")
+        for key in ("normal", "normal_concat", "reduce", "reduce_concat"):
+            if key not in data:
+                raise ValueError(f"{source}: missing field {key!r}")
+        unknown = set(data) - {"name", "normal", "normal_concat", "reduce", "reduce_concat"}
+        if unknown:
+            raise ValueError(f"{source}: unknown field(s) {sorted(unknown)}")
+
+        def parse_branch(raw: Any, where: str) -> Branch:
+            if isinstance(raw, dict):
+                raw = [raw.get("op"), raw.get("input")]
+            if not isinstance(raw, (list, tuple)) or len(raw) != 2 or not isinstance(raw[0], str):
+                raise ValueError(f"{where}: expected [op_name, input_index], got {raw!r}")
+            return Branch(raw[0], raw[1])
+
+        def parse_cell(field: str) -> tuple[Block, ...]:
+            raw = data[field]
+            if not isinstance(raw, list):
+                raise ValueError(f"{source}: field {field!r} must be a list of blocks")
+            blocks = []
+            for k, b in enumerate(raw):
+                where = f"{source}: field {field!r}, block {k}"
+                if not isinstance(b, dict) or "left" not in b or "right" not in b:
+                    raise ValueError(f"{where}: expected an object with 'left' and 'right'")
+                extra = set(b) - {"left", "right", "combine"}
+                if extra:
+                    raise ValueError(f"{where}: unknown key(s) {sorted(extra)}")
+                blocks.append(
+                    Block(
+                        parse_branch(b["left"], where + ", left branch"),
+                        parse_branch(b["right"], where + ", right branch"),
+                        b.get("combine", "add"),
+                    )
+                )
+            return tuple(blocks)
+
+        def parse_concat(field: str) -> tuple[int, ...]:
+            raw = data[field]
+            if not isinstance(raw, list):
+                raise ValueError(f"{source}: field {field!r} must be a list of state indices")
+            return tuple(raw)
+
+        name = data.get("name", "")
+        if not isinstance(name, str):
+            raise ValueError(f"{source}: field 'name' must be a string")
+        try:
+            return cls(
+                normal=parse_cell("normal"),
+                normal_concat=parse_concat("normal_concat"),
+                reduce=parse_cell("reduce"),
+                reduce_concat=parse_concat("reduce_concat"),
+                name=name,
+            )
+        except ValueError as e:
+            msg = str(e)
+            raise ValueError(msg if msg.startswith(source) else f"{source}: {msg}") from None
+
+    def to_json(self, path: str | os.PathLike | None = None, indent: int = 2) -> str:
+        """Serialise; when ``path`` is given, write atomically (temp file then rename)."""
+        text = json.dumps(self.to_dict(), indent=indent) + "\n"
+        if path is not None:
+            path = Path(path)
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_text(text)
+            os.replace(tmp, path)
+        return text
+
+    @classmethod
+    def from_json(cls, path: str | os.PathLike) -> Genotype:
+        path = Path(path)
+        if not path.is_file():
+            raise ValueError(f"genotype file {str(path)!r} does not exist")
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(
+                f"genotype file {str(path)!r} is not valid JSON: {e.msg} at line {e.lineno}, "
+                f"column {e.colno}"
+            ) from None
+        return cls.from_dict(data, source=f"genotype file {str(path)!r}")
+
+
+def _cell(spec: list[tuple[str, int, str, int]]) -> tuple[Block, ...]:
+    return tuple(Block(Branch(lo, li), Branch(ro, ri), "add") for lo, li, ro, ri in spec)
+
+
+#: NASNet-A, the paper's best cell (Fig. 4; TF-slim ``NasNetANormalCell``/``NasNetAReductionCell``).
+NASNET_A = Genotype(
+    normal=_cell(
+        [
+            ("sep_conv_5x5", 0, "sep_conv_3x3", 1),
+            ("sep_conv_5x5", 1, "sep_conv_3x3", 1),
+            ("avg_pool_3x3", 0, "identity", 1),
+            ("avg_pool_3x3", 1, "avg_pool_3x3", 1),
+            ("sep_conv_3x3", 0, "identity", 0),
+        ]
+    ),
+    normal_concat=(1, 2, 3, 4, 5, 6),
+    reduce=_cell(
+        [
+            ("sep_conv_5x5", 0, "sep_conv_7x7", 1),
+            ("max_pool_3x3", 0, "sep_conv_7x7", 1),
+            ("avg_pool_3x3", 0, "sep_conv_5x5", 1),
+            ("identity", 3, "avg_pool_3x3", 2),
+            ("sep_conv_3x3", 2, "max_pool_3x3", 0),
+        ]
+    ),
+    reduce_concat=(3, 4, 5, 6),
+    name="nasnet_a",
+)
+
+GENOTYPES: dict[str, Genotype] = {"nasnet_a": NASNET_A}
+
+
+def register_genotype(name: str, genotype: Genotype) -> None:
+    """Make ``genotype`` resolvable by ``name`` (e.g. in ``MODEL.NASNET.GENOTYPE``)."""
+    GENOTYPES[name] = genotype
+
+
+def get_genotype(name_or_path: str | os.PathLike | Genotype) -> Genotype:
+    """Resolve a registered name, a ``.json`` path, or pass a :class:`Genotype` through."""
+    if isinstance(name_or_path, Genotype):
+        return name_or_path
+    key = os.fspath(name_or_path)
+    if key in GENOTYPES:
+        return GENOTYPES[key]
+    if key.endswith(".json") or os.sep in key or Path(key).exists():
+        return Genotype.from_json(key)
+    raise ValueError(
+        f"unknown genotype {key!r}: expected a registered name ({', '.join(sorted(GENOTYPES))}) "
+        f"or a path to a .json file"
+    )

@@ -1,0 +1,304 @@
+"""The paper's 13 operations, TF-compatible "SAME" padding and the cells' plumbing layers.
+
+Every op is built by a factory with one signature, ``factory(c_in, c_out, stride, cfg)``, and maps
+an ``[N, c_in, H, W]`` tensor to ``[N, c_out, ceil(H / stride), ceil(W / stride)]``, exactly as
+TF-slim's ``nasnet_utils`` does (its SAME padding is asymmetric for stride 2; the published
+weights were trained with it, so the ports that carry them emulate it and so do we).
+The search space's vocabulary is this registry's keys.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = [
+    "OpConfig",
+    "OPS",
+    "OP_NAMES",
+    "build_op",
+    "same_pad_amounts",
+    "SameConv2d",
+    "SamePool2d",
+    "ReLUConvBN",
+    "SepConvBranch",
+    "FactorizedReduction",
+]
+
+
+@dataclass(frozen=True)
+class OpConfig:
+    """Settings shared by all ops of a network.
+
+    ``pool_pad``: how a stride-2 average pool treats TF SAME padding. ``"tf"`` excludes the padded
+    zeros from the average (TensorFlow's behaviour); ``"timm"`` counts them (timm's
+    ``nasnetalarge`` port, which is how its published weights are evaluated).
+    """
+
+    bn_eps: float = 1e-3
+    bn_momentum: float = 0.0003  # PyTorch's convention: 1 - TF's decay (0.9997)
+    pool_pad: str = "tf"
+
+    def __post_init__(self) -> None:
+        if self.pool_pad not in ("tf", "timm"):
+            raise ValueError(f"pool_pad must be 'tf' or 'timm', got {self.pool_pad!r}")
+
+    def bn(self, channels: int) -> nn.BatchNorm2d:
+        return nn.BatchNorm2d(channels, eps=self.bn_eps, momentum=self.bn_momentum)
+
+
+def same_pad_amounts(size: int, kernel: int, stride: int, dilation: int = 1) -> tuple[int, int]:
+    """TF SAME padding (before, after) along one axis: the extra pixel goes after."""
+    total = max((math.ceil(size / stride) - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
+    return total // 2, total - total // 2
+
+
+def _pair(v: int | tuple[int, int]) -> tuple[int, int]:
+    return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
+
+
+class SameConv2d(nn.Conv2d):
+    """``nn.Conv2d`` with TF SAME padding; no bias (every conv here is followed by BN).
+
+    Symmetric padding is passed to the convolution itself; only the asymmetric stride-2 case
+    pays for an explicit pad.
+    """
+
+    def __init__(
+        self,
+        c_in: int,
+        c_out: int,
+        kernel_size: int | tuple[int, int],
+        stride: int | tuple[int, int] = 1,
+        dilation: int = 1,
+        groups: int = 1,
+    ) -> None:
+        super().__init__(
+            c_in, c_out, kernel_size, stride, 0, dilation=dilation, groups=groups, bias=False
+        )
+        kh, kw = self.kernel_size
+        sh, sw = self.stride
+        # Static padding when SAME is symmetric for every input size (stride 1, odd kernel).
+        self._static = (
+            sh == 1
+            and sw == 1
+            and (dilation * (kh - 1)) % 2 == 0
+            and (dilation * (kw - 1)) % 2 == 0
+        )
+        if self._static:
+            self.padding = (dilation * (kh - 1) // 2, dilation * (kw - 1) // 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._static:
+            return super().forward(x)
+        ph = same_pad_amounts(x.shape[-2], self.kernel_size[0], self.stride[0], self.dilation[0])
+        pw = same_pad_amounts(x.shape[-1], self.kernel_size[1], self.stride[1], self.dilation[1])
+        if ph[0] == ph[1] and pw[0] == pw[1]:
+            return F.conv2d(
+                x, self.weight, None, self.stride, (ph[0], pw[0]), self.dilation, self.groups
+            )
+        x = F.pad(x, (pw[0], pw[1], ph[0], ph[1]))
+        return F.conv2d(x, self.weight, None, self.stride, 0, self.dilation, self.groups)
+
+
+class SamePool2d(nn.Module):
+    """Max or average pooling with TF SAME padding (padding never counted in TF mode).
+
+    The asymmetric stride-2 case (one more padded pixel after than before) is computed without a
+    padded copy: ``ceil_mode`` lets the last window run one pixel past the edge, and PyTorch
+    averages over the pixels inside the input only, exactly as TensorFlow does.
+    """
+
+    def __init__(self, kind: str, kernel_size: int, stride: int, count_pad: bool = False) -> None:
+        super().__init__()
+        if kind not in ("max", "avg"):
+            raise ValueError(f"pool kind must be 'max' or 'avg', got {kind!r}")
+        self.kind, self.k, self.stride, self.count_pad = kind, kernel_size, stride, count_pad
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        k, s = self.k, self.stride
+        ph = same_pad_amounts(x.shape[-2], k, s)
+        pw = same_pad_amounts(x.shape[-1], k, s)
+        if self.kind == "avg" and self.count_pad:
+            # timm's port: explicit zero padding, every window divided by k * k.
+            x = F.pad(x, (pw[0], pw[1], ph[0], ph[1]))
+            return F.avg_pool2d(x, k, s, 0, False, True)
+        sym_h, sym_w = ph[0] == ph[1], pw[0] == pw[1]
+        if sym_h == sym_w:
+            # Both symmetric: plain padding. Both one pixel heavier after: ceil_mode.
+            ceil = not sym_h
+            if self.kind == "max":
+                return F.max_pool2d(x, k, s, (ph[0], pw[0]), ceil_mode=ceil)
+            return F.avg_pool2d(x, k, s, (ph[0], pw[0]), ceil_mode=ceil, count_include_pad=False)
+        # One axis symmetric, the other not (non-square inputs): pad explicitly.
+        pad = (pw[0], pw[1], ph[0], ph[1])
+        if self.kind == "max":
+            return F.max_pool2d(F.pad(x, pad, value=-math.inf), k, s, 0)
+        ones = F.pad(torch.ones_like(x[:1, :1]), pad)
+        return F.avg_pool2d(F.pad(x, pad), k, s, 0) / F.avg_pool2d(ones, k, s, 0)
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.kind}, kernel_size={self.k}, stride={self.stride}, count_pad={self.count_pad}"
+        )
+
+
+class ReLUConvBN(nn.Sequential):
+    """ReLU, convolution (SAME), batch norm: TF-slim's building block."""
+
+    def __init__(
+        self,
+        c_in: int,
+        c_out: int,
+        kernel_size: int | tuple[int, int],
+        stride: int | tuple[int, int],
+        cfg: OpConfig,
+        dilation: int = 1,
+    ) -> None:
+        super().__init__()
+        self.relu = nn.ReLU()
+        self.conv = SameConv2d(c_in, c_out, kernel_size, stride, dilation)
+        self.bn = cfg.bn(c_out)
+
+
+class SeparableConv(nn.Module):
+    """Depthwise then pointwise convolution (TF ``separable_conv2d`` with depth multiplier 1)."""
+
+    def __init__(self, c_in: int, c_out: int, kernel_size: int, stride: int) -> None:
+        super().__init__()
+        self.depthwise = SameConv2d(c_in, c_in, kernel_size, stride, groups=c_in)
+        self.pointwise = nn.Conv2d(c_in, c_out, 1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pointwise(self.depthwise(x))
+
+
+class SepConvBranch(nn.Module):
+    """NASNet's separable op: (ReLU, separable conv, BN) twice; only the first one strides."""
+
+    def __init__(self, c_in: int, c_out: int, kernel_size: int, stride: int, cfg: OpConfig):
+        super().__init__()
+        self.sep1 = SeparableConv(c_in, c_out, kernel_size, stride)
+        self.bn1 = cfg.bn(c_out)
+        self.sep2 = SeparableConv(c_out, c_out, kernel_size, 1)
+        self.bn2 = cfg.bn(c_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.bn1(self.sep1(F.relu(x)))
+        return self.bn2(self.sep2(F.relu(x)))
+
+
+class ConvPair(nn.Module):
+    """ReLU, 1xk conv, kx1 conv, BN (the paper's "1x7 then 7x1" family)."""
+
+    def __init__(self, c_in: int, c_out: int, k: int, stride: int, cfg: OpConfig) -> None:
+        super().__init__()
+        self.conv1 = SameConv2d(c_in, c_out, (1, k), (1, stride))
+        self.conv2 = SameConv2d(c_out, c_out, (k, 1), (stride, 1))
+        self.bn = cfg.bn(c_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn(self.conv2(self.conv1(F.relu(x))))
+
+
+class PoolBranch(nn.Module):
+    """Pooling (SAME); a 1x1 conv and BN follow when channels must change, as in TF-slim."""
+
+    def __init__(self, kind: str, k: int, c_in: int, c_out: int, stride: int, cfg: OpConfig):
+        super().__init__()
+        count_pad = kind == "avg" and stride > 1 and cfg.pool_pad == "timm"
+        self.pool = SamePool2d(kind, k, stride, count_pad=count_pad)
+        if c_in != c_out:
+            self.conv = nn.Conv2d(c_in, c_out, 1, bias=False)
+            self.bn = cfg.bn(c_out)
+        else:
+            self.conv = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pool(x)
+        if self.conv is not None:
+            x = self.bn(self.conv(x))
+        return x
+
+
+class Identity(nn.Identity):
+    """The paper's identity; marked so ScheduledDropPath leaves it untouched."""
+
+    is_identity = True
+
+
+def _identity(c_in: int, c_out: int, stride: int, cfg: OpConfig) -> nn.Module:
+    # TF-slim: a strided or channel-changing identity becomes ReLU, 1x1 conv, BN.
+    if stride > 1 or c_in != c_out:
+        return ReLUConvBN(c_in, c_out, 1, stride, cfg)
+    return Identity()
+
+
+OpFactory = Callable[[int, int, int, OpConfig], nn.Module]
+
+OPS: dict[str, OpFactory] = {
+    "identity": _identity,
+    "conv_1x3_3x1": lambda ci, co, s, cfg: ConvPair(ci, co, 3, s, cfg),
+    "conv_1x7_7x1": lambda ci, co, s, cfg: ConvPair(ci, co, 7, s, cfg),
+    "dil_conv_3x3": lambda ci, co, s, cfg: ReLUConvBN(ci, co, 3, s, cfg, dilation=2),
+    "avg_pool_3x3": lambda ci, co, s, cfg: PoolBranch("avg", 3, ci, co, s, cfg),
+    "max_pool_3x3": lambda ci, co, s, cfg: PoolBranch("max", 3, ci, co, s, cfg),
+    "max_pool_5x5": lambda ci, co, s, cfg: PoolBranch("max", 5, ci, co, s, cfg),
+    "max_pool_7x7": lambda ci, co, s, cfg: PoolBranch("max", 7, ci, co, s, cfg),
+    "conv_1x1": lambda ci, co, s, cfg: ReLUConvBN(ci, co, 1, s, cfg),
+    "conv_3x3": lambda ci, co, s, cfg: ReLUConvBN(ci, co, 3, s, cfg),
+    "sep_conv_3x3": lambda ci, co, s, cfg: SepConvBranch(ci, co, 3, s, cfg),
+    "sep_conv_5x5": lambda ci, co, s, cfg: SepConvBranch(ci, co, 5, s, cfg),
+    "sep_conv_7x7": lambda ci, co, s, cfg: SepConvBranch(ci, co, 7, s, cfg),
+}
+
+#: The 13 op names of the paper's search space, in a fixed order (the search encodes by index).
+OP_NAMES: tuple[str, ...] = tuple(OPS)
+
+
+def build_op(name: str, c_in: int, c_out: int, stride: int, cfg: OpConfig) -> nn.Module:
+    """Instantiate op ``name``; unknown names raise a ``ValueError`` listing the known ones."""
+    try:
+        factory = OPS[name]
+    except KeyError:
+        raise ValueError(f"unknown op {name!r}; expected one of {', '.join(OP_NAMES)}") from None
+    return factory(c_in, c_out, stride, cfg)
+
+
+class FactorizedReduction(nn.Module):
+    """TF-slim ``factorized_reduction``: halve the resolution without losing half the pixels.
+
+    Two 1x1 convolutions see the even and the odd pixel grid (the second shifted by one, with a
+    zero row and column added after the end) and are concatenated, then batch-normed. With
+    ``stride=1`` it is a plain 1x1 convolution and BN. ``relu`` applies TF's leading ReLU.
+    """
+
+    def __init__(self, c_in: int, c_out: int, cfg: OpConfig, stride: int = 2, relu: bool = True):
+        super().__init__()
+        self.stride, self.relu = stride, relu
+        if stride == 1:
+            self.conv = nn.Conv2d(c_in, c_out, 1, bias=False)
+        else:
+            self.path1 = nn.Conv2d(c_in, c_out // 2, 1, bias=False)
+            self.path2 = nn.Conv2d(c_in, c_out - c_out // 2, 1, bias=False)
+        self.bn = cfg.bn(c_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.relu:
+            x = F.relu(x)
+        if self.stride == 1:
+            return self.bn(self.conv(x))
+        p1 = self.path1(x[:, :, ::2, ::2])
+        # Shifted grid: pixels 1, 3, 5, ...; for an odd size TF's zero padding after the end
+        # supplies the last one.
+        shifted = x[:, :, 1::2, 1::2]
+        h, w = p1.shape[-2:]
+        if shifted.shape[-2] != h or shifted.shape[-1] != w:
+            shifted = F.pad(shifted, (0, w - shifted.shape[-1], 0, h - shifted.shape[-2]))
+        p2 = self.path2(shifted)
+        return self.bn(torch.cat([p1, p2], 1))

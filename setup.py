@@ -1,0 +1,24 @@
+"""Installs nasnet_det and maps the top-level search/ folder to nasnet_det.search.
+
+Detectron2 does the same for its projects/ folders: the search code stays at the repository's top
+level where users look for it, yet imports as one installed package, so nothing depends on the
+current directory or on sys.path edits.
+"""
+
+from setuptools import find_packages, setup
+
+packages = find_packages(include=["nasnet_det", "nasnet_det.*"])
+search_packages = ["nasnet_det.search"] + [
+    "nasnet_det.search." + p for p in find_packages(where="search")
+]
+
+setup(
+    name="nasnet-det",
+    version="0.1.0",
+    description="NASNet (Zoph et al., CVPR 2018): cell search, exact networks, Detectron2 backbone",
+    python_requires=">=3.10",
+    packages=packages + search_packages,
+    package_dir={"nasnet_det.search": "search"},
+    package_data={"nasnet_det": ["genotypes/*.json"]},
+    install_requires=["torch", "torchvision", "numpy", "pyyaml", "tqdm"],
+)

@@ -1,0 +1,166 @@
+"""Import published NASNet weights into :func:`nasnet_det.build_nasnet` models.
+
+Each source (a reference port, or our own checkpoints) lives in its own module exposing
+``ARCHS`` (the architecture names it knows) and ``convert(state_dict, arch) -> Converted``.
+Checkpoint files are read without unpickling arbitrary objects (``weights_only=True``) unless the
+caller opts in, and written atomically as ``.pth`` (Detectron2's ``{"model": ...}`` layout) or
+``.safetensors``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = [
+    "Converted",
+    "SOURCES",
+    "convert_state_dict",
+    "load_state_dict_file",
+    "save_checkpoint",
+    "check_against_model",
+    "unwrap_state_dict",
+]
+
+#: source name -> module implementing it.
+SOURCES: dict[str, str] = {
+    "timm": "nasnet_det.convert.timm",
+    "pretrainedmodels": "nasnet_det.convert.pretrainedmodels",
+    "nasnet_det": "nasnet_det.convert.ours",
+}
+
+
+@dataclass
+class Converted:
+    """A state dict in our layout plus the builder call that accepts it."""
+
+    state_dict: dict[str, torch.Tensor]
+    preset: str
+    overrides: dict[str, Any] = field(default_factory=dict)
+    source: str = ""
+
+    def build_model(self):
+        from nasnet_det.nasnet import build_nasnet
+
+        return build_nasnet(self.preset, **self.overrides)
+
+    def meta(self) -> dict[str, Any]:
+        return {"preset": self.preset, "overrides": self.overrides, "source": self.source}
+
+
+def _source_module(source: str):
+    if source not in SOURCES:
+        raise ValueError(f"unknown weight source {source!r}; expected one of {', '.join(SOURCES)}")
+    try:
+        return importlib.import_module(SOURCES[source])
+    except ModuleNotFoundError as e:  # pragma: no cover - depends on what is installed
+        raise ValueError(f"weight source {source!r} is not available: {e}") from None
+
+
+def convert_state_dict(source: str, arch: str, state_dict: dict[str, torch.Tensor]) -> Converted:
+    """Map ``state_dict`` of ``source``'s ``arch`` to our layout (errors name the bad keys)."""
+    mod = _source_module(source)
+    if arch not in mod.ARCHS:
+        raise ValueError(
+            f"unknown architecture {arch!r} for source {source!r}; expected one of "
+            f"{', '.join(mod.ARCHS)}"
+        )
+    out = mod.convert(state_dict, arch)
+    out.source = f"{source}:{arch}"
+    return out
+
+
+def load_state_dict_file(path: str | os.PathLike, allow_pickle: bool = False) -> dict[str, Any]:
+    """Read a ``.pth``/``.pt``/``.bin`` or ``.safetensors`` file into a dict.
+
+    Pickled objects other than tensors and plain containers are refused unless ``allow_pickle``
+    (only for files you trust: unpickling runs code).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"checkpoint {str(path)!r} does not exist")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            return dict(load_file(str(path)))
+        except Exception as e:
+            raise ValueError(
+                f"checkpoint {str(path)!r} is not a valid safetensors file: {e}"
+            ) from None
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=not allow_pickle)
+    except pickle.UnpicklingError as e:
+        raise ValueError(
+            f"checkpoint {str(path)!r} holds pickled objects beyond tensors and plain containers; "
+            f"refusing to unpickle it. Re-run with --allow-pickle only if you trust the file "
+            f"({str(e).splitlines()[0]})"
+        ) from None
+    except Exception as e:
+        raise ValueError(f"checkpoint {str(path)!r} could not be read: {e}") from None
+    if not isinstance(obj, dict):
+        raise ValueError(f"checkpoint {str(path)!r}: expected a dict, got {type(obj).__name__}")
+    return obj
+
+
+def unwrap_state_dict(obj: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """Accept a bare state dict or one nested under ``model``/``state_dict``/``model_ema``."""
+    for key in ("model", "state_dict"):
+        if key in obj and isinstance(obj[key], dict):
+            obj = obj[key]
+            break
+    sd = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    if not sd:
+        raise ValueError("checkpoint holds no tensors (expected a state dict)")
+    # DataParallel / DistributedDataParallel prefixes
+    if all(k.startswith("module.") for k in sd):
+        sd = {k[len("module.") :]: v for k, v in sd.items()}
+    return sd
+
+
+def check_against_model(state_dict: dict[str, torch.Tensor], model: torch.nn.Module, what: str):
+    """Raise one ``ValueError`` listing missing, unexpected and mis-shaped keys."""
+    target = model.state_dict()
+    missing = sorted(set(target) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(target))
+    shapes = sorted(
+        f"{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(target[k].shape)}"
+        for k in set(target) & set(state_dict)
+        if state_dict[k].shape != target[k].shape
+    )
+    if missing or unexpected or shapes:
+        parts = []
+        for name, items in (("missing", missing), ("unexpected", unexpected), ("shape", shapes)):
+            if items:
+                more = f" (+{len(items) - 5} more)" if len(items) > 5 else ""
+                parts.append(f"{len(items)} {name}: {', '.join(items[:5])}{more}")
+        raise ValueError(f"{what} does not match the architecture: " + "; ".join(parts))
+
+
+def save_checkpoint(
+    path: str | os.PathLike, state_dict: dict[str, torch.Tensor], meta: dict[str, Any]
+) -> None:
+    """Write atomically: ``.safetensors`` (meta as JSON metadata) or ``.pth``
+    ``{"model": state_dict, "meta": meta}``, loadable with ``weights_only=True``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import save_file
+
+            tensors = {k: v.contiguous() for k, v in state_dict.items()}
+            save_file(tensors, str(tmp), metadata={"meta": json.dumps(meta)})
+        else:
+            torch.save({"model": state_dict, "meta": meta}, tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()

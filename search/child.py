@@ -1,0 +1,169 @@
+"""Training one child network and turning every outcome into a result record.
+
+:func:`run_child` is what a worker executes (a local process or a Ray task): it resolves the
+training function, trains, and returns a plain dict whatever happens, so a child that raises,
+diverges to NaN or runs out of memory is recorded as ``failed`` and the search goes on.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from nasnet_det.genotypes import Genotype
+
+__all__ = ["train_child", "run_child", "resolve_train_fn", "CHILD_DEFAULTS"]
+
+#: The proxy training of a child (the ``child:`` config section). Paper: N = 2, 20 epochs,
+#: cosine schedule; the remaining values follow TF-slim's CIFAR recipe.
+CHILD_DEFAULTS: dict[str, Any] = {
+    "num_cells": 2,  # N, normal cells per stack
+    "num_conv_filters": 32,
+    "stem_multiplier": 3.0,
+    "drop_path_keep_prob": 1.0,  # off for 20-epoch proxies
+    "epochs": 20,
+    "batch_size": 32,
+    "eval_batch_size": 500,
+    "lr": 0.025,
+    "momentum": 0.9,
+    "weight_decay": 5e-4,
+    "schedule": "cosine",  # or "constant"
+    "grad_clip": 5.0,
+    "deterministic": True,
+}
+
+_DATA_CACHE: dict[str, Any] = {}
+
+TrainFn = Callable[[Genotype, dict, dict, int], dict]
+
+
+def _data(data_cfg: dict) -> Any:
+    from nasnet_det.search.data import load_dataset
+
+    key = repr(sorted(data_cfg.items()))
+    if key not in _DATA_CACHE:
+        _DATA_CACHE.clear()
+        _DATA_CACHE[key] = load_dataset(**data_cfg)
+    return _DATA_CACHE[key]
+
+
+def train_child(genotype: Genotype, child_cfg: dict, data_cfg: dict, seed: int) -> dict:
+    """Train the CIFAR-style NASNet of ``genotype`` on the proxy; ``{"reward", "params"}``.
+
+    Reward: top-1 accuracy on the held-out split. Raises ``FloatingPointError`` when the loss
+    turns NaN or infinite.
+    """
+    from nasnet_det.nasnet import build_nasnet
+
+    cfg = {**CHILD_DEFAULTS, **child_cfg}
+    (xt, yt), (xv, yv) = _data(data_cfg)
+    torch.manual_seed(seed)
+    model = build_nasnet(
+        "nasnet_a_cifar",
+        genotype=genotype,
+        num_cells=cfg["num_cells"],
+        num_conv_filters=cfg["num_conv_filters"],
+        stem_multiplier=cfg["stem_multiplier"],
+        num_classes=int(max(int(yt.max()), int(yv.max())) + 1),
+        use_aux_head=False,
+        drop_path_keep_prob=cfg["drop_path_keep_prob"],
+        image_size=int(xt.shape[-1]),
+    )
+    params = sum(p.numel() for p in model.parameters())
+    opt = torch.optim.SGD(
+        model.parameters(),
+        lr=cfg["lr"],
+        momentum=cfg["momentum"],
+        weight_decay=cfg["weight_decay"],
+        nesterov=True,
+    )
+    bs = cfg["batch_size"]
+    steps_per_epoch = max(1, math.ceil(len(xt) / bs))
+    total = cfg["epochs"] * steps_per_epoch
+    gen = torch.Generator().manual_seed(seed)
+    step = 0
+    model.train()
+    for _ in range(cfg["epochs"]):
+        perm = torch.randperm(len(xt), generator=gen)
+        for i in range(steps_per_epoch):
+            idx = perm[i * bs : (i + 1) * bs]
+            if cfg["schedule"] == "cosine":
+                lr = 0.5 * cfg["lr"] * (1 + math.cos(math.pi * step / total))
+                for g in opt.param_groups:
+                    g["lr"] = lr
+            model.set_drop_path_progress(step / total)
+            loss = F.cross_entropy(model(xt[idx]), yt[idx])
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"loss is {loss.item()} at step {step}")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg["grad_clip"]:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg["grad_clip"])
+            opt.step()
+            step += 1
+    model.eval()
+    correct = 0
+    with torch.no_grad():
+        for i in range(0, len(xv), cfg["eval_batch_size"]):
+            logits = model(xv[i : i + cfg["eval_batch_size"]])
+            correct += int((logits.argmax(1) == yv[i : i + cfg["eval_batch_size"]]).sum())
+    return {"reward": correct / len(xv), "params": params}
+
+
+def resolve_train_fn(spec: str | Callable) -> TrainFn:
+    """``"package.module:function"`` (or a callable, passed through)."""
+    if callable(spec):
+        return spec
+    if not isinstance(spec, str) or ":" not in spec:
+        raise ValueError(f"execution.train_fn must be 'module:function', got {spec!r}")
+    mod, fn = spec.split(":", 1)
+    try:
+        return getattr(importlib.import_module(mod), fn)
+    except (ImportError, AttributeError) as e:
+        raise ValueError(f"execution.train_fn {spec!r} cannot be imported: {e}") from None
+
+
+def worker_init(num_threads: int = 1) -> None:
+    torch.set_num_threads(num_threads)
+
+
+def run_child(task: dict, train_fn: str | Callable | None = None) -> dict:
+    """Train one child described by ``task`` and return its result record (never raises).
+
+    ``task``: ``child_id``, ``genotype`` (dict), ``child`` and ``data`` config, ``seed``,
+    ``train_fn`` (dotted path), ``num_threads``.
+    """
+    torch.set_num_threads(task.get("num_threads", 1))
+    if task.get("child", {}).get("deterministic", True):
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    start = time.time()
+    rec: dict[str, Any] = {
+        "child_id": task["child_id"],
+        "reward": None,
+        "params": None,
+        "status": "ok",
+        "error": "",
+    }
+    try:
+        fn = resolve_train_fn(train_fn or task["train_fn"])
+        out = fn(Genotype.from_dict(task["genotype"]), task["child"], task["data"], task["seed"])
+        reward = float(out["reward"])
+        if not math.isfinite(reward):
+            raise FloatingPointError(f"reward is {reward}")
+        rec["reward"] = reward
+        rec["params"] = out.get("params")
+    except torch.OutOfMemoryError as e:
+        rec.update(status="failed", error=f"out of memory: {str(e).splitlines()[0]}")
+    except Exception as e:  # noqa: BLE001 - a child's failure must not stop the search
+        last = traceback.extract_tb(e.__traceback__)[-1:]
+        where = f" ({last[0].filename.rsplit('/', 1)[-1]}:{last[0].lineno})" if last else ""
+        rec.update(status="failed", error=f"{type(e).__name__}: {e}{where}"[:500])
+    rec["seconds"] = time.time() - start
+    return rec

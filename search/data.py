@@ -1,0 +1,138 @@
+"""Datasets the children train on: CIFAR-10 from a local folder, or scikit-learn's digits.
+
+Both return in-memory float tensors ``x [n, 3, S, S]`` (normalised) and int64 labels ``y [n]``
+for a train and a held-out validation split; the reward is accuracy on the latter.
+
+CIFAR-10 is read from torchvision's layout (``ROOT/cifar-10-batches-py/data_batch_1..5``); the
+50k training images are split 45k/5k with a fixed permutation, as in the paper. The batches are
+Python pickles, so they are read with an unpickler that only admits numpy arrays (no code runs).
+The digits dataset (1,797 8x8 images, shipped inside scikit-learn) is upscaled to ``S`` px and
+copied to three channels: a search on it runs anywhere with no download.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+__all__ = ["load_dataset", "DATASETS", "CIFAR_FILES"]
+
+CIFAR_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
+_CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
+_CIFAR_STD = (0.2470, 0.2435, 0.2616)
+
+DATASETS = ("cifar10", "digits")
+
+
+class _NumpyOnlyUnpickler(pickle.Unpickler):
+    _ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+        ("_codecs", "encode"),
+    }
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in self._ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+
+
+def _cifar_dir(root: str | os.PathLike) -> Path:
+    root = Path(root)
+    d = root if root.name == "cifar-10-batches-py" else root / "cifar-10-batches-py"
+    if not d.is_dir():
+        raise ValueError(
+            f"CIFAR-10 folder {str(d)!r} does not exist; expected torchvision's "
+            f"layout ROOT/cifar-10-batches-py/data_batch_1..5"
+        )
+    missing = [f for f in CIFAR_FILES if not (d / f).is_file()]
+    if missing:
+        raise ValueError(f"CIFAR-10 folder {str(d)!r} is incomplete: missing {missing}")
+    return d
+
+
+def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        raw = _NumpyOnlyUnpickler(io.BytesIO(path.read_bytes()), encoding="latin1").load()
+        data = np.asarray(raw["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+        labels = np.asarray(raw["labels"], dtype=np.int64)
+    except Exception as e:  # noqa: BLE001 - any failure means the file is not a CIFAR batch
+        raise ValueError(
+            f"CIFAR-10 batch {str(path)!r} is corrupt or not a CIFAR batch: {e}"
+        ) from None
+    if len(labels) != len(data):
+        raise ValueError(f"CIFAR-10 batch {str(path)!r}: {len(data)} images, {len(labels)} labels")
+    return data, labels
+
+
+def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
+    if x.shape[-1] == size:
+        return x
+    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+
+
+def _split(
+    n: int, train_size: int, val_size: int, seed: int, what: str
+) -> tuple[np.ndarray, np.ndarray]:
+    if train_size < 1 or val_size < 1 or train_size + val_size > n:
+        raise ValueError(
+            f"{what}: train_size + val_size must be positive and at most {n}, got "
+            f"{train_size} + {val_size}"
+        )
+    perm = np.random.default_rng(seed).permutation(n)
+    # The validation images are fixed by the seed whatever the train subset size.
+    return perm[val_size : val_size + train_size], perm[:val_size]
+
+
+def load_dataset(
+    name: str,
+    root: str | None = None,
+    image_size: int = 32,
+    train_size: int | None = None,
+    val_size: int | None = None,
+    split_seed: int = 0,
+) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+    """``((x_train, y_train), (x_val, y_val))`` for ``name`` in :data:`DATASETS`."""
+    if name == "cifar10":
+        if not root:
+            raise ValueError(
+                "data.root: the CIFAR-10 dataset needs the folder holding cifar-10-batches-py"
+            )
+        d = _cifar_dir(root)
+        parts = [_read_cifar_batch(d / f) for f in CIFAR_FILES]
+        images = np.concatenate([p[0] for p in parts])
+        labels = np.concatenate([p[1] for p in parts])
+        x = torch.from_numpy(images).float().div_(255.0)
+        mean = torch.tensor(_CIFAR_MEAN).view(1, 3, 1, 1)
+        std = torch.tensor(_CIFAR_STD).view(1, 3, 1, 1)
+        x = (x - mean) / std
+        tr, va = _split(len(x), train_size or 45000, val_size or 5000, split_seed, "cifar10")
+    elif name == "digits":
+        from sklearn.datasets import load_digits
+
+        ds = load_digits()
+        x = torch.from_numpy(ds.images.astype(np.float32) / 16.0)[:, None]
+        x = (x - 0.5) / 0.5
+        x = x.expand(-1, 3, -1, -1).contiguous()
+        labels = ds.target.astype(np.int64)
+        tr, va = _split(len(x), train_size or 1497, val_size or 300, split_seed, "digits")
+    else:
+        raise ValueError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
+    y = torch.from_numpy(labels)
+    tr_t, va_t = torch.from_numpy(tr), torch.from_numpy(va)
+    # Resize only the selected images (the CIFAR subsets of proxies are small).
+    return (
+        (_resize(x[tr_t], image_size), y[tr_t]),
+        (_resize(x[va_t], image_size), y[va_t]),
+    )

@@ -1,0 +1,143 @@
+"""Where children train: in-process, local worker processes (default) or a Ray cluster.
+
+An executor takes a list of child tasks and yields their result records as they finish (in any
+order). Failures inside a child are caught by :func:`~nasnet_det.search.child.run_child`; a
+worker process that dies (killed, out of memory) fails its children here instead.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any
+
+from nasnet_det.search.child import run_child, worker_init
+
+__all__ = ["build_executor", "InlineExecutor", "LocalExecutor", "RayExecutor", "BACKENDS"]
+
+BACKENDS = ("local", "ray")
+
+
+def _died(task: dict, why: str) -> dict[str, Any]:
+    return {
+        "child_id": task["child_id"],
+        "reward": None,
+        "params": None,
+        "status": "failed",
+        "error": why,
+        "seconds": None,
+    }
+
+
+class InlineExecutor:
+    """Children run one after another in this process (``num_workers: 0``; also accepts a
+    training callable, which worker processes cannot)."""
+
+    def __init__(self, train_fn: Callable | None = None) -> None:
+        self.train_fn = train_fn
+
+    def run(self, tasks: Sequence[dict]) -> Iterator[dict]:
+        for t in tasks:
+            yield run_child(t, self.train_fn)
+
+    def close(self) -> None:
+        pass
+
+
+class LocalExecutor:
+    """A pool of ``num_workers`` spawned processes (one torch thread each), kept across rounds."""
+
+    def __init__(self, num_workers: int) -> None:
+        self.num_workers = num_workers
+        self.pool: ProcessPoolExecutor | None = None
+
+    def _pool(self) -> ProcessPoolExecutor:
+        if self.pool is None:
+            self.pool = ProcessPoolExecutor(
+                self.num_workers, mp_context=mp.get_context("spawn"), initializer=worker_init
+            )
+        return self.pool
+
+    def run(self, tasks: Sequence[dict]) -> Iterator[dict]:
+        attempts = {t["child_id"]: 0 for t in tasks}
+        pending = list(tasks)
+        while pending:
+            pool = self._pool()
+            futures = {pool.submit(run_child, t): t for t in pending}
+            pending = []
+            while futures:
+                done, _ = wait(futures, return_when=FIRST_COMPLETED)
+                for f in done:
+                    t = futures.pop(f)
+                    try:
+                        yield f.result()
+                    except BrokenProcessPool:
+                        # Which child killed the worker is unknown: retry each once, then fail.
+                        attempts[t["child_id"]] += 1
+                        if attempts[t["child_id"]] >= 2:
+                            yield _died(t, "worker process died (killed, e.g. out of memory)")
+                        else:
+                            pending.append(t)
+            if pending:
+                self.pool.shutdown(wait=False, cancel_futures=True)
+                self.pool = None
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool = None
+
+
+class RayExecutor:
+    """Children as Ray tasks (one CPU each). ``address``: an existing cluster (``"auto"`` or
+    ``"ray://host:10001"``); ``None`` starts a local Ray with ``num_workers`` CPUs."""
+
+    def __init__(self, num_workers: int, address: str | None = None) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise ValueError("the ray backend needs Ray: pip install ray") from None
+        self.ray = ray
+        self.started = False
+        if not ray.is_initialized():
+            kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+            if address:
+                kwargs["address"] = address
+            else:
+                kwargs["num_cpus"] = max(1, num_workers)
+            ray.init(**kwargs)
+            self.started = True
+        self.remote = ray.remote(num_cpus=1, max_retries=0)(run_child)
+
+    def run(self, tasks: Sequence[dict]) -> Iterator[dict]:
+        refs = {self.remote.remote(t): t for t in tasks}
+        while refs:
+            done, _ = self.ray.wait(list(refs), num_returns=1)
+            for r in done:
+                t = refs.pop(r)
+                try:
+                    yield self.ray.get(r)
+                except self.ray.exceptions.RayError as e:
+                    yield _died(t, f"ray task failed: {type(e).__name__}: {str(e)[:300]}")
+
+    def close(self) -> None:
+        if self.started:
+            self.ray.shutdown()
+            self.started = False
+
+
+def build_executor(
+    backend: str, num_workers: int, address: str | None = None, train_fn: Callable | None = None
+):
+    """``local`` with ``num_workers: 0`` (or a training callable) runs in-process."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
+    if backend == "ray":
+        if train_fn is not None and callable(train_fn):
+            raise ValueError("the ray backend needs execution.train_fn as 'module:function'")
+        return RayExecutor(num_workers, address)
+    if num_workers == 0 or callable(train_fn):
+        return InlineExecutor(train_fn if callable(train_fn) else None)
+    return LocalExecutor(num_workers)

@@ -1,0 +1,265 @@
+"""What a search leaves behind: leaderboard, best genotype, reward plot and cell diagrams.
+
+Every file is written to a temporary name and renamed, so a kill never leaves half a file.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from nasnet_det.genotypes import Genotype
+
+__all__ = ["write_outputs", "best_child", "write_leaderboard", "plot_rewards", "draw_genotype"]
+
+LEADERBOARD_COLUMNS = (
+    "rank",
+    "child_id",
+    "reward",
+    "status",
+    "phase",
+    "round",
+    "params",
+    "seconds",
+    "duplicate_of",
+    "error",
+    "genotype",
+)
+
+
+def _atomic_write(path: Path, data: bytes | str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(data.encode() if isinstance(data, str) else data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def best_child(children: Sequence[dict]) -> dict | None:
+    """The best successful child; standalone-trained children outrank shared-weight scores."""
+    ok = [c for c in children if c["status"] in ("ok", "duplicate") and c["reward"] is not None]
+    standalone = [c for c in ok if c["phase"] == "standalone"]
+    pool = standalone or ok
+    if not pool:
+        return None
+    return min(pool, key=lambda c: (-c["reward"], c["child_id"]))
+
+
+def write_leaderboard(path: Path, children: Sequence[dict]) -> None:
+    """One row per finished child, best first (failed children last)."""
+    rows = sorted(
+        children, key=lambda c: (c["reward"] is None, -(c["reward"] or 0.0), c["child_id"])
+    )
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(LEADERBOARD_COLUMNS)
+    for rank, c in enumerate(rows, 1):
+        w.writerow([rank] + ["" if c.get(k) is None else c.get(k) for k in LEADERBOARD_COLUMNS[1:]])
+    _atomic_write(path, buf.getvalue())
+
+
+def write_outputs(out: Path, children: Sequence[dict], cfg: dict, final: bool) -> dict | None:
+    """Leaderboard and best genotype after every round; plot and diagrams at the end."""
+    write_leaderboard(out / "leaderboard.csv", children)
+    best = best_child(children)
+    if best is not None:
+        g = Genotype.from_dict(json.loads(best["genotype"]))
+        name = f"search_{cfg['strategy']['name']}_child{best['child_id']}"
+        g = Genotype(g.normal, g.normal_concat, g.reduce, g.reduce_concat, name=name)
+        g.to_json(out / "best_genotype.json")
+        summary = {
+            "best_child_id": best["child_id"],
+            "best_reward": best["reward"],
+            "num_children": len(children),
+            "strategy": cfg["strategy"]["name"],
+            "mode": cfg["mode"],
+            "failed": sum(c["status"] == "failed" for c in children),
+        }
+        _atomic_write(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    if final and cfg["outputs"]["plot"]:
+        plot_rewards([out], out / "rewards.png")
+    if final and best is not None and cfg["outputs"]["diagrams"]:
+        draw_genotype(g, out / "cell")
+    return best
+
+
+def _load_curve(run_dir: Path) -> tuple[str, list[int], list[float | None]]:
+    """Label and per-child rewards of a finished search folder (from its leaderboard)."""
+    with open(run_dir / "leaderboard.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    rows = [
+        r
+        for r in rows
+        if r["phase"] != "standalone" or not any(q["phase"] == "shared" for q in rows)
+    ]
+    rows.sort(key=lambda r: int(r["child_id"]))
+    label = run_dir.name
+    summary = run_dir / "summary.json"
+    if summary.is_file():
+        s = json.loads(summary.read_text())
+        label = f"{s['strategy']}{' (weight sharing)' if s['mode'] == 'weight_sharing' else ''}"
+    ids = [int(r["child_id"]) for r in rows]
+    rewards = [float(r["reward"]) if r["reward"] not in ("", None) else None for r in rows]
+    return label, ids, rewards
+
+
+def plot_rewards(
+    run_dirs: Sequence[str | os.PathLike], path: str | os.PathLike, top_k: int = 1
+) -> Path:
+    """Reward of every child against its index, with each run's running best (the paper's
+    RL-versus-random figure when several runs are given). Writes PNG (``path``) atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, d in enumerate(run_dirs):
+        label, ids, rewards = _load_curve(Path(d))
+        col = colors[i % len(colors)]
+        xs = [x for x, r in zip(ids, rewards) if r is not None]
+        ys = [r for r in rewards if r is not None]
+        ax.scatter(xs, ys, s=8, alpha=0.35, color=col, linewidths=0)
+        best, run = [], float("-inf")
+        for r in rewards:
+            run = max(run, r if r is not None else float("-inf"))
+            best.append(run if run > float("-inf") else None)
+        ax.step(ids, best, where="post", color=col, lw=2, label=f"{label}: running best")
+    ax.set_xlabel("child (in proposal order)")
+    ax.set_ylabel("reward (held-out accuracy)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    _atomic_write(path, buf.getvalue())
+    return path
+
+
+_OP_LABELS = {
+    "identity": "identity",
+    "conv_1x3_3x1": "1x3 then 3x1\nconv",
+    "conv_1x7_7x1": "1x7 then 7x1\nconv",
+    "dil_conv_3x3": "3x3 dilated\nconv",
+    "avg_pool_3x3": "3x3 avg",
+    "max_pool_3x3": "3x3 max",
+    "max_pool_5x5": "5x5 max",
+    "max_pool_7x7": "7x7 max",
+    "conv_1x1": "1x1 conv",
+    "conv_3x3": "3x3 conv",
+    "sep_conv_3x3": "sep\n3x3",
+    "sep_conv_5x5": "sep\n5x5",
+    "sep_conv_7x7": "sep\n7x7",
+}
+
+_OP_COLORS = {"sep": "#f6d55c", "pool": "#7fb3d5", "identity": "#e0e0e0", "conv": "#f0a07a"}
+
+
+def _op_color(op: str) -> str:
+    if op.startswith("sep"):
+        return _OP_COLORS["sep"]
+    if "pool" in op:
+        return _OP_COLORS["pool"]
+    if op == "identity":
+        return _OP_COLORS["identity"]
+    return _OP_COLORS["conv"]
+
+
+def _draw_cell(ax, blocks, concat, title: str) -> None:
+    """The paper's Fig. 4 style: inputs h_i, h_{i-1} at the bottom, per block two op boxes and a
+    combiner, and the output concat at the top."""
+    from matplotlib.patches import FancyBboxPatch
+
+    nb = len(blocks)
+    width = max(4.0, 2.4 * nb)
+    ax.set_xlim(-0.5, width + 0.5)
+    ax.set_ylim(-0.6, 5.2)
+    ax.axis("off")
+    ax.set_title(title, fontsize=11)
+
+    def box(x, y, text, color, w=1.0, h=0.55):
+        ax.add_patch(
+            FancyBboxPatch(
+                (x - w / 2, y - h / 2),
+                w,
+                h,
+                boxstyle="round,pad=0.05",
+                fc=color,
+                ec="black",
+                lw=0.8,
+            )
+        )
+        ax.text(x, y, text, ha="center", va="center", fontsize=6.5)
+
+    pos = {0: (width * 0.3, 0.0), 1: (width * 0.7, 0.0)}
+    box(*pos[0], "h_i (prev)", "#cfe8cf", w=1.3)
+    box(*pos[1], "h_i-1", "#cfe8cf", w=1.3)
+    for k, b in enumerate(blocks):
+        xc = (k + 0.5) * width / nb
+        yo, yc = 1.6 + 0.9 * (k % 2), 2.6 + 0.9 * (k % 2)
+        for dx, br in ((-0.55, b.left), (0.55, b.right)):
+            sx, sy = pos[br.input]
+            ox = xc + dx
+            ax.annotate(
+                "",
+                xy=(ox, yo - 0.3),
+                xytext=(sx, sy + 0.3),
+                arrowprops={"arrowstyle": "->", "lw": 0.6, "color": "#555"},
+            )
+            box(ox, yo, _OP_LABELS.get(br.op, br.op), _op_color(br.op), w=1.0)
+            ax.annotate(
+                "",
+                xy=(xc, yc - 0.22),
+                xytext=(ox, yo + 0.3),
+                arrowprops={"arrowstyle": "->", "lw": 0.6, "color": "#555"},
+            )
+        box(xc, yc, "add" if b.combine == "add" else "concat", "#9ccc9c", w=0.8, h=0.4)
+        pos[k + 2] = (xc, yc)
+    box(width / 2, 4.7, "concat", "#f4b6c2", w=1.2, h=0.45)
+    for s in concat:
+        sx, sy = pos[s]
+        ax.annotate(
+            "",
+            xy=(width / 2, 4.45),
+            xytext=(sx, sy + 0.25),
+            arrowprops={"arrowstyle": "->", "lw": 0.6, "color": "#a33"},
+        )
+
+
+def draw_genotype(genotype: Genotype, stem: str | os.PathLike) -> list[Path]:
+    """Diagrams of the normal and reduction cell: ``<stem>_normal.png/.svg`` and
+    ``<stem>_reduction.png/.svg``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    stem = Path(stem)
+    written = []
+    for field, title in (("normal", "Normal Cell"), ("reduce", "Reduction Cell")):
+        blocks = getattr(genotype, field)
+        fig, ax = plt.subplots(figsize=(max(5.0, 2.0 * len(blocks)), 4.4), dpi=120)
+        _draw_cell(
+            ax,
+            blocks,
+            getattr(genotype, field + "_concat"),
+            f"{title}" + (f" ({genotype.name})" if genotype.name else ""),
+        )
+        fig.tight_layout()
+        suffix = "normal" if field == "normal" else "reduction"
+        for fmt in ("png", "svg"):
+            p = stem.with_name(f"{stem.name}_{suffix}.{fmt}")
+            buf = io.BytesIO()
+            fig.savefig(buf, format=fmt)
+            _atomic_write(p, buf.getvalue())
+            written.append(p)
+        plt.close(fig)
+    return written

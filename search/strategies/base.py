@@ -1,0 +1,99 @@
+"""The strategy interface: propose children, observe their rewards, checkpoint the state.
+
+The runner works in rounds: ``propose(n)`` returns ``n`` decision sequences, every child of the
+round is trained (in parallel), then ``observe`` receives all rewards in proposal order. A
+strategy is therefore synchronous, which makes a search reproducible for a fixed seed whatever
+order the workers finish in. ``state_dict`` must capture everything ``propose`` depends on,
+random generators included, so a resumed search proposes what the uninterrupted one would have.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from nasnet_det.search.space import Decisions, SearchSpace
+
+__all__ = ["Strategy", "STRATEGIES", "register_strategy", "build_strategy"]
+
+
+class Strategy:
+    """Base class. Subclasses set ``name`` and implement :meth:`propose` (and usually
+    :meth:`observe`, :meth:`state_dict`, :meth:`load_state_dict`).
+
+    ``batch_size`` is the number of children per round (PPO: the paper's minibatch of 20).
+    ``failed_reward`` is what a failed child (exception, NaN, out of memory) counts as.
+    """
+
+    name = "base"
+
+    def __init__(
+        self, space: SearchSpace, seed: int = 0, batch_size: int = 20, failed_reward: float = 0.0
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.space = space
+        self.seed = seed
+        self.batch_size = batch_size
+        self.failed_reward = failed_reward
+        self.rng = np.random.default_rng(seed)
+
+    def propose(self, n: int) -> list[Decisions]:
+        raise NotImplementedError
+
+    def observe(self, children: Sequence[Decisions], rewards: Sequence[float | None]) -> None:
+        """Rewards of the children of the last ``propose`` (``None`` for a failed child)."""
+
+    def reward_or_default(self, rewards: Sequence[float | None]) -> list[float]:
+        return [self.failed_reward if r is None else float(r) for r in rewards]
+
+    # State: a dict of Python scalars, lists, strings and tensors (saved with torch.save, loaded
+    # with weights_only=True). Subclasses extend both methods.
+    def state_dict(self) -> dict[str, Any]:
+        return {"rng": _rng_state(self.rng)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.rng.bit_generator.state = _rng_from_state(state["rng"])
+
+
+def _rng_state(rng: np.random.Generator) -> dict[str, Any]:
+    # PCG64's 128-bit integers are stored as strings: checkpoints hold only plain types.
+    st = rng.bit_generator.state
+    return {
+        "bit_generator": st["bit_generator"],
+        "state": str(st["state"]["state"]),
+        "inc": str(st["state"]["inc"]),
+        "has_uint32": int(st["has_uint32"]),
+        "uinteger": int(st["uinteger"]),
+    }
+
+
+def _rng_from_state(s: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "bit_generator": s["bit_generator"],
+        "state": {"state": int(s["state"]), "inc": int(s["inc"])},
+        "has_uint32": s["has_uint32"],
+        "uinteger": s["uinteger"],
+    }
+
+
+STRATEGIES: dict[str, type[Strategy]] = {}
+
+
+def register_strategy(cls: type[Strategy]) -> type[Strategy]:
+    """Class decorator: make ``cls`` available to configs as ``strategy.name: <cls.name>``."""
+    STRATEGIES[cls.name] = cls
+    return cls
+
+
+def build_strategy(name: str, space: SearchSpace, seed: int, **params: Any) -> Strategy:
+    """Instantiate a registered strategy; unknown names or parameters raise ``ValueError``."""
+    if name not in STRATEGIES:
+        raise ValueError(
+            f"unknown strategy {name!r}; expected one of {', '.join(sorted(STRATEGIES))}"
+        )
+    try:
+        return STRATEGIES[name](space, seed=seed, **params)
+    except TypeError as e:
+        raise ValueError(f"strategy {name!r}: bad parameters {sorted(params)}: {e}") from None

@@ -1,0 +1,63 @@
+"""Regularized (aging) evolution (Real et al., 2019), in synchronous rounds.
+
+Until ``population_size`` children have been observed, proposals are random. Afterwards each
+proposal picks ``sample_size`` members of the population at random, mutates the best of them in
+one decision, and each observed child joins the population while the oldest member leaves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from nasnet_det.search.space import Decisions, SearchSpace
+from nasnet_det.search.strategies.base import Strategy, register_strategy
+
+
+@register_strategy
+class RegularizedEvolution(Strategy):
+    name = "evolution"
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        seed: int = 0,
+        batch_size: int = 20,
+        failed_reward: float = 0.0,
+        population_size: int = 50,
+        sample_size: int = 10,
+    ) -> None:
+        super().__init__(space, seed, batch_size, failed_reward)
+        if population_size < 2 or not 1 <= sample_size <= population_size:
+            raise ValueError(
+                "evolution: need population_size >= 2 and 1 <= sample_size <= population_size"
+            )
+        self.population_size = population_size
+        self.sample_size = sample_size
+        self.population: list[tuple[Decisions, float]] = []  # oldest first
+
+    def propose(self, n: int) -> list[Decisions]:
+        out = []
+        for _ in range(n):
+            if len(self.population) < self.population_size:
+                out.append(self.space.sample(self.rng))
+                continue
+            idx = self.rng.choice(len(self.population), self.sample_size, replace=False)
+            parent = max((self.population[int(i)] for i in idx), key=lambda m: m[1])[0]
+            out.append(self.space.mutate(parent, self.rng))
+        return out
+
+    def observe(self, children: Sequence[Decisions], rewards: Sequence[float | None]) -> None:
+        for child, r in zip(children, self.reward_or_default(rewards)):
+            self.population.append((tuple(child), r))
+            if len(self.population) > self.population_size:
+                self.population.pop(0)  # aging: the oldest dies, not the worst
+
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        state["population"] = [[list(c), r] for c, r in self.population]
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.population = [(tuple(int(x) for x in c), float(r)) for c, r in state["population"]]

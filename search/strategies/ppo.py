@@ -1,0 +1,79 @@
+"""The paper's controller trained with Proximal Policy Optimization (Schulman et al., 2017).
+
+Defaults are the paper's: learning rate 0.00035, entropy weight 1e-5, EMA baseline decay 0.95,
+weights in [-0.1, 0.1], one update per minibatch of 20 architectures. The number of PPO epochs
+over a minibatch and the clip range are not given in the paper; 4 and 0.2 are the usual values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from nasnet_det.search.space import Decisions, SearchSpace
+from nasnet_det.search.strategies.base import register_strategy
+from nasnet_det.search.strategies.controller import ControllerStrategy
+
+__all__ = ["PPO", "ppo_clipped_loss"]
+
+
+def ppo_clipped_loss(
+    logp_new: torch.Tensor,
+    logp_old: torch.Tensor,
+    advantages: torch.Tensor,
+    entropy: torch.Tensor,
+    clip_eps: float = 0.2,
+    entropy_weight: float = 1e-5,
+) -> torch.Tensor:
+    """``-mean(min(rho A, clip(rho, 1 - eps, 1 + eps) A)) - entropy_weight mean(H)`` with
+    ``rho = exp(logp_new - logp_old)``; all inputs ``[n]``."""
+    ratio = torch.exp(logp_new - logp_old)
+    surrogate = torch.minimum(
+        ratio * advantages, ratio.clamp(1 - clip_eps, 1 + clip_eps) * advantages
+    )
+    return -surrogate.mean() - entropy_weight * entropy.mean()
+
+
+@register_strategy
+class PPO(ControllerStrategy):
+    name = "ppo"
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        seed: int = 0,
+        batch_size: int = 20,
+        failed_reward: float = 0.0,
+        lr: float = 0.00035,
+        entropy_weight: float = 1e-5,
+        baseline_decay: float = 0.95,
+        hidden: int = 100,
+        init_range: float = 0.1,
+        clip_eps: float = 0.2,
+        ppo_epochs: int = 4,
+    ) -> None:
+        super().__init__(
+            space,
+            seed,
+            batch_size,
+            failed_reward,
+            lr,
+            entropy_weight,
+            baseline_decay,
+            hidden,
+            init_range,
+        )
+        self.clip_eps = clip_eps
+        self.ppo_epochs = ppo_epochs
+
+    def observe(self, children: Sequence[Decisions], rewards: Sequence[float | None]) -> None:
+        actions = torch.tensor([list(c) for c in children], dtype=torch.long)
+        adv = self.advantages(self.reward_or_default(rewards))
+        with torch.no_grad():
+            logp_old, _ = self.controller.log_prob_entropy(actions)
+        for _ in range(self.ppo_epochs):
+            logp, ent = self.controller.log_prob_entropy(actions)
+            loss = ppo_clipped_loss(logp, logp_old, adv, ent, self.clip_eps, self.entropy_weight)
+            self.optimizer.zero_grad()
+            loss.backward()
+            self.optimizer.step()

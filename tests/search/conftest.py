@@ -1,0 +1,26 @@
+"""Shared helpers of the search tests: the instant config, made even smaller and in-process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from nasnet_det.search import apply_overrides, load_config
+
+REPO = Path(__file__).resolve().parents[2]
+INSTANT = REPO / "configs" / "search" / "instant_test.yaml"
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def instant_config(*overrides: str) -> dict:
+    """instant_test.yaml, children trained in the test process, no progress bar."""
+    base = ["execution.num_workers", "0", "outputs.progress", "false"]
+    return apply_overrides(load_config(INSTANT), base + list(overrides))

@@ -1,0 +1,216 @@
+import csv
+import json
+import sqlite3
+
+import pytest
+from nasnet_det.search import HistoryError, run_search
+from nasnet_det.search.child import train_child
+from nasnet_det.search.space import SearchSpace
+
+from nasnet_det import build_nasnet, get_genotype
+
+from .conftest import instant_config
+
+STRATEGY_OVERRIDES = {
+    "random": [],
+    "ppo": [],
+    "reinforce": [],
+    "evolution": ["strategy.population_size", "3", "strategy.sample_size", "2"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(STRATEGY_OVERRIDES))
+def test_each_strategy_runs_instant_config(tmp_path, name):
+    cfg = instant_config("strategy.name", name, *STRATEGY_OVERRIDES[name])
+    res = run_search(cfg, tmp_path)
+    assert res.num_children == 6
+    ids = [c["child_id"] for c in res.children]
+    assert ids == list(range(6))
+    assert all(c["status"] in ("ok", "duplicate") for c in res.children)
+    assert all(0.0 <= c["reward"] <= 1.0 for c in res.children)
+    # The outputs people look at.
+    g = get_genotype(str(tmp_path / "best_genotype.json"))
+    assert g.name == f"search_{name}_child{res.best_child_id}"
+    build_nasnet(
+        "nasnet_a_cifar",
+        genotype=g,
+        num_cells=1,
+        num_conv_filters=2,
+        num_classes=10,
+        use_aux_head=False,
+        image_size=8,
+    )
+    with open(tmp_path / "leaderboard.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 6 and {"child_id", "genotype", "reward", "status"} <= set(rows[0])
+    assert float(rows[0]["reward"]) == pytest.approx(res.best_reward)
+    for p in (
+        "rewards.png",
+        "cell_normal.png",
+        "cell_normal.svg",
+        "cell_reduction.png",
+        "cell_reduction.svg",
+    ):
+        assert (tmp_path / p).stat().st_size > 1000, p
+
+
+def test_duplicates_are_not_retrained(tmp_path):
+    # A one-op, one-combiner, one-block space has 2^2 (normal) x 2^2 (reduce) = 16 children.
+    calls = []
+
+    def fn(genotype, child_cfg, data_cfg, seed):
+        calls.append(genotype)
+        return {"reward": 0.1 * genotype.normal[0].left.input + 0.01, "params": 1}
+
+    cfg = instant_config(
+        "space.num_blocks",
+        "1",
+        "space.ops",
+        "[identity]",
+        "space.combiners",
+        "[add]",
+        "max_children",
+        "40",
+    )
+    res = run_search(cfg, tmp_path, train_fn=fn)
+    keys = [c["key"] for c in res.children]
+    assert len(calls) == len(set(keys)) <= 16
+    dups = [c for c in res.children if c["status"] == "duplicate"]
+    assert len(dups) == 40 - len(set(keys))
+    first = {c["key"]: c for c in res.children if c["duplicate_of"] is None}
+    for c in dups:
+        assert c["reward"] == first[c["key"]]["reward"]
+        assert c["duplicate_of"] == first[c["key"]]["child_id"]
+
+
+def test_failing_child_is_recorded_and_search_goes_on(tmp_path):
+    def fn(genotype, child_cfg, data_cfg, seed):
+        ops = {b.left.op for b in genotype.normal} | {b.right.op for b in genotype.normal}
+        if "conv_1x1" in ops:
+            raise RuntimeError("boom")
+        if "sep_conv_3x3" in ops:
+            return {"reward": float("nan")}
+        return train_child(genotype, child_cfg, data_cfg, seed)
+
+    cfg = instant_config("max_children", "9")
+    res = run_search(cfg, tmp_path, train_fn=fn)
+    assert res.num_children == 9
+    failed = [c for c in res.children if c["status"] == "failed"]
+    assert failed, "the seed was chosen so that some child fails"
+    assert any("RuntimeError: boom" in c["error"] for c in failed)
+    assert all(c["reward"] is None for c in failed)
+    assert res.best_reward is not None
+    with open(tmp_path / "leaderboard.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert rows[-1]["status"] == "failed"  # failed children sort last
+
+
+def test_nan_reward_counts_as_failed(tmp_path):
+    cfg = instant_config("max_children", "2", "strategy.batch_size", "2")
+    res = run_search(cfg, tmp_path, train_fn=lambda g, c, d, s: {"reward": float("nan")})
+    assert [c["status"] for c in res.children] == ["failed", "failed"]
+    assert "reward is nan" in res.children[0]["error"]
+    assert res.best_genotype is None
+
+
+def test_history_is_never_overwritten_without_flag(tmp_path):
+    fn = lambda g, c, d, s: {"reward": 0.5}  # noqa: E731
+    cfg = instant_config("max_children", "3")
+    run_search(cfg, tmp_path, train_fn=fn)
+    with pytest.raises(ValueError, match="--resume .* or --overwrite"):
+        run_search(cfg, tmp_path, train_fn=fn)
+    # Resuming a finished search trains nothing and keeps everything.
+    res = run_search(cfg, tmp_path, resume=True, train_fn=lambda *a: 1 / 0)
+    assert res.num_children == 3 and all(c["status"] == "ok" for c in res.children)
+    # A resumed search may not change what it searches.
+    with pytest.raises(HistoryError, match=r"different search .*'seed'"):
+        run_search(instant_config("max_children", "3", "seed", "1"), tmp_path, resume=True)
+    res = run_search(cfg, tmp_path, overwrite=True, train_fn=lambda g, c, d, s: {"reward": 0.25})
+    assert res.best_reward == 0.25
+
+
+def test_corrupt_or_missing_history(tmp_path):
+    cfg = instant_config("max_children", "3")
+    with pytest.raises(HistoryError, match="no search history"):
+        run_search(cfg, tmp_path / "nothing", resume=True)
+    (tmp_path / "history.sqlite").write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(HistoryError, match="corrupt or not a search history"):
+        run_search(cfg, tmp_path, resume=True)
+    other = tmp_path / "other"
+    other.mkdir()
+    db = sqlite3.connect(other / "history.sqlite")
+    db.execute("CREATE TABLE t (x)")
+    db.commit()
+    db.close()
+    with pytest.raises(HistoryError, match="not a search history .no such table: meta"):
+        run_search(cfg, other, resume=True)
+
+
+def test_bad_config_values(tmp_path):
+    with pytest.raises(ValueError, match="unknown strategy 'bayes'"):
+        run_search(instant_config("strategy.name", "bayes"), tmp_path)
+    with pytest.raises(ValueError, match="unknown op 'conv_9x9'"):
+        run_search(instant_config("space.ops", "[identity, conv_9x9]"), tmp_path)
+    with pytest.raises(ValueError, match="unknown config key 'child.epoch'"):
+        instant_config("child.epoch", "3")
+    with pytest.raises(ValueError, match="strategy 'ppo': bad parameters"):
+        run_search(instant_config("strategy.name", "ppo", "strategy.learning_rate", "1"), tmp_path)
+
+
+def test_missing_or_incomplete_cifar(tmp_path):
+    cfg = instant_config(
+        "data.name",
+        "cifar10",
+        "data.root",
+        str(tmp_path / "nope"),
+        "max_children",
+        "1",
+        "strategy.batch_size",
+        "1",
+    )
+    res = run_search(cfg, tmp_path / "out")
+    # The data error is the child's failure, recorded with the message that names the folder.
+    assert res.children[0]["status"] == "failed"
+    assert "cifar-10-batches-py" in res.children[0]["error"]
+    from nasnet_det.search.data import load_dataset
+
+    d = tmp_path / "c" / "cifar-10-batches-py"
+    d.mkdir(parents=True)
+    (d / "data_batch_1").write_bytes(b"x")
+    with pytest.raises(ValueError, match="incomplete: missing .*data_batch_2"):
+        load_dataset("cifar10", root=str(tmp_path / "c"))
+
+
+def test_cifar_reader_on_a_fake_folder(tmp_path):
+    import pickle
+
+    import numpy as np
+    from nasnet_det.search.data import load_dataset
+
+    d = tmp_path / "cifar-10-batches-py"
+    d.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(1, 6):
+        batch = {
+            "data": rng.integers(0, 256, (20, 3072), dtype=np.uint8),
+            "labels": [int(v) for v in rng.integers(0, 10, 20)],
+        }
+        (d / f"data_batch_{i}").write_bytes(pickle.dumps(batch))
+    (xt, yt), (xv, yv) = load_dataset(
+        "cifar10", str(tmp_path), image_size=16, train_size=90, val_size=10
+    )
+    assert xt.shape == (90, 3, 16, 16) and xv.shape == (10, 3, 16, 16)
+    assert set(yt.tolist()) | set(yv.tolist()) <= set(range(10))
+    # A pickle that would run code is refused.
+    (d / "data_batch_3").write_bytes(pickle.dumps({"data": print, "labels": []}))
+    with pytest.raises(ValueError, match="data_batch_3.*corrupt"):
+        load_dataset("cifar10", str(tmp_path))
+
+
+def test_summary_written(tmp_path):
+    run_search(
+        instant_config("max_children", "3"), tmp_path, train_fn=lambda g, c, d, s: {"reward": 0.5}
+    )
+    s = json.loads((tmp_path / "summary.json").read_text())
+    assert s["num_children"] == 3 and s["best_reward"] == 0.5
+    assert SearchSpace(2).num_decisions == 20

@@ -1,0 +1,58 @@
+#!/usr/bin/env python
+"""Search NASNet cells: ``search_cells.py --config configs/search/X.yaml --output DIR``.
+
+Trailing ``KEY VALUE`` pairs override the config (``child.epochs 1 strategy.name random``).
+The logic lives in :mod:`nasnet_det.search`; this script parses arguments and reports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--config", required=True, help="search config (configs/search/*.yaml)")
+    p.add_argument("--output", required=True, help="output folder (history, leaderboard, ...)")
+    p.add_argument("--resume", action="store_true", help="continue the search stored in --output")
+    p.add_argument("--overwrite", action="store_true", help="discard a history in --output")
+    p.add_argument("--max-children", type=int, default=None, help="total children budget")
+    p.add_argument("--backend", choices=("local", "ray"), default=None)
+    p.add_argument("--address", default=None, help="Ray cluster address (with --backend ray)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("overrides", nargs="*", help="KEY VALUE pairs, e.g. child.epochs 1")
+    args = p.parse_args(argv)
+    if args.resume and args.overwrite:
+        p.error("--resume and --overwrite exclude each other")
+
+    from nasnet_det.search import apply_overrides, load_config, run_search
+
+    try:
+        cfg = apply_overrides(load_config(args.config), args.overrides)
+        res = run_search(
+            cfg,
+            args.output,
+            resume=args.resume,
+            overwrite=args.overwrite,
+            max_children=args.max_children,
+            backend=args.backend,
+            address=args.address,
+            progress=False if args.no_progress else None,
+        )
+    except ValueError as e:
+        print(f"search_cells.py: error: {e}", file=sys.stderr)
+        return 2
+    failed = sum(c["status"] == "failed" for c in res.children)
+    best = (
+        "none" if res.best_reward is None else f"{res.best_reward:.4f} (child {res.best_child_id})"
+    )
+    print(f"children: {res.num_children} ({failed} failed)  best reward: {best}")
+    if res.best_genotype is not None:
+        print(f"best genotype: {res.best_genotype}")
+    print(f"leaderboard: {res.output_dir / 'leaderboard.csv'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""``add_nasnet_config(cfg)``: the ``MODEL.NASNET`` node of a Detectron2 config.
+
+Only the registered builders read it (``build_nasnet_backbone``, ``build_nasnet_fpn_backbone``,
+``NASNetROIHeads``); they translate it into :func:`nasnet_det.nasnet.build_nasnet` arguments.
+"""
+
+from __future__ import annotations
+
+from detectron2.config import CfgNode as CN
+from detectron2.config import get_cfg
+
+__all__ = ["NORMS", "add_nasnet_config", "get_nasnet_cfg"]
+
+#: Values accepted by ``MODEL.NASNET.NORM``.
+NORMS = ("FrozenBN", "BN", "SyncBN", "GN")
+
+
+def add_nasnet_config(cfg: CN) -> CN:
+    """Add ``cfg.MODEL.NASNET`` (defaults: NASNet-A Mobile 4@1056, as the paper's detector).
+
+    Idempotent: calling it twice leaves existing values alone. Returns ``cfg``.
+    """
+    if "NASNET" in cfg.MODEL:
+        return cfg
+    _C = cfg
+    _C.MODEL.NASNET = CN()
+    # Hyperparameter set of build_nasnet() that supplies what the keys below do not:
+    # stem type, BN epsilon and average-pool padding ("nasnet_a_mobile" or "nasnet_a_large").
+    _C.MODEL.NASNET.PRESET = "nasnet_a_mobile"
+    # The cell pair: a registered genotype name ("nasnet_a") or a path to a genotype .json file
+    # (e.g. written by the cell search), so a searched cell is one config line away.
+    _C.MODEL.NASNET.GENOTYPE = "nasnet_a"
+    # N: normal cells per stack (the network has 3 stacks; Mobile 4, Large 6).
+    _C.MODEL.NASNET.NUM_CELLS = 4
+    # TF-slim num_conv_filters; the penultimate width F is 24x this for NASNet-A
+    # (Mobile 44 -> 1056, Large 168 -> 4032).
+    _C.MODEL.NASNET.NUM_CONV_FILTERS = 44
+    # Width multiplier of the 3x3 stem conv (32 x this filters; Mobile 1.0, Large 3.0).
+    _C.MODEL.NASNET.STEM_MULTIPLIER = 1.0
+    # The normal cell after a reduction reads the cell two steps back as its second input
+    # (TF-slim skip_reduction_layer_input; True for Large).
+    _C.MODEL.NASNET.SKIP_REDUCTION_LAYER_INPUT = False
+    # ScheduledDropPath final keep probability (1.0 = off; the paper's Large detector uses 0.7).
+    _C.MODEL.NASNET.DROP_PATH_KEEP_PROB = 1.0
+    # Iterations over which drop path ramps up to DROP_PATH_KEEP_PROB; 0 means SOLVER.MAX_ITER.
+    _C.MODEL.NASNET.DROP_PATH_TOTAL_STEPS = 0
+    # Normalization of every cell and the stem: "FrozenBN" (the paper: moving averages of the
+    # ImageNet checkpoint, frozen), "BN", "SyncBN" or "GN" (GroupNorm with gcd(32, C) groups).
+    _C.MODEL.NASNET.NORM = "FrozenBN"
+    # BN momentum (PyTorch convention, 1 - TF decay) when NORM is "BN" or "SyncBN".
+    _C.MODEL.NASNET.BN_MOMENTUM = 0.1
+    # Freeze the first FREEZE_AT outputs of the backbone: 0 trains everything, 1 freezes the
+    # stem conv, k > 1 also freezes the first k - 1 cells (cell_stem_0, cell_stem_1, cell_0, ...).
+    # Frozen parts get FrozenBN whatever NORM says.
+    _C.MODEL.NASNET.FREEZE_AT = 0
+    # Backbone outputs. "nasnet_16": the paper's RPN map, the channel concat of the last two
+    # cells of the middle stack (stride 16) for the C4-style detector. "c2".."c5": the last
+    # cell output at stride 4, 8, 16, 32 (for FPN).
+    _C.MODEL.NASNET.OUT_FEATURES = ["nasnet_16"]
+    return cfg
+
+
+def get_nasnet_cfg() -> CN:
+    """Detectron2's default config plus ``MODEL.NASNET``."""
+    return add_nasnet_config(get_cfg())

@@ -1,0 +1,59 @@
+"""Model-zoo access like ``detectron2.model_zoo``: config files by their path under configs/.
+
+Configs live in the repository's top-level ``configs/`` folder (Detectron2's layout). An
+installed copy of the package finds them in ``nasnet_det/configs/`` when setup.py maps the
+folder there (``package_dir={"nasnet_det.configs": "configs"}`` plus ``package_data``), the way
+it already maps ``search/``: no symlink, no copy at run time. A source checkout (editable
+install included) falls back to ``<repo>/configs``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from detectron2.config import CfgNode
+
+__all__ = ["config_root", "get_config", "get_config_file", "list_configs"]
+
+
+def config_root() -> Path:
+    """The folder holding the model-zoo configs (installed copy first, then the checkout)."""
+    here = Path(__file__).resolve().parent
+    for root in (here / "configs", here.parent / "configs"):
+        if (root / "Base-NASNet-C4.yaml").is_file():
+            return root
+    raise FileNotFoundError(
+        f"model-zoo configs not found in {here / 'configs'} or {here.parent / 'configs'}"
+    )
+
+
+def list_configs() -> list[str]:
+    """Every config path that :func:`get_config_file` accepts, e.g. ``COCO-Detection/...``."""
+    root = config_root()
+    paths = (p.relative_to(root).as_posix() for p in root.rglob("*.yaml"))
+    # configs/search/ holds cell-search settings, not Detectron2 configs.
+    return sorted(p for p in paths if not p.startswith("search/"))
+
+
+def get_config_file(config_path: str) -> str:
+    """Absolute path of a model-zoo config.
+
+    ``config_path`` is relative to configs/, e.g.
+    ``"COCO-Detection/faster_rcnn_nasnet_a_mobile_1x.yaml"``.
+    """
+    path = config_root() / config_path
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{config_path!r} is not a model-zoo config; available: {', '.join(list_configs())}"
+        )
+    return str(path)
+
+
+def get_config(config_path: str) -> CfgNode:
+    """Detectron2's default config plus ``MODEL.NASNET``, merged with the model-zoo file."""
+    import nasnet_det.detection  # noqa: F401  (registers the backbone and ROI heads)
+    from nasnet_det.detection.config import get_nasnet_cfg
+
+    cfg = get_nasnet_cfg()
+    cfg.merge_from_file(get_config_file(config_path))
+    return cfg

@@ -20,7 +20,13 @@ def _one_thread():
     torch.set_num_threads(n)
 
 
-def instant_config(*overrides: str) -> dict:
-    """instant_test.yaml, children trained in the test process, no progress bar."""
+def _instant_config(*overrides: str) -> dict:
     base = ["execution.num_workers", "0", "outputs.progress", "false"]
     return apply_overrides(load_config(INSTANT), base + list(overrides))
+
+
+@pytest.fixture
+def instant_config():
+    """``instant_config(*KEY_VALUE)``: instant_test.yaml with children trained in the test
+    process and no progress bar, plus the given overrides."""
+    return _instant_config

@@ -9,8 +9,6 @@ from nasnet_det.search.space import SearchSpace
 
 from nasnet_det import build_nasnet, get_genotype
 
-from .conftest import instant_config
-
 STRATEGY_OVERRIDES = {
     "random": [],
     "ppo": [],
@@ -20,7 +18,7 @@ STRATEGY_OVERRIDES = {
 
 
 @pytest.mark.parametrize("name", sorted(STRATEGY_OVERRIDES))
-def test_each_strategy_runs_instant_config(tmp_path, name):
+def test_each_strategy_runs_instant_config(tmp_path, name, instant_config):
     cfg = instant_config("strategy.name", name, *STRATEGY_OVERRIDES[name])
     res = run_search(cfg, tmp_path)
     assert res.num_children == 6
@@ -54,7 +52,7 @@ def test_each_strategy_runs_instant_config(tmp_path, name):
         assert (tmp_path / p).stat().st_size > 1000, p
 
 
-def test_duplicates_are_not_retrained(tmp_path):
+def test_duplicates_are_not_retrained(tmp_path, instant_config):
     # A one-op, one-combiner, one-block space has 2^2 (normal) x 2^2 (reduce) = 16 children.
     calls = []
 
@@ -83,7 +81,7 @@ def test_duplicates_are_not_retrained(tmp_path):
         assert c["duplicate_of"] == first[c["key"]]["child_id"]
 
 
-def test_failing_child_is_recorded_and_search_goes_on(tmp_path):
+def test_failing_child_is_recorded_and_search_goes_on(tmp_path, instant_config):
     def fn(genotype, child_cfg, data_cfg, seed):
         ops = {b.left.op for b in genotype.normal} | {b.right.op for b in genotype.normal}
         if "conv_1x1" in ops:
@@ -105,7 +103,7 @@ def test_failing_child_is_recorded_and_search_goes_on(tmp_path):
     assert rows[-1]["status"] == "failed"  # failed children sort last
 
 
-def test_nan_reward_counts_as_failed(tmp_path):
+def test_nan_reward_counts_as_failed(tmp_path, instant_config):
     cfg = instant_config("max_children", "2", "strategy.batch_size", "2")
     res = run_search(cfg, tmp_path, train_fn=lambda g, c, d, s: {"reward": float("nan")})
     assert [c["status"] for c in res.children] == ["failed", "failed"]
@@ -113,7 +111,7 @@ def test_nan_reward_counts_as_failed(tmp_path):
     assert res.best_genotype is None
 
 
-def test_history_is_never_overwritten_without_flag(tmp_path):
+def test_history_is_never_overwritten_without_flag(tmp_path, instant_config):
     fn = lambda g, c, d, s: {"reward": 0.5}  # noqa: E731
     cfg = instant_config("max_children", "3")
     run_search(cfg, tmp_path, train_fn=fn)
@@ -129,7 +127,7 @@ def test_history_is_never_overwritten_without_flag(tmp_path):
     assert res.best_reward == 0.25
 
 
-def test_corrupt_or_missing_history(tmp_path):
+def test_corrupt_or_missing_history(tmp_path, instant_config):
     cfg = instant_config("max_children", "3")
     with pytest.raises(HistoryError, match="no search history"):
         run_search(cfg, tmp_path / "nothing", resume=True)
@@ -146,7 +144,7 @@ def test_corrupt_or_missing_history(tmp_path):
         run_search(cfg, other, resume=True)
 
 
-def test_bad_config_values(tmp_path):
+def test_bad_config_values(tmp_path, instant_config):
     with pytest.raises(ValueError, match="unknown strategy 'bayes'"):
         run_search(instant_config("strategy.name", "bayes"), tmp_path)
     with pytest.raises(ValueError, match="unknown op 'conv_9x9'"):
@@ -157,7 +155,7 @@ def test_bad_config_values(tmp_path):
         run_search(instant_config("strategy.name", "ppo", "strategy.learning_rate", "1"), tmp_path)
 
 
-def test_missing_or_incomplete_cifar(tmp_path):
+def test_missing_or_incomplete_cifar(tmp_path, instant_config):
     cfg = instant_config(
         "data.name",
         "cifar10",
@@ -207,7 +205,7 @@ def test_cifar_reader_on_a_fake_folder(tmp_path):
         load_dataset("cifar10", str(tmp_path))
 
 
-def test_summary_written(tmp_path):
+def test_summary_written(tmp_path, instant_config):
     run_search(
         instant_config("max_children", "3"), tmp_path, train_fn=lambda g, c, d, s: {"reward": 0.5}
     )

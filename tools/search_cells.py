@@ -26,7 +26,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.resume and args.overwrite:
         p.error("--resume and --overwrite exclude each other")
 
+    import torch
     from nasnet_det.search import apply_overrides, load_config, run_search
+
+    # The search process itself (controller updates, shared-weight training) uses one thread:
+    # the cores belong to the workers that train children.
+    torch.set_num_threads(1)
 
     try:
         cfg = apply_overrides(load_config(args.config), args.overrides)

@@ -1,0 +1,101 @@
+"""Our own pretraining checkpoints (``nasnet_det.pretrain``) to a plain model checkpoint.
+
+A training checkpoint stores the builder call (``arch``: preset plus overrides, the genotype
+inlined) and both the raw and the EMA weights; the EMA weights are exported by default, as
+TF-slim evaluates its moving averages.
+
+``convert(state_dict, arch)`` serves the generic path (a bare state dict of a preset
+architecture); :func:`convert_checkpoint` takes the whole training checkpoint.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from nasnet_det.convert import Converted, check_against_model
+from nasnet_det.genotypes import Genotype
+from nasnet_det.nasnet import PRESETS
+
+__all__ = ["ARCHS", "convert", "convert_checkpoint", "is_training_checkpoint"]
+
+ARCHS = tuple(sorted(PRESETS))
+
+
+class OursConverted(Converted):
+    """:class:`Converted` whose overrides may hold a genotype dict (searched cells), and which
+    records the evaluation preprocessing the network was trained for."""
+
+    preprocessing: dict[str, Any] | None = None
+
+    def meta(self) -> dict[str, Any]:
+        meta = super().meta()
+        if self.preprocessing:
+            meta["preprocessing"] = self.preprocessing
+        return meta
+
+    def build_model(self):
+        from nasnet_det.nasnet import build_nasnet
+
+        overrides = dict(self.overrides)
+        if isinstance(overrides.get("genotype"), dict):
+            overrides["genotype"] = Genotype.from_dict(overrides["genotype"], "checkpoint genotype")
+        return build_nasnet(self.preset, **overrides)
+
+
+def is_training_checkpoint(obj: Any) -> bool:
+    return isinstance(obj, dict) and isinstance(obj.get("arch"), dict) and "model" in obj
+
+
+def convert(state_dict: dict[str, torch.Tensor], arch: str) -> Converted:
+    """A bare state dict of ``build_nasnet(arch)`` (classes and aux head read from its keys)."""
+    if "classifier.weight" not in state_dict:
+        raise ValueError(
+            "expected a nasnet_det state dict with 'classifier.weight'; got keys like "
+            + ", ".join(list(state_dict)[:3])
+        )
+    overrides = {
+        "num_classes": int(state_dict["classifier.weight"].shape[0]),
+        "use_aux_head": any(k.startswith("aux_head.") for k in state_dict),
+    }
+    out = OursConverted(dict(state_dict), arch, overrides)
+    check_against_model(out.state_dict, out.build_model(), f"nasnet_det {arch} checkpoint")
+    return out
+
+
+def convert_checkpoint(obj: dict[str, Any], ema: bool = True, arch: str | None = None) -> Converted:
+    """Weights of a training checkpoint (EMA by default) with the builder call it stores.
+
+    ``arch``, if given, must be the checkpoint's preset (guards against exporting the wrong
+    network).
+    """
+    if not is_training_checkpoint(obj):
+        raise ValueError(
+            "not a nasnet_det training checkpoint (expected 'arch' and 'model' entries, as "
+            "written by tools/pretrain_imagenet.py)"
+        )
+    spec = obj["arch"]
+    if arch is not None and arch != spec["preset"]:
+        raise ValueError(f"checkpoint holds a {spec['preset']!r} network, not {arch!r}")
+    key = "ema" if ema else "model"
+    if key not in obj:
+        raise ValueError(f"training checkpoint has no {key!r} weights")
+    out = OursConverted(
+        {k: v for k, v in obj[key].items() if isinstance(v, torch.Tensor)},
+        spec["preset"],
+        dict(spec["overrides"]),
+        source=f"nasnet_det:{spec['preset']}",
+    )
+    out.preprocessing = preprocessing(obj)
+    check_against_model(out.state_dict, out.build_model(), f"nasnet_det checkpoint ({key})")
+    return out
+
+
+def preprocessing(obj: dict[str, Any]) -> dict[str, Any] | None:
+    """The evaluation preprocessing a training checkpoint was trained for."""
+    data = obj.get("config", {}).get("data") if isinstance(obj.get("config"), dict) else None
+    if not data:
+        return None
+    keys = ("image_size", "crop_pct", "interpolation", "mean", "std")
+    return {k: data[k] for k in keys if k in data}

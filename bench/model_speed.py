@@ -1,0 +1,136 @@
+#!/usr/bin/env python
+"""Our nasnet_a_large against timm's nasnetalarge, same weights, in one run.
+
+    python bench/model_speed.py --threads 2            # CPU
+    python bench/model_speed.py --device cuda --amp    # GPU, mixed precision
+
+Measures batch-1 inference latency at 331x331, the time of one batch-2 training step (forward,
+backward, SGD update) and the peak memory of that step. Each (model, measurement) runs in its own
+subprocess so peak memory is the process's own (CPU: max RSS; GPU: max allocated). Prints a
+Markdown table with our/timm ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+
+
+def build(which: str, channels_last: bool, device: str):
+    import torch
+
+    from nasnet_det import build_nasnet
+
+    torch.manual_seed(0)
+    if which == "timm":
+        import timm
+
+        model = timm.create_model("nasnetalarge", pretrained=False)
+    else:
+        model = build_nasnet("nasnet_a_large", num_classes=1000, use_aux_head=False)
+    model = model.to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def worker(args) -> dict:
+    import resource
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    dev = args.device
+    model = build(args.model, args.channels_last, dev)
+    fmt = torch.channels_last if args.channels_last else torch.contiguous_format
+    amp = torch.autocast(dev, dtype=torch.bfloat16 if dev == "cpu" else torch.float16,
+                         enabled=args.amp)  # fmt: skip
+
+    def sync():
+        if dev == "cuda":
+            torch.cuda.synchronize()
+
+    times = []
+    if args.mode == "infer":
+        model.eval()
+        x = torch.randn(1, 3, 331, 331, device=dev).to(memory_format=fmt)
+        with torch.inference_mode(), amp:
+            for i in range(args.warmup + args.repeats):
+                sync()
+                t = time.perf_counter()
+                model(x)
+                sync()
+                if i >= args.warmup:
+                    times.append(time.perf_counter() - t)
+    else:
+        model.train()
+        opt = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
+        x = torch.randn(2, 3, 331, 331, device=dev).to(memory_format=fmt)
+        y = torch.tensor([1, 2], device=dev)
+        scaler = torch.amp.GradScaler(enabled=args.amp and dev == "cuda")
+        if dev == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        for i in range(args.warmup + args.repeats):
+            sync()
+            t = time.perf_counter()
+            with amp:
+                loss = torch.nn.functional.cross_entropy(model(x), y)
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+            sync()
+            if i >= args.warmup:
+                times.append(time.perf_counter() - t)
+    if dev == "cuda":
+        peak_mb = torch.cuda.max_memory_allocated() / 2**20
+    else:
+        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"median_s": statistics.median(times), "min_s": min(times), "peak_mb": peak_mb}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--amp", action="store_true")
+    p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--worker", nargs=2, metavar=("MODEL", "MODE"), help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.worker:
+        args.model, args.mode = args.worker
+        print(json.dumps(worker(args)))
+        return
+
+    results = {}
+    for mode in ("infer", "train"):
+        for model in ("timm", "ours"):
+            cmd = [sys.executable, __file__, "--worker", model, mode, "--device", args.device,
+                   "--threads", str(args.threads), "--repeats", str(args.repeats),
+                   "--warmup", str(args.warmup)]  # fmt: skip
+            cmd += ["--amp"] * args.amp + ["--channels-last"] * args.channels_last
+            out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+            results[(model, mode)] = json.loads(out.strip().splitlines()[-1])
+            print(model, mode, results[(model, mode)], file=sys.stderr)
+
+    def row(name, key, mode, unit, scale):
+        t, o = results[("timm", mode)][key], results[("ours", mode)][key]
+        return f"| {name} | {t * scale:.1f} {unit} | {o * scale:.1f} {unit} | {t / o:.2f}x |"
+
+    print(f"device={args.device} threads={args.threads} amp={args.amp} "
+          f"channels_last={args.channels_last} repeats={args.repeats}")  # fmt: skip
+    print("| measure | timm nasnetalarge | nasnet_det nasnet_a_large | timm / ours |")
+    print("| --- | --- | --- | --- |")
+    print(row("batch-1 inference, 331px (median)", "median_s", "infer", "ms", 1e3))
+    print(row("batch-2 train step, 331px (median)", "median_s", "train", "ms", 1e3))
+    print(row("peak memory of the train step", "peak_mb", "train", "MiB", 1))
+
+
+if __name__ == "__main__":
+    main()

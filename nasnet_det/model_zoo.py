@@ -13,7 +13,10 @@ from pathlib import Path
 
 from detectron2.config import CfgNode
 
-__all__ = ["config_root", "get_config", "get_config_file", "list_configs"]
+#: Sub-folders of configs/ holding Detectron2 configs (Detectron2's model-zoo layout).
+DETECTION_FOLDERS = ("COCO-Detection", "quick_schedules", "Demo")
+
+__all__ = ["DETECTION_FOLDERS", "config_root", "get_config", "get_config_file", "list_configs"]
 
 
 def config_root() -> Path:
@@ -28,11 +31,16 @@ def config_root() -> Path:
 
 
 def list_configs() -> list[str]:
-    """Every config path that :func:`get_config_file` accepts, e.g. ``COCO-Detection/...``."""
+    """Every Detectron2 config that :func:`get_config_file` lists, e.g. ``COCO-Detection/...``.
+
+    Only ``Base-*.yaml`` and the detection folders count: configs/ also holds the settings of
+    other tools (``search/``, ``ImageNet/``), which are not Detectron2 configs.
+    """
     root = config_root()
-    paths = (p.relative_to(root).as_posix() for p in root.rglob("*.yaml"))
-    # configs/search/ holds cell-search settings, not Detectron2 configs.
-    return sorted(p for p in paths if not p.startswith("search/"))
+    paths = [p.relative_to(root).as_posix() for p in root.glob("Base-*.yaml")]
+    for folder in DETECTION_FOLDERS:
+        paths += [p.relative_to(root).as_posix() for p in (root / folder).rglob("*.yaml")]
+    return sorted(paths)
 
 
 def get_config_file(config_path: str) -> str:

@@ -18,6 +18,7 @@ import argparse
 import importlib.util
 import json
 import math
+import os
 import sys
 import time
 
@@ -63,6 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     t0 = time.perf_counter()
+    for flag, path in (("--out", args.out), ("--plot", args.plot)):
+        if path and os.path.exists(path) and os.path.isdir(path) != (flag == "--plot"):
+            kind = "a directory" if flag == "--out" else "a file"
+            print(f"eval_coco.py: error: {flag} {path} is {kind}", file=sys.stderr)
+            return 2
     try:
         result = ce.evaluate_files(args.gt, args.dt, args.iou_type,
                                    args.backend or ce.default_backend(), workers=args.workers)

@@ -450,7 +450,7 @@ class CocoEvalResult:
 
     def write_metrics(self, path: str | os.PathLike) -> None:
         """metrics.json: strict JSON, NaN written as null."""
-        clean = {k: (None if math.isnan(v) else round(v, 10)) for k, v in self.metrics().items()}
+        clean = {k: (None if math.isnan(v) else v) for k, v in self.metrics().items()}
         path = os.fspath(path)
         parent = os.path.dirname(path)
         if parent:
@@ -569,10 +569,17 @@ def _cpu_count() -> int:
 
 
 def _auto_workers(num_dts: int, num_cats: int) -> int:
-    # Below ~20k detections the fork and per-process setup cost more than they save.
+    """One process per idle CPU (CPUs minus the 1-minute load average) for large inputs: on a
+    busy machine extra processes only add fork and setup cost. Below ~20k detections that cost
+    is more than the work itself."""
     if num_dts < 20_000:
         return 1
-    return max(1, min(_cpu_count(), 8, num_cats))
+    try:
+        busy = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        busy = 0.0
+    idle = int(_cpu_count() - busy + 0.5)
+    return max(1, min(idle, 8, num_cats))
 
 
 def _split_categories(dts: list, cat_ids: list, n: int) -> list[list]:
@@ -663,6 +670,7 @@ def evaluate(
     t0 = time.perf_counter()
     backend = backend or default_backend()
     _check_backend(backend)
+    _check_workers(workers)
     if validate:
         validate_dt(dts, validate_gt(gt, iou_type), iou_type)
     t_check = time.perf_counter()
@@ -704,6 +712,11 @@ def evaluate(
     )
 
 
+def _check_workers(workers: int | None) -> None:
+    if workers is not None and (not isinstance(workers, int) or workers < 1):
+        raise EvalInputError(f"workers must be a positive integer, got {workers!r}")
+
+
 def _check_backend(backend: str) -> None:
     if backend not in BACKENDS:
         raise EvalInputError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
@@ -727,6 +740,7 @@ def evaluate_files(
     t0 = time.perf_counter()
     backend = backend or default_backend()
     _check_backend(backend)
+    _check_workers(workers)
     gt = load_json_file(gt_path, "GT")
     dts = load_json_file(dt_path, "DT")
     t_load = time.perf_counter()

@@ -18,6 +18,7 @@ __all__ = ["DEFAULTS", "load_config", "resolve_config", "apply_overrides", "SEAR
 DEFAULTS: dict[str, Any] = {
     "seed": 0,
     "max_children": 20000,  # the paper's budget
+    "max_minutes": None,  # stop starting rounds when the next one would end past this
     "mode": "standalone",  # or "weight_sharing"
     # ``name`` picks the strategy; every other key is passed to its constructor.
     "strategy": {"name": "ppo", "batch_size": 20},

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,6 +122,9 @@ def _loop(cfg, out, space, strategy, history, train_fn, progress) -> SearchResul
         from nasnet_det.search.weight_sharing import SharedScorer
 
         ws = SharedScorer(space, cfg["weight_sharing"], cfg["data"], cfg["seed"])
+    limit_s = None if cfg["max_minutes"] is None else 60.0 * float(cfg["max_minutes"])
+    t_start = time.time()
+    rounds_run = 0
     ckpt = history.load_checkpoint()
     round_, start_id = 0, 0
     if ckpt is not None:
@@ -145,6 +149,10 @@ def _loop(cfg, out, space, strategy, history, train_fn, progress) -> SearchResul
     executor = None
     try:
         while start_id < budget:
+            if limit_s is not None and rounds_run:
+                per_round = (time.time() - t_start) / rounds_run
+                if time.time() - t_start + per_round > limit_s:
+                    break
             n = min(strategy.batch_size, budget - start_id)
             proposals = strategy.propose(n)
             ids = list(range(start_id, start_id + n))
@@ -208,6 +216,7 @@ def _loop(cfg, out, space, strategy, history, train_fn, progress) -> SearchResul
             ]
             strategy.observe(proposals, rewards)
             round_ += 1
+            rounds_run += 1
             start_id += n
             state = {"strategy": strategy.state_dict()}
             if ws is not None:

@@ -2,6 +2,8 @@
 """Search NASNet cells: ``search_cells.py --config configs/search/X.yaml --output DIR``.
 
 Trailing ``KEY VALUE`` pairs override the config (``child.epochs 1 strategy.name random``).
+``--compare RUN_DIR ... --output PNG`` overlays the reward curves of finished searches instead
+(the paper's RL-versus-random figure).
 The logic lives in :mod:`nasnet_det.search`; this script parses arguments and reports.
 """
 
@@ -13,8 +15,9 @@ import sys
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--config", required=True, help="search config (configs/search/*.yaml)")
-    p.add_argument("--output", required=True, help="output folder (history, leaderboard, ...)")
+    p.add_argument("--config", help="search config (configs/search/*.yaml)")
+    p.add_argument("--output", required=True, help="output folder (with --compare: a PNG)")
+    p.add_argument("--compare", nargs="+", metavar="RUN_DIR", help="plot finished searches")
     p.add_argument("--resume", action="store_true", help="continue the search stored in --output")
     p.add_argument("--overwrite", action="store_true", help="discard a history in --output")
     p.add_argument("--max-children", type=int, default=None, help="total children budget")
@@ -25,6 +28,19 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.resume and args.overwrite:
         p.error("--resume and --overwrite exclude each other")
+    if args.compare:
+        from pathlib import Path
+
+        from nasnet_det.search.outputs import plot_rewards
+
+        missing = [d for d in args.compare if not (Path(d) / "leaderboard.csv").is_file()]
+        if missing:
+            print(f"search_cells.py: error: no leaderboard.csv in {missing}", file=sys.stderr)
+            return 2
+        print(plot_rewards(args.compare, args.output))
+        return 0
+    if not args.config:
+        p.error("--config is required (unless --compare)")
 
     import torch
     from nasnet_det.search import apply_overrides, load_config, run_search

@@ -14,8 +14,9 @@ def test_ray_matches_local_workers(tmp_path, instant_config):
     pytest.importorskip("ray")
     import ray
 
-    cfg = instant_config("max_children", "4", "strategy.batch_size", "2",
-                         "execution.num_workers", "2", *FAST)  # fmt: skip
+    cfg = instant_config(
+        "max_children", "4", "strategy.batch_size", "2", "execution.num_workers", "2", *FAST
+    )
     local = run_search(cfg, tmp_path / "local", backend="local")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:

@@ -40,8 +40,17 @@ def _rows(db):
 
 
 def _tool(out, *extra):
-    cmd = [sys.executable, str(REPO / "tools" / "search_cells.py"), "--config", str(INSTANT),
-           "--output", str(out), "--no-progress", *extra, *ARGS]  # fmt: skip
+    cmd = [
+        sys.executable,
+        str(REPO / "tools" / "search_cells.py"),
+        "--config",
+        str(INSTANT),
+        "--output",
+        str(out),
+        "--no-progress",
+        *extra,
+        *ARGS,
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 

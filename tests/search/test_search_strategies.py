@@ -118,3 +118,18 @@ def test_evolution_is_aging():
     e.observe(more, [0.0, None])
     # The oldest (the best, 0.9) died; a failed child entered with reward 0.
     assert [r for _, r in e.population] == [0.2, 0.0, 0.0]
+
+
+def test_synthetic_objective_golden_values():
+    from nasnet_det.search.benchmark import children_to_target, nasnet_a_match
+
+    from nasnet_det import NASNET_A
+
+    space = SearchSpace()
+    d = space.encode(NASNET_A, strict=False)
+    assert nasnet_a_match(space, d) == 1.0
+    wrong = list(d)
+    wrong[2] = (wrong[2] + 1) % 13  # one op of 50 decisions
+    assert nasnet_a_match(space, wrong) == pytest.approx(49 / 50)
+    # A target every child meets is met by the first child.
+    assert children_to_target("random", seed=0, target=0.0, budget=5) == 1

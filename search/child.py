@@ -140,9 +140,23 @@ def run_child(task: dict, train_fn: str | Callable | None = None) -> dict:
     ``task``: ``child_id``, ``genotype`` (dict), ``child`` and ``data`` config, ``seed``,
     ``train_fn`` (dotted path), ``num_threads``.
     """
+    # Restored on return: in-process execution must not change the caller's torch settings.
+    saved = (
+        torch.get_num_threads(),
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+    )
     torch.set_num_threads(task.get("num_threads", 1))
     if task.get("child", {}).get("deterministic", True):
         torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        return _run_child(task, train_fn)
+    finally:
+        torch.set_num_threads(saved[0])
+        torch.use_deterministic_algorithms(saved[1], warn_only=saved[2])
+
+
+def _run_child(task: dict, train_fn: str | Callable | None) -> dict:
     start = time.time()
     rec: dict[str, Any] = {
         "child_id": task["child_id"],

@@ -218,8 +218,10 @@ def validate_gt(gt: Any, iou_type: str = "bbox", label: str = "GT") -> GtIndex:
 
     need_hw = iou_type == "segm"
     bad = [
-        i for i, im in enumerate(images)
-        if type(im) is not dict or not _is_int(im.get("id"))
+        i
+        for i, im in enumerate(images)
+        if type(im) is not dict
+        or not _is_int(im.get("id"))
         or (need_hw and not (_is_int(im.get("height")) and _is_int(im.get("width"))))
     ]
     what = "an integer 'id'"
@@ -241,7 +243,8 @@ def validate_gt(gt: Any, iou_type: str = "bbox", label: str = "GT") -> GtIndex:
     }
 
     bad = [
-        i for i, c in enumerate(cats)
+        i
+        for i, c in enumerate(cats)
         if type(c) is not dict or not _is_int(c.get("id")) or type(c.get("name")) is not str
     ]
     _fail(f"{label} 'categories'", cats, bad, "category", "no integer 'id' and string 'name'")
@@ -256,14 +259,24 @@ def validate_gt(gt: Any, iou_type: str = "bbox", label: str = "GT") -> GtIndex:
 
     lab = f"{label} 'annotations'"
     bad = [
-        i for i, a in enumerate(anns)
-        if type(a) is not dict or not _is_int(a.get("id")) or "image_id" not in a
-        or "category_id" not in a or not _finite(a.get("area")) or a["area"] < 0
+        i
+        for i, a in enumerate(anns)
+        if type(a) is not dict
+        or not _is_int(a.get("id"))
+        or "image_id" not in a
+        or "category_id" not in a
+        or not _finite(a.get("area"))
+        or a["area"] < 0
         or a.get("iscrowd", 0) not in (0, 1)
     ]
-    _fail(lab, anns, bad, "annotation",
-          "not the COCO layout (needs integer 'id', 'image_id', 'category_id', a finite "
-          "'area' >= 0 and 'iscrowd' 0 or 1)")
+    _fail(
+        lab,
+        anns,
+        bad,
+        "annotation",
+        "not the COCO layout (needs integer 'id', 'image_id', 'category_id', a finite "
+        "'area' >= 0 and 'iscrowd' 0 or 1)",
+    )
     seen = set()
     dup = []
     for i, a in enumerate(anns):
@@ -271,23 +284,40 @@ def validate_gt(gt: Any, iou_type: str = "bbox", label: str = "GT") -> GtIndex:
             dup.append(i)
         seen.add(a["id"])
     _fail(lab, anns, dup, "annotation", "an 'id' used by an earlier annotation")
-    bad = [i for i, a in enumerate(anns)
-           if not (_is_int(a["image_id"]) and a["image_id"] in image_ids)]
+    bad = [
+        i for i, a in enumerate(anns) if not (_is_int(a["image_id"]) and a["image_id"] in image_ids)
+    ]
     _fail(lab, anns, bad, "annotation", "an 'image_id' that is not in 'images'")
-    bad = [i for i, a in enumerate(anns)
-           if not (_is_int(a["category_id"]) and a["category_id"] in cat_names)]
+    bad = [
+        i
+        for i, a in enumerate(anns)
+        if not (_is_int(a["category_id"]) and a["category_id"] in cat_names)
+    ]
     _fail(lab, anns, bad, "annotation", "a 'category_id' that is not in 'categories'")
     if iou_type == "bbox":
         bad = [i for i, a in enumerate(anns) if _bad_box(a.get("bbox"))]
-        _fail(lab, anns, bad, "annotation",
-              "no 'bbox' [x, y, width, height] with finite values and width/height >= 0")
+        _fail(
+            lab,
+            anns,
+            bad,
+            "annotation",
+            "no 'bbox' [x, y, width, height] with finite values and width/height >= 0",
+        )
     else:
         bad = [i for i, a in enumerate(anns) if "segmentation" not in a]
         _fail(lab, anns, bad, "annotation", "no 'segmentation', needed for --iou-type segm")
-        bad = [i for i, a in enumerate(anns)
-               if _bad_segmentation(a["segmentation"], image_hw.get(a["image_id"]))]
-        _fail(lab, anns, bad, "annotation",
-              "a 'segmentation' that is neither polygons nor an RLE of the image's size")
+        bad = [
+            i
+            for i, a in enumerate(anns)
+            if _bad_segmentation(a["segmentation"], image_hw.get(a["image_id"]))
+        ]
+        _fail(
+            lab,
+            anns,
+            bad,
+            "annotation",
+            "a 'segmentation' that is neither polygons nor an RLE of the image's size",
+        )
     return GtIndex(image_ids, image_hw, sorted(cat_names), cat_names)
 
 
@@ -321,45 +351,77 @@ def validate_dt(dts: Any, gt_index: GtIndex, iou_type: str = "bbox", label: str 
     keys = ("image_id", "category_id", "score") + (("bbox",) if iou_type == "bbox" else ())
     keyset = frozenset(keys)
     bad = [i for i, d in enumerate(dts) if type(d) is not dict or not d.keys() >= keyset]
-    _fail(label, dts, bad, "detection",
-          "not the COCO results layout (each needs " + ", ".join(f"'{k}'" for k in keys) + ")")
+    _fail(
+        label,
+        dts,
+        bad,
+        "detection",
+        "not the COCO results layout (each needs " + ", ".join(f"'{k}'" for k in keys) + ")",
+    )
 
     image_ids = gt_index.image_ids
     id_array = np.fromiter(image_ids, dtype=np.int64, count=len(image_ids))
     bad = _bad_indices(
-        [d["image_id"] for d in dts], "i", lambda a: np.isin(a, id_array),
-        lambda v: not (_is_int(v) and v in image_ids))
+        [d["image_id"] for d in dts],
+        "i",
+        lambda a: np.isin(a, id_array),
+        lambda v: not (_is_int(v) and v in image_ids),
+    )
     _fail(label, dts, bad, "detection", "an image_id that is not in GT")
 
     cats = gt_index.cat_names
     cat_array = np.asarray(gt_index.cat_ids, dtype=np.int64)
     bad = _bad_indices(
-        [d["category_id"] for d in dts], "i", lambda a: np.isin(a, cat_array),
-        lambda v: not (_is_int(v) and v in cats))
+        [d["category_id"] for d in dts],
+        "i",
+        lambda a: np.isin(a, cat_array),
+        lambda v: not (_is_int(v) and v in cats),
+    )
     _fail(label, dts, bad, "detection", "a category_id that is not in GT")
 
     if iou_type == "bbox":
         bad = _bad_indices(
-            [d["bbox"] for d in dts], "iuf",
-            lambda a: (np.isfinite(a).all(axis=1) & (a[:, 2] >= 0) & (a[:, 3] >= 0))
-            if a.ndim == 2 and a.shape[1] == 4 else None,
-            _bad_box)
-        _fail(label, dts, bad, "detection",
-              "a bbox with negative or non-finite width/height (or not 4 finite numbers "
-              "[x, y, width, height])")
+            [d["bbox"] for d in dts],
+            "iuf",
+            lambda a: (
+                (np.isfinite(a).all(axis=1) & (a[:, 2] >= 0) & (a[:, 3] >= 0))
+                if a.ndim == 2 and a.shape[1] == 4
+                else None
+            ),
+            _bad_box,
+        )
+        _fail(
+            label,
+            dts,
+            bad,
+            "detection",
+            "a bbox with negative or non-finite width/height (or not 4 finite numbers "
+            "[x, y, width, height])",
+        )
 
-    bad = _bad_indices([d["score"] for d in dts], "iuf",
-                       lambda a: np.isfinite(a) if a.ndim == 1 else None,
-                       lambda v: not _finite(v))
+    bad = _bad_indices(
+        [d["score"] for d in dts],
+        "iuf",
+        lambda a: np.isfinite(a) if a.ndim == 1 else None,
+        lambda v: not _finite(v),
+    )
     _fail(label, dts, bad, "detection", "a non-finite or non-numeric score")
     if iou_type == "segm":
         bad = [i for i, d in enumerate(dts) if "segmentation" not in d]
         _fail(label, dts, bad, "detection", "no 'segmentation', but --iou-type segm was requested")
         hw = gt_index.image_hw
-        bad = [i for i, d in enumerate(dts)
-               if _bad_segmentation(d["segmentation"], hw.get(d["image_id"]))]
-        _fail(label, dts, bad, "detection",
-              "a 'segmentation' that is neither polygons nor an RLE of the image's size")
+        bad = [
+            i
+            for i, d in enumerate(dts)
+            if _bad_segmentation(d["segmentation"], hw.get(d["image_id"]))
+        ]
+        _fail(
+            label,
+            dts,
+            bad,
+            "detection",
+            "a 'segmentation' that is neither polygons nor an RLE of the image's size",
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -434,8 +496,13 @@ class CocoEvalResult:
     def per_category_rows(self) -> list[tuple]:
         """(id, name, AP, AP50, AP75) per category on a 0-100 scale (NaN if no GT)."""
         return [
-            (c, n, _pct(self.category_ap(k)), _pct(self.category_ap(k, 0.5)),
-             _pct(self.category_ap(k, 0.75)))
+            (
+                c,
+                n,
+                _pct(self.category_ap(k)),
+                _pct(self.category_ap(k, 0.5)),
+                _pct(self.category_ap(k, 0.75)),
+            )
             for k, (c, n) in enumerate(zip(self.cat_ids, self.cat_names))
         ]
 
@@ -495,8 +562,11 @@ def _prepare_segm_dts(dts: list, gt: dict) -> list:
 
 def _empty_results_coco(coco_cls, gt: dict):
     res = coco_cls()
-    res.dataset = {"images": list(gt["images"]), "categories": list(gt["categories"]),
-                   "annotations": []}
+    res.dataset = {
+        "images": list(gt["images"]),
+        "categories": list(gt["categories"]),
+        "annotations": [],
+    }
     res.createIndex()
     return res
 
@@ -535,8 +605,11 @@ def _eval_faster(gt: dict, dts: list, iou_type: str, cat_ids: list):
             d["id"] = i
             d["iscrowd"] = 0
         coco_dt = COCO()
-        coco_dt.dataset = {"images": list(gt["images"]),
-                           "categories": list(gt["categories"]), "annotations": dts}
+        coco_dt.dataset = {
+            "images": list(gt["images"]),
+            "categories": list(gt["categories"]),
+            "annotations": dts,
+        }
         coco_dt.createIndex()
     else:
         coco_dt = coco_gt.loadRes(dts)
@@ -557,8 +630,12 @@ _FORK_STATE: tuple | None = None
 def _eval_part(j: int):
     gt, groups, cat_groups, iou_type, backend = _FORK_STATE
     ev = _RUNNERS[backend](gt, groups[j], iou_type, cat_groups[j])
-    return (np.asarray(ev.eval["precision"]), np.asarray(ev.eval["recall"]),
-            np.asarray(ev.params.iouThrs), np.asarray(ev.params.recThrs))
+    return (
+        np.asarray(ev.eval["precision"]),
+        np.asarray(ev.eval["recall"]),
+        np.asarray(ev.params.iouThrs),
+        np.asarray(ev.params.recThrs),
+    )
 
 
 def _cpu_count() -> int:
@@ -614,13 +691,13 @@ def _summarize(precision: np.ndarray, recall: np.ndarray, iou_thrs: np.ndarray) 
 
 
 def _run(gt: dict, dts: list, iou_type: str, backend: str, workers: int):
+    global _FORK_STATE
     cat_ids = sorted(c["id"] for c in gt["categories"])
     if workers > 1 and len(cat_ids) > 1 and "fork" in mp.get_all_start_methods():
         cat_groups = _split_categories(dts, cat_ids, min(workers, len(cat_ids)))
     else:
         cat_groups = [cat_ids]
     if len(cat_groups) == 1:
-        global _FORK_STATE
         _FORK_STATE = (gt, [dts], cat_groups, iou_type, backend)
         try:
             parts = [_eval_part(0)]
@@ -690,8 +767,7 @@ def evaluate(
     if workers is None:
         workers = _auto_workers(len(dts), len(gt["categories"]))
 
-    cat_ids, precision, recall, iou_thrs, rec_thrs, used = _run(gt, dts, iou_type, backend,
-                                                               workers)
+    cat_ids, precision, recall, iou_thrs, rec_thrs, used = _run(gt, dts, iou_type, backend, workers)
     t_eval = time.perf_counter()
     names = {c["id"]: c["name"] for c in gt["categories"]}
     return CocoEvalResult(
@@ -749,10 +825,14 @@ def evaluate_files(
     t_check = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the note is kept in result.warnings
-        result = evaluate(gt, dts, iou_type, backend, workers=workers, validate=False,
-                          copy_inputs=False)
-    result.seconds = {"load": t_load - t0, "check": t_check - t_load,
-                      "evaluate": result.seconds["evaluate"]}
+        result = evaluate(
+            gt, dts, iou_type, backend, workers=workers, validate=False, copy_inputs=False
+        )
+    result.seconds = {
+        "load": t_load - t0,
+        "check": t_check - t_load,
+        "evaluate": result.seconds["evaluate"],
+    }
     return result
 
 
@@ -768,9 +848,11 @@ def _safe_name(name: str) -> str:
 def _pr_curves(prec: np.ndarray, iou_thrs: np.ndarray) -> dict:
     """prec: [T, R, K'] for area all / maxDets 100 -> {label: (curve over R or None, AP)}."""
     curves = {}
-    for label, sel in (("IoU=0.50:0.95", slice(None)),
-                       ("IoU=0.50", np.isclose(iou_thrs, 0.5)),
-                       ("IoU=0.75", np.isclose(iou_thrs, 0.75))):
+    for label, sel in (
+        ("IoU=0.50:0.95", slice(None)),
+        ("IoU=0.50", np.isclose(iou_thrs, 0.5)),
+        ("IoU=0.75", np.isclose(iou_thrs, 0.75)),
+    ):
         p = prec[sel]  # [t, R, K']
         valid = (p > -1).all(axis=1)  # [t, K']: a (threshold, category) with GT
         if not valid.any():
@@ -843,8 +925,9 @@ def synthetic_coco(
     masks and detections get RLE masks (as Detectron2 writes them), areas from the masks.
     """
     rng = np.random.default_rng(seed)
-    cat_ids = sorted(rng.choice(np.arange(1, 2 * num_categories + 1), num_categories,
-                                replace=False).tolist())
+    cat_ids = sorted(
+        rng.choice(np.arange(1, 2 * num_categories + 1), num_categories, replace=False).tolist()
+    )
     categories = [{"id": c, "name": f"class_{c}", "supercategory": "thing"} for c in cat_ids]
     cat_arr = np.asarray(cat_ids)
     images, anns, dts = [], [], []
@@ -856,8 +939,24 @@ def synthetic_coco(
     def polygon(x, y, w, h):
         # An octagon inside the box: a mask that is not the box itself.
         cx, cy = w * 0.25, h * 0.25
-        pts = [x + cx, y, x + w - cx, y, x + w, y + cy, x + w, y + h - cy,
-               x + w - cx, y + h, x + cx, y + h, x, y + h - cy, x, y + cy]
+        pts = [
+            x + cx,
+            y,
+            x + w - cx,
+            y,
+            x + w,
+            y + cy,
+            x + w,
+            y + h - cy,
+            x + w - cx,
+            y + h,
+            x + cx,
+            y + h,
+            x,
+            y + h - cy,
+            x,
+            y + cy,
+        ]
         return [[round(float(v), 2) for v in pts]]
 
     for i in range(num_images):
@@ -874,8 +973,13 @@ def synthetic_coco(
         boxes = np.round(np.concatenate([xy, sides], axis=1), 2)
         for j in range(n_gt):
             box = boxes[j].tolist()
-            a = {"id": ann_id, "image_id": img_id, "category_id": int(gcat[j]), "bbox": box,
-                 "iscrowd": int(crowd[j])}
+            a = {
+                "id": ann_id,
+                "image_id": img_id,
+                "category_id": int(gcat[j]),
+                "bbox": box,
+                "iscrowd": int(crowd[j]),
+            }
             if segm:
                 a["segmentation"] = polygon(*box)
                 rle = mask_util.merge(mask_util.frPyObjects(a["segmentation"], h, w))
@@ -892,8 +996,11 @@ def synthetic_coco(
         jit = rng.normal(0, 0.08, size=(n_true, 2)) * tb[:, 2:]
         scale = np.exp(rng.normal(0, 0.12, size=(n_true, 2)))
         true_boxes = np.concatenate([tb[:, :2] + jit, tb[:, 2:] * scale], axis=1)
-        true_cat = np.where(rng.uniform(size=n_true) < 0.85, gcat[copies],
-                            cat_arr[rng.integers(0, num_categories, n_true)])
+        true_cat = np.where(
+            rng.uniform(size=n_true) < 0.85,
+            gcat[copies],
+            cat_arr[rng.integers(0, num_categories, n_true)],
+        )
         true_score = rng.beta(5, 2, n_true)
         rs = np.exp(rng.uniform(np.log(4.0), np.log(min(w, h)), size=(n_rand, 2)))
         rxy = rng.uniform(0, 1, size=(n_rand, 2)) * (np.array([w, h]) - rs)

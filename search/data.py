@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["load_dataset", "DATASETS", "CIFAR_FILES"]
+__all__ = ["load_dataset", "check_dataset", "DATASETS", "CIFAR_FILES"]
 
 CIFAR_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
 _CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
@@ -93,6 +93,19 @@ def _split(
     perm = np.random.default_rng(seed).permutation(n)
     # The validation images are fixed by the seed whatever the train subset size.
     return perm[val_size : val_size + train_size], perm[:val_size]
+
+
+def check_dataset(name: str, root: str | None = None, **_: Any) -> None:
+    """Fail early, before any child trains, on an unknown dataset or a missing/incomplete
+    CIFAR-10 folder (one ``ValueError`` naming what was expected)."""
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
+    if name == "cifar10":
+        if not root:
+            raise ValueError(
+                "data.root: the CIFAR-10 dataset needs the folder holding cifar-10-batches-py"
+            )
+        _cifar_dir(root)
 
 
 def load_dataset(

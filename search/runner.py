@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 from nasnet_det.search.config import SEARCH_KEYS, resolve_config
+from nasnet_det.search.data import check_dataset
 from nasnet_det.search.executor import build_executor
 from nasnet_det.search.history import History, HistoryError
 from nasnet_det.search.outputs import write_outputs
@@ -93,6 +94,7 @@ def run_search(
     space = SearchSpace.from_config(cfg["space"])
     sparams = {k: v for k, v in cfg["strategy"].items() if k != "name"}
     strategy = build_strategy(cfg["strategy"]["name"], space, cfg["seed"], **sparams)
+    check_dataset(**cfg["data"])
     db_path = _prepare_dir(out, resume, overwrite)
     history = History(db_path, create=not resume)
     try:

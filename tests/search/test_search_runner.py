@@ -157,19 +157,14 @@ def test_bad_config_values(tmp_path, instant_config):
 
 def test_missing_or_incomplete_cifar(tmp_path, instant_config):
     cfg = instant_config(
-        "data.name",
-        "cifar10",
-        "data.root",
-        str(tmp_path / "nope"),
-        "max_children",
-        "1",
-        "strategy.batch_size",
-        "1",
+        "data.name", "cifar10", "data.root", str(tmp_path / "nope"), "max_children", "1"
     )
-    res = run_search(cfg, tmp_path / "out")
-    # The data error is the child's failure, recorded with the message that names the folder.
-    assert res.children[0]["status"] == "failed"
-    assert "cifar-10-batches-py" in res.children[0]["error"]
+    # One clear error before anything is trained or written.
+    with pytest.raises(ValueError, match="cifar-10-batches-py"):
+        run_search(cfg, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(ValueError, match="unknown dataset 'mnist'"):
+        run_search(instant_config("data.name", "mnist"), tmp_path / "out")
     from nasnet_det.search.data import load_dataset
 
     d = tmp_path / "c" / "cifar-10-batches-py"

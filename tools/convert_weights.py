@@ -7,6 +7,16 @@
 The output holds ``{"model": state_dict, "meta": {...}}`` (loadable with
 ``torch.load(..., weights_only=True)``) or, for a ``.safetensors`` name, the tensors with the
 meta as JSON metadata.
+
+Our own pretraining checkpoints (EMA weights unless --no-ema; the architecture is read from it):
+
+    python tools/convert_weights.py --source nasnet_det --input OUT/last.pth --output mobile.pth
+
+For Detectron2 (MODEL.WEIGHTS of the NASNet Faster R-CNN; backbone and second stage named as the
+detector's; the preset's model-zoo config unless --det-config):
+
+    python tools/convert_weights.py --source pretrainedmodels --arch nasnetamobile \
+        --input nasnetamobile.pth --output nasnet_a_mobile_d2.pth --for detectron2
 """
 
 from __future__ import annotations
@@ -26,7 +36,9 @@ def main(argv: list[str] | None = None) -> int:
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--source", required=True, choices=sorted(SOURCES))
-    p.add_argument("--arch", required=True, help="e.g. nasnetalarge (timm)")
+    p.add_argument(
+        "--arch", help="e.g. nasnetalarge (timm); a preset for nasnet_det (optional there)"
+    )
     p.add_argument("--input", required=True, help="checkpoint of the source (.pth or .safetensors)")
     p.add_argument("--output", required=True, help="OUT.pth or OUT.safetensors")
     p.add_argument(
@@ -34,19 +46,39 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="unpickle arbitrary objects in --input (runs code: only for files you trust)",
     )
+    p.add_argument("--no-ema", action="store_true", help="nasnet_det: raw, not EMA, weights")
+    p.add_argument("--for", dest="target", choices=["detectron2"], help="name keys for this use")
+    p.add_argument("--det-config", help="with --for detectron2: the detector's config file")
     args = p.parse_args(argv)
+    from nasnet_det.convert import ours
+
     try:
+        if args.target == "detectron2" and not args.output.endswith((".pth", ".pt")):
+            raise ValueError(
+                "--for detectron2 writes a .pth file (Detectron2 reads no safetensors)"
+            )
         obj = load_state_dict_file(args.input, allow_pickle=args.allow_pickle)
-        converted = convert_state_dict(args.source, args.arch, unwrap_state_dict(obj))
-        save_checkpoint(args.output, converted.state_dict, converted.meta())
+        if args.source == "nasnet_det" and ours.is_training_checkpoint(obj):
+            converted = ours.convert_checkpoint(obj, ema=not args.no_ema, arch=args.arch)
+        elif args.arch is None:
+            raise ValueError(f"--arch is required for --source {args.source}")
+        else:
+            converted = convert_state_dict(args.source, args.arch, unwrap_state_dict(obj))
+        state_dict, meta = converted.state_dict, converted.meta()
+        if args.target == "detectron2":
+            state_dict, cfg = ours.to_detectron2(converted, args.det_config)
+            meta["for"] = "detectron2"
+        save_checkpoint(args.output, state_dict, meta)
     except ValueError as e:
         print(f"convert_weights: error: {e}", file=sys.stderr)
         return 2
-    n = sum(v.numel() for k, v in converted.state_dict.items() if "num_batches" not in k)
-    print(
-        f"wrote {args.output}: {len(converted.state_dict)} tensors, {n:,} values; build with "
-        f"build_nasnet({converted.preset!r}, **{converted.overrides})"
+    n = sum(v.numel() for k, v in state_dict.items() if "num_batches" not in k)
+    how = (
+        "MODEL.WEIGHTS of the NASNet Faster R-CNN"
+        if args.target
+        else f"build_nasnet({converted.preset!r}, **{converted.overrides})"
     )
+    print(f"wrote {args.output}: {len(state_dict)} tensors, {n:,} values; for {how}")
     return 0
 
 

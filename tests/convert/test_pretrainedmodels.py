@@ -55,32 +55,39 @@ def _ours(ref: torch.nn.Module, arch: str, **extra):
     return conv, model.eval()
 
 
-@torch.no_grad()
-def test_mobile_logits_parity_native_and_other_sizes():
-    ref = _cadene("nasnetamobile", 1000, 224)
+@pytest.fixture(scope="module")
+def mobile_pair():
+    """Cadene's mobile (calibrated at 96 px: cheap, and 96 = 32 x 3 is a size where it equals TF)
+    and its conversion."""
+    ref = _cadene("nasnetamobile", 1000, 96)
     conv, ours = _ours(ref, "nasnetamobile")
+    return ref, conv, ours
+
+
+@torch.no_grad()
+def test_mobile_logits_parity_native_and_other_size(mobile_pair):
+    ref, conv, ours = mobile_pair
     assert conv.preset == "nasnet_a_mobile" and conv.overrides["pool_pad"] == "tf"
     torch.manual_seed(2)
-    x = torch.randn(2, 3, 224, 224)
+    x = torch.randn(1, 3, 224, 224)
     expected = ref(x)  # Cadene's own forward at its native size
-    assert expected.std() > 0.3 and (expected[0] - expected[1]).abs().max() > 0.1
+    assert expected.std() > 0.3
     assert (ours(x) - expected).abs().max() <= 1e-4
-    # 256 and 223 are sizes where Cadene's padding equals TF SAME (H = 32k or 32k - 1).
-    for size in (256, 223):
-        x = torch.randn(1, 3, size, size)
-        assert (ours(x) - _cadene_logits(ref, x)).abs().max() <= 1e-4
-    # The test is sensitive to the average-pool padding mode.
+    # 192 = 32 x 6: Cadene's padding equals TF SAME there (H = 32k or 32k - 1).
+    x = torch.randn(1, 3, 192, 192)
+    assert (ours(x) - _cadene_logits(ref, x)).abs().max() <= 1e-4
+
+
+@torch.no_grad()
+def test_mobile_parity_is_sensitive_to_padding(mobile_pair):
+    ref, _, ours = mobile_pair
+    torch.manual_seed(3)
+    # Average pools that count the padding (timm's large port) give other logits.
     _, counted = _ours(ref, "nasnetamobile", pool_pad="timm")
     x = torch.randn(1, 3, 224, 224)
     assert (counted(x) - ref(x)).abs().max() > 1e-3
-
-
-@torch.no_grad()
-def test_mobile_shifted_padding_at_other_sizes_is_cadene_not_tf():
-    """At 225 the stem conv gives an even side, where Cadene pads a stride-2 op symmetrically
-    and TF SAME does not: documented, not matchable."""
-    ref = _cadene("nasnetamobile", 1000, 224)
-    _, ours = _ours(ref, "nasnetamobile")
+    # At 225 the stem conv gives an even side, where Cadene pads a stride-2 op symmetrically
+    # and TF SAME does not: documented, not matchable.
     x = torch.randn(1, 3, 225, 225)
     assert (ours(x) - _cadene_logits(ref, x)).abs().max() > 1e-2
 
@@ -158,7 +165,7 @@ def test_large_logits_parity_native_and_other_size():
     x = torch.randn(1, 3, 331, 331)
     assert (ours(x) - ref(x)).abs().max() <= 1e-4
     # 107 = 32 * 3 + 11: Cadene's padding equals TF SAME there.
-    x = torch.randn(2, 3, 107, 107)
+    x = torch.randn(1, 3, 107, 107)
     expected = _cadene_logits(ref, x)
-    assert (expected[0] - expected[1]).abs().max() > 0.1
+    assert expected.std() > 0.2
     assert (ours(x) - expected).abs().max() <= 1e-4

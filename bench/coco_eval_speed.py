@@ -53,8 +53,7 @@ VARIANTS = {
     "faster-1": ["--backend", "faster-coco-eval", "--workers", "1"],
     "faster-2": ["--backend", "faster-coco-eval", "--workers", "2"],
 }
-STAT_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm",
-             "ARl")
+STAT_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 
 
 def make_set(workdir: Path, images: int) -> tuple[Path, Path]:
@@ -64,13 +63,17 @@ def make_set(workdir: Path, images: int) -> tuple[Path, Path]:
     from nasnet_det.evaluation.coco_eval import synthetic_coco
 
     t = time.perf_counter()
-    gt, dts = synthetic_coco(num_images=images, num_categories=80, gt_per_image=7.0,
-                             dt_per_image=100, seed=0)
+    gt, dts = synthetic_coco(
+        num_images=images, num_categories=80, gt_per_image=7.0, dt_per_image=100, seed=0
+    )
     workdir.mkdir(parents=True, exist_ok=True)
     gt_path.write_text(json.dumps(gt))
     dt_path.write_text(json.dumps(dts))
-    print(f"generated {len(gt['annotations'])} GT boxes, {len(dts)} detections in "
-          f"{time.perf_counter() - t:.1f}s -> {workdir}", flush=True)
+    print(
+        f"generated {len(gt['annotations'])} GT boxes, {len(dts)} detections in "
+        f"{time.perf_counter() - t:.1f}s -> {workdir}",
+        flush=True,
+    )
     return gt_path, dt_path
 
 
@@ -87,8 +90,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--images", type=int, default=5000)
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/coco_eval_bench"))
-    ap.add_argument("--variants", default="default,faster-1,faster-2,pycocotools",
-                    help="comma-separated subset of: " + ", ".join(VARIANTS))
+    ap.add_argument(
+        "--variants",
+        default="default,faster-1,faster-2,pycocotools",
+        help="comma-separated subset of: " + ", ".join(VARIANTS),
+    )
     args = ap.parse_args()
     gt_path, dt_path = make_set(args.workdir, args.images)
     py = sys.executable
@@ -103,11 +109,23 @@ def main() -> None:
 
     for name in [v for v in args.variants.split(",") if v]:
         out = args.workdir / f"metrics_{name}.json"
-        wall, proc = timed([py, str(TOOL), "--gt", str(gt_path), "--dt", str(dt_path),
-                            "--out", str(out), *VARIANTS[name]])
+        wall, proc = timed(
+            [
+                py,
+                str(TOOL),
+                "--gt",
+                str(gt_path),
+                "--dt",
+                str(dt_path),
+                "--out",
+                str(out),
+                *VARIANTS[name],
+            ]
+        )
         m = json.loads(out.read_text())
-        diff = max(abs((m[k] if m[k] is not None else -100.0) / 100 - v)
-                   for k, v in zip(STAT_KEYS, plain))
+        diff = max(
+            abs((m[k] if m[k] is not None else -100.0) / 100 - v) for k, v in zip(STAT_KEYS, plain)
+        )
         # metrics.json holds float(v * 100) (None for -1): equal floats mean identical stats.
         same = all(m[k] == (v * 100 if v >= 0 else None) for k, v in zip(STAT_KEYS, plain))
         label = f"eval_coco.py {' '.join(VARIANTS[name]) or '(defaults)'}"
@@ -117,9 +135,11 @@ def main() -> None:
     load1 = os.getloadavg()
     base = rows[0][1]
     print()
-    print(f"{args.images} images, {len(json.loads(dt_path.read_text()))} detections; "
-          f"{datetime.date.today()}, {platform.processor() or platform.machine()}, "
-          f"{len(os.sched_getaffinity(0))} CPUs, load average {load0[0]:.1f} -> {load1[0]:.1f}")
+    print(
+        f"{args.images} images, {len(json.loads(dt_path.read_text()))} detections; "
+        f"{datetime.date.today()}, {platform.processor() or platform.machine()}, "
+        f"{len(os.sched_getaffinity(0))} CPUs, load average {load0[0]:.1f} -> {load1[0]:.1f}"
+    )
     print()
     print("| contender | wall s | speed-up vs plain | 12 stats identical to plain |")
     print("| --- | ---: | ---: | --- |")

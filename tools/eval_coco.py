@@ -44,20 +44,32 @@ def build_parser() -> argparse.ArgumentParser:
         prog="eval_coco.py",
         description="COCO mAP of a detections file against a COCO annotation file.",
     )
-    p.add_argument("--gt", required=True,
-                   help="COCO annotation JSON (images, annotations, categories)")
-    p.add_argument("--dt", required=True,
-                   help="COCO results JSON list, e.g. Detectron2's coco_instances_results.json")
+    p.add_argument(
+        "--gt", required=True, help="COCO annotation JSON (images, annotations, categories)"
+    )
+    p.add_argument(
+        "--dt",
+        required=True,
+        help="COCO results JSON list, e.g. Detectron2's coco_instances_results.json",
+    )
     p.add_argument("--iou-type", choices=ce.IOU_TYPES, default="bbox")
     p.add_argument("--out", help="write metrics (Detectron2 key names, 0-100 scale) to this JSON")
     p.add_argument("--per-category", action="store_true", help="print the per-category AP table")
     p.add_argument("--plot", metavar="DIR", help="write precision-recall curves (PNG) to DIR")
-    p.add_argument("--backend", choices=ce.BACKENDS, default=None,
-                   help="evaluation backend (default: faster-coco-eval when installed, as it "
-                        "measured faster with identical numbers; see docs/BENCHMARKS.md)")
-    p.add_argument("--workers", type=int, default=None,
-                   help="processes evaluating groups of categories (default: one per CPU for "
-                        "large inputs; the numbers do not depend on it)")
+    p.add_argument(
+        "--backend",
+        choices=ce.BACKENDS,
+        default=None,
+        help="evaluation backend (default: faster-coco-eval when installed, as it "
+        "measured faster with identical numbers; see docs/BENCHMARKS.md)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="processes evaluating groups of categories (default: one per CPU for "
+        "large inputs; the numbers do not depend on it)",
+    )
     return p
 
 
@@ -70,16 +82,23 @@ def main(argv: list[str] | None = None) -> int:
             print(f"eval_coco.py: error: {flag} {path} is {kind}", file=sys.stderr)
             return 2
     try:
-        result = ce.evaluate_files(args.gt, args.dt, args.iou_type,
-                                   args.backend or ce.default_backend(), workers=args.workers)
+        result = ce.evaluate_files(
+            args.gt,
+            args.dt,
+            args.iou_type,
+            args.backend or ce.default_backend(),
+            workers=args.workers,
+        )
     except ce.EvalInputError as e:
         print(f"eval_coco.py: error: {e}", file=sys.stderr)
         return 2
     for note in result.warnings:
         print(f"eval_coco.py: warning: {note}", file=sys.stderr)
 
-    print(f"Evaluated {result.num_detections} detections on {result.num_images} images, "
-          f"iou type {result.iou_type}, backend {result.backend}:")
+    print(
+        f"Evaluated {result.num_detections} detections on {result.num_images} images, "
+        f"iou type {result.iou_type}, backend {result.backend}:"
+    )
     print("\n".join(result.summary_lines()))
     metrics = result.metrics()
     if args.per_category:
@@ -87,9 +106,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Per-category {result.iou_type} AP (0-100, area=all, maxDets=100):")
         print(result.per_category_table())
     print()
-    print("Detectron2-style summary: " + json.dumps(
-        {k: (None if math.isnan(v) else round(v, 3)) for k, v in metrics.items()
-         if not k.startswith("AP-")}))
+    print(
+        "Detectron2-style summary: "
+        + json.dumps(
+            {
+                k: (None if math.isnan(v) else round(v, 3))
+                for k, v in metrics.items()
+                if not k.startswith("AP-")
+            }
+        )
+    )
     if args.out:
         result.write_metrics(args.out)
         print(f"wrote {args.out}")

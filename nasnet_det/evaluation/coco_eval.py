@@ -191,6 +191,7 @@ class GtIndex:
     image_hw: dict  # image id -> (height, width), for images that have both
     cat_ids: list  # sorted
     cat_names: dict  # id -> name
+    warnings: list = field(default_factory=list)  # valid but suspicious input
 
 
 def validate_gt(gt: Any, iou_type: str = "bbox", label: str = "GT") -> GtIndex:
@@ -318,7 +319,16 @@ def validate_gt(gt: Any, iou_type: str = "bbox", label: str = "GT") -> GtIndex:
             "annotation",
             "a 'segmentation' that is neither polygons nor an RLE of the image's size",
         )
-    return GtIndex(image_ids, image_hw, sorted(cat_names), cat_names)
+    notes = []
+    if 0 in seen:
+        notes.append(
+            f"{label} has an annotation with id 0: pycocotools (and faster-coco-eval, which "
+            "copies it) store the matched GT id as the match flag, so a detection matched to "
+            "it counts as a false positive; number annotation ids from 1"
+        )
+    if not anns:
+        notes.append(f"{label} has no annotations: every metric is undefined")
+    return GtIndex(image_ids, image_hw, sorted(cat_names), cat_names, notes)
 
 
 def _bad_indices(values: list, kinds: str, vector_ok, scalar_bad) -> list[int]:
@@ -595,7 +605,9 @@ def _eval_faster(gt: dict, dts: list, iou_type: str, cat_ids: list):
 
     coco_gt = COCO()
     coco_gt.dataset = gt
-    coco_gt.createIndex()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # its annotation-id-0 warning: validate_gt has ours
+        coco_gt.createIndex()
     if iou_type == "bbox" and dts:
         # What loadRes does for boxes, minus the unused polygon it would build for each
         # detection: area, a 1-based id (0 would read as 'unmatched'), iscrowd 0.
@@ -748,14 +760,16 @@ def evaluate(
     backend = backend or default_backend()
     _check_backend(backend)
     _check_workers(workers)
+    notes = []
     if validate:
-        validate_dt(dts, validate_gt(gt, iou_type), iou_type)
+        gt_index = validate_gt(gt, iou_type)
+        validate_dt(dts, gt_index, iou_type)
+        notes += gt_index.warnings
     t_check = time.perf_counter()
 
-    notes = []
     if not dts:
-        msg = "DT has no detections: every AP and AR is 0 (or undefined where GT is empty)"
-        notes.append(msg)
+        notes.append("DT has no detections: every AP and AR is 0 (or undefined where GT is empty)")
+    for msg in notes:
         warnings.warn(msg, stacklevel=2)
     if copy_inputs:
         gt = dict(gt)
@@ -828,6 +842,7 @@ def evaluate_files(
         result = evaluate(
             gt, dts, iou_type, backend, workers=workers, validate=False, copy_inputs=False
         )
+    result.warnings = gt_index.warnings + result.warnings
     result.seconds = {
         "load": t_load - t0,
         "check": t_check - t_load,

@@ -58,8 +58,14 @@ def _one_image_gt(boxes, cat_names=("cat",), size=(100, 100)):
         "images": [{"id": 1, "height": h, "width": w}],
         "categories": [{"id": 5 + 2 * i, "name": n} for i, n in enumerate(cat_names)],
         "annotations": [
-            {"id": i + 1, "image_id": 1, "category_id": 5 + 2 * c, "bbox": list(b),
-             "area": float(b[2] * b[3]), "iscrowd": 0}
+            {
+                "id": i + 1,
+                "image_id": 1,
+                "category_id": 5 + 2 * c,
+                "bbox": list(b),
+                "area": float(b[2] * b[3]),
+                "iscrowd": 0,
+            }
             for i, (c, b) in enumerate(boxes)
         ],
     }
@@ -67,8 +73,9 @@ def _one_image_gt(boxes, cat_names=("cat",), size=(100, 100)):
 
 def _dets(items):
     """items: (category index, [x, y, w, h], score) on image 1."""
-    return [{"image_id": 1, "category_id": 5 + 2 * c, "bbox": list(b), "score": s}
-            for c, b, s in items]
+    return [
+        {"image_id": 1, "category_id": 5 + 2 * c, "bbox": list(b), "score": s} for c, b, s in items
+    ]
 
 
 # ------------------------------------------------------------------------------------------
@@ -79,8 +86,15 @@ def _dets(items):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_perfect_detections_give_100(backend):
     gt, _ = ce.synthetic_coco(num_images=30, num_categories=6, dt_per_image=0, seed=3)
-    dts = [{"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"],
-            "score": 1.0} for a in gt["annotations"]]
+    dts = [
+        {
+            "image_id": a["image_id"],
+            "category_id": a["category_id"],
+            "bbox": a["bbox"],
+            "score": 1.0,
+        }
+        for a in gt["annotations"]
+    ]
     r = ce.evaluate(gt, dts, backend=backend)
     m = r.metrics()
     # (AR1 and AR10 stay below 100: images hold more than one / ten objects.)
@@ -146,10 +160,17 @@ def test_hand_computed_duplicate_and_miss_two_categories(backend):
     # A detection on g3's place but of class "a" is one more FP for "a" at score 0.1, below
     # every TP, so it does not change AP_a (interpolated precision at r <= 1/2 stays 1).
     # Mean over categories: AP = (51/101 + 0) / 2.
-    gt = _one_image_gt([(0, [0, 0, 20, 20]), (0, [40, 40, 20, 20]), (1, [70, 0, 20, 20])],
-                       cat_names=("a", "b"))
-    dts = _dets([(0, [0, 0, 20, 20], 0.9), (0, [0, 0, 20, 20], 0.8),
-                 (1, [40, 40, 20, 20], 0.7), (0, [70, 0, 20, 20], 0.1)])
+    gt = _one_image_gt(
+        [(0, [0, 0, 20, 20]), (0, [40, 40, 20, 20]), (1, [70, 0, 20, 20])], cat_names=("a", "b")
+    )
+    dts = _dets(
+        [
+            (0, [0, 0, 20, 20], 0.9),
+            (0, [0, 0, 20, 20], 0.8),
+            (1, [40, 40, 20, 20], 0.7),
+            (0, [70, 0, 20, 20], 0.1),
+        ]
+    )
     r = ce.evaluate(gt, dts, backend=backend)
     m = r.metrics()
     assert m["AP-a"] == pytest.approx(100 * 51 / 101, abs=1e-9)
@@ -165,8 +186,9 @@ def test_hand_computed_duplicate_and_miss_two_categories(backend):
 @pytest.fixture(scope="module")
 def random_bbox_set(tmp_path_factory):
     # score_decimals=2 makes many equal scores: tie-breaking must match pycocotools too.
-    gt, dts = ce.synthetic_coco(num_images=60, num_categories=12, gt_per_image=6,
-                                dt_per_image=40, seed=11, score_decimals=2)
+    gt, dts = ce.synthetic_coco(
+        num_images=60, num_categories=12, gt_per_image=6, dt_per_image=40, seed=11, score_decimals=2
+    )
     d = tmp_path_factory.mktemp("rand")
     gt_path, dt_path = _write(d / "gt.json", gt), _write(d / "dt.json", dts)
     ref = _pycocotools_direct(gt_path, dt_path)
@@ -207,16 +229,24 @@ def test_parallel_is_bit_identical_to_serial(random_bbox_set):
 
 
 def test_backends_agree_on_a_second_seed():
-    gt, dts = ce.synthetic_coco(num_images=40, num_categories=5, dt_per_image=30, seed=5,
-                                score_decimals=1)
+    gt, dts = ce.synthetic_coco(
+        num_images=40, num_categories=5, dt_per_image=30, seed=5, score_decimals=1
+    )
     stats = [ce.evaluate(gt, dts, backend=b).stats for b in BACKENDS]
     assert np.abs(stats[0] - stats[-1]).max() <= 1e-6
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_random_segm_matches_pycocotools(tmp_path, backend):
-    gt, dts = ce.synthetic_coco(num_images=8, num_categories=3, gt_per_image=4, dt_per_image=12,
-                                seed=2, iou_type="segm", score_decimals=2)
+    gt, dts = ce.synthetic_coco(
+        num_images=8,
+        num_categories=3,
+        gt_per_image=4,
+        dt_per_image=12,
+        seed=2,
+        iou_type="segm",
+        score_decimals=2,
+    )
     gt_path = _write(tmp_path / "gt.json", gt)
     # Detectron2's convention, which the tool follows: mask AP uses the mask area, so the box
     # is not given to loadRes.
@@ -230,8 +260,9 @@ def test_random_segm_matches_pycocotools(tmp_path, backend):
 def test_detectron2_results_file_via_cli(tmp_path):
     # Detectron2's COCOEvaluator writes coco_instances_results.json: a results list whose
     # entries also carry an RLE 'segmentation' (counts as str) for instance segmentation models.
-    gt, dts = ce.synthetic_coco(num_images=6, num_categories=3, gt_per_image=3, dt_per_image=8,
-                                seed=4, iou_type="segm")
+    gt, dts = ce.synthetic_coco(
+        num_images=6, num_categories=3, gt_per_image=3, dt_per_image=8, seed=4, iou_type="segm"
+    )
     gt_path = _write(tmp_path / "instances_val.json", gt)
     inference = tmp_path / "output" / "inference"
     inference.mkdir(parents=True)
@@ -239,9 +270,22 @@ def test_detectron2_results_file_via_cli(tmp_path):
     out = tmp_path / "metrics.json"
     for iou_type in ("bbox", "segm"):
         proc = subprocess.run(
-            [sys.executable, str(TOOL), "--gt", str(gt_path), "--dt", str(dt_path),
-             "--iou-type", iou_type, "--out", str(out)],
-            capture_output=True, text=True, timeout=120)
+            [
+                sys.executable,
+                str(TOOL),
+                "--gt",
+                str(gt_path),
+                "--dt",
+                str(dt_path),
+                "--iou-type",
+                iou_type,
+                "--out",
+                str(out),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert proc.returncode == 0, proc.stderr
         ref_dts = copy.deepcopy(dts)
         if iou_type == "segm":
@@ -272,44 +316,106 @@ BAD_INPUTS = {
     "gt_missing_file": (None, [_GOOD_DET], [], ["GT file not found"]),
     "gt_not_json": ("{'images': [", [_GOOD_DET], [], ["GT file", "is not JSON", "line 1"]),
     "dt_not_json": (_GOOD_GT, "[1, 2,", [], ["DT file", "is not JSON"]),
-    "gt_not_coco_list": ([_GOOD_DET], [_GOOD_DET], [],
-                         ["is not the COCO layout", "got a JSON list"]),
-    "gt_no_images": ({"annotations": [], "categories": []}, [_GOOD_DET], [],
-                     ["is not the COCO layout", "no 'images' list"]),
-    "gt_bad_annotation": ({**_GOOD_GT, "annotations": _GOOD_GT["annotations"] + [{"id": 9}]},
-                          [_GOOD_DET], [], ["1 of 3 annotations has", "first: annotation[2]"]),
-    "dt_not_list": (_GOOD_GT, {"annotations": []}, [],
-                    ["is not the COCO results layout", "expected a JSON list"]),
-    "dt_missing_key": (_GOOD_GT, _dt_with({"bbox": None}, 1) + [{"image_id": 1}], [],
-                       ["1 of 5 detections has", "not the COCO results layout",
-                        "first: detection[4]"]),
-    "dt_unknown_image": (_GOOD_GT, _dt_with({"image_id": 777}), [],
-                         ["2 of 5 detections have an image_id that is not in GT",
-                          "first: detection[3]", '"image_id": 777']),
-    "dt_unknown_category": (_GOOD_GT, _dt_with({"category_id": 6}, 4), [],
-                            ["4 of 7 detections have a category_id that is not in GT",
-                             "first: detection[3]"]),
-    "dt_negative_width": (_GOOD_GT, _dt_with({"bbox": [0, 0, -3, 10]}), [],
-                          ["2 of 5 detections have a bbox with negative or non-finite "
-                           "width/height", "first: detection[3]"]),
-    "dt_nonfinite_height": (_GOOD_GT, _dt_with({"bbox": [0, 0, 3, float("nan")]}, 1), [],
-                            ["1 of 4 detections has a bbox with negative or non-finite",
-                             "first: detection[3]"]),
-    "dt_infinite_width": (_GOOD_GT, _dt_with({"bbox": [0, 0, float("inf"), 3]}, 3), [],
-                          ["3 of 6 detections have a bbox", "first: detection[3]"]),
-    "dt_nonfinite_score": (_GOOD_GT, _dt_with({"score": float("nan")}, 2), [],
-                           ["2 of 5 detections have a non-finite or non-numeric score",
-                            "first: detection[3]"]),
-    "dt_infinite_score": (_GOOD_GT, _dt_with({"score": float("inf")}, 1), [],
-                          ["1 of 4 detections has a non-finite", "first: detection[3]"]),
+    "gt_not_coco_list": (
+        [_GOOD_DET],
+        [_GOOD_DET],
+        [],
+        ["is not the COCO layout", "got a JSON list"],
+    ),
+    "gt_no_images": (
+        {"annotations": [], "categories": []},
+        [_GOOD_DET],
+        [],
+        ["is not the COCO layout", "no 'images' list"],
+    ),
+    "gt_bad_annotation": (
+        {**_GOOD_GT, "annotations": _GOOD_GT["annotations"] + [{"id": 9}]},
+        [_GOOD_DET],
+        [],
+        ["1 of 3 annotations has", "first: annotation[2]"],
+    ),
+    "dt_not_list": (
+        _GOOD_GT,
+        {"annotations": []},
+        [],
+        ["is not the COCO results layout", "expected a JSON list"],
+    ),
+    "dt_missing_key": (
+        _GOOD_GT,
+        _dt_with({"bbox": None}, 1) + [{"image_id": 1}],
+        [],
+        ["1 of 5 detections has", "not the COCO results layout", "first: detection[4]"],
+    ),
+    "dt_unknown_image": (
+        _GOOD_GT,
+        _dt_with({"image_id": 777}),
+        [],
+        [
+            "2 of 5 detections have an image_id that is not in GT",
+            "first: detection[3]",
+            '"image_id": 777',
+        ],
+    ),
+    "dt_unknown_category": (
+        _GOOD_GT,
+        _dt_with({"category_id": 6}, 4),
+        [],
+        ["4 of 7 detections have a category_id that is not in GT", "first: detection[3]"],
+    ),
+    "dt_negative_width": (
+        _GOOD_GT,
+        _dt_with({"bbox": [0, 0, -3, 10]}),
+        [],
+        [
+            "2 of 5 detections have a bbox with negative or non-finite width/height",
+            "first: detection[3]",
+        ],
+    ),
+    "dt_nonfinite_height": (
+        _GOOD_GT,
+        _dt_with({"bbox": [0, 0, 3, float("nan")]}, 1),
+        [],
+        ["1 of 4 detections has a bbox with negative or non-finite", "first: detection[3]"],
+    ),
+    "dt_infinite_width": (
+        _GOOD_GT,
+        _dt_with({"bbox": [0, 0, float("inf"), 3]}, 3),
+        [],
+        ["3 of 6 detections have a bbox", "first: detection[3]"],
+    ),
+    "dt_nonfinite_score": (
+        _GOOD_GT,
+        _dt_with({"score": float("nan")}, 2),
+        [],
+        ["2 of 5 detections have a non-finite or non-numeric score", "first: detection[3]"],
+    ),
+    "dt_infinite_score": (
+        _GOOD_GT,
+        _dt_with({"score": float("inf")}, 1),
+        [],
+        ["1 of 4 detections has a non-finite", "first: detection[3]"],
+    ),
     "segm_without_segmentation": (
-        {**_GOOD_GT, "annotations": [{**a, "segmentation": [[0, 0, 10, 0, 10, 10, 0, 10]]}
-                                     for a in _GOOD_GT["annotations"]]},
-        [_GOOD_DET] * 3, ["--iou-type", "segm"],
-        ["3 of 3 detections have no 'segmentation', but --iou-type segm was requested",
-         "first: detection[0]"]),
-    "segm_gt_without_segmentation": (_GOOD_GT, [_GOOD_DET], ["--iou-type", "segm"],
-                                     ["2 of 2 annotations have no 'segmentation'"]),
+        {
+            **_GOOD_GT,
+            "annotations": [
+                {**a, "segmentation": [[0, 0, 10, 0, 10, 10, 0, 10]]}
+                for a in _GOOD_GT["annotations"]
+            ],
+        },
+        [_GOOD_DET] * 3,
+        ["--iou-type", "segm"],
+        [
+            "3 of 3 detections have no 'segmentation', but --iou-type segm was requested",
+            "first: detection[0]",
+        ],
+    ),
+    "segm_gt_without_segmentation": (
+        _GOOD_GT,
+        [_GOOD_DET],
+        ["--iou-type", "segm"],
+        ["2 of 2 annotations have no 'segmentation'"],
+    ),
 }
 
 
@@ -320,8 +426,13 @@ def _write_raw(path: Path, content) -> None:
 
 
 def _run_tool(args, timeout=180):
-    return subprocess.run([sys.executable, str(TOOL), *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=REPO)
+    return subprocess.run(
+        [sys.executable, str(TOOL), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -334,8 +445,20 @@ def bad_runs(tmp_path_factory):
         d.mkdir()
         _write_raw(d / "gt.json", gt)
         _write_raw(d / "dt.json", dt)
-        jobs[name] = (d, ["--gt", str(d / "gt.json"), "--dt", str(d / "dt.json"),
-                          "--out", str(d / "metrics.json"), "--plot", str(d / "plots"), *extra])
+        jobs[name] = (
+            d,
+            [
+                "--gt",
+                str(d / "gt.json"),
+                "--dt",
+                str(d / "dt.json"),
+                "--out",
+                str(d / "metrics.json"),
+                "--plot",
+                str(d / "plots"),
+                *extra,
+            ],
+        )
     with ThreadPoolExecutor(max_workers=max(2, (os.cpu_count() or 2) + 1)) as pool:
         futures = {name: (d, pool.submit(_run_tool, args)) for name, (d, args) in jobs.items()}
         return {name: (d, f.result()) for name, (d, f) in futures.items()}
@@ -377,8 +500,21 @@ def test_cli_outputs_metrics_table_and_plots(tmp_path):
     gt["categories"][1]["name"] = "traffic light"
     gt_path, dt_path = _write(tmp_path / "gt.json", gt), _write(tmp_path / "dt.json", dts)
     out, plots = tmp_path / "out" / "metrics.json", tmp_path / "plots"
-    proc = _run_tool(["--gt", str(gt_path), "--dt", str(dt_path), "--out", str(out),
-                      "--per-category", "--plot", str(plots), "--backend", "pycocotools"])
+    proc = _run_tool(
+        [
+            "--gt",
+            str(gt_path),
+            "--dt",
+            str(dt_path),
+            "--out",
+            str(out),
+            "--per-category",
+            "--plot",
+            str(plots),
+            "--backend",
+            "pycocotools",
+        ]
+    )
     assert proc.returncode == 0, proc.stderr
     ref = _pycocotools_direct(gt_path, dt_path)
     # The twelve lines exactly as pycocotools prints them.
@@ -389,8 +525,11 @@ def test_cli_outputs_metrics_table_and_plots(tmp_path):
     assert "traffic light" in proc.stdout  # per-category table
     m = json.loads(out.read_text())
     names = [c["name"] for c in sorted(gt["categories"], key=lambda c: c["id"])]
-    assert list(m) == (["AP", "AP50", "AP75", "APs", "APm", "APl"] + [f"AP-{n}" for n in names]
-                       + ["AR1", "AR10", "AR100", "ARs", "ARm", "ARl"])
+    assert list(m) == (
+        ["AP", "AP50", "AP75", "APs", "APm", "APl"]
+        + [f"AP-{n}" for n in names]
+        + ["AR1", "AR10", "AR100", "ARs", "ARm", "ARl"]
+    )
     for key, v in zip(ce.STAT_KEYS, ref.stats):
         assert m[key] == pytest.approx(v * 100, abs=1e-6)
     pngs = sorted(p.name for p in plots.iterdir())
@@ -402,3 +541,18 @@ def test_cli_outputs_metrics_table_and_plots(tmp_path):
 def test_default_backend_is_faster_coco_eval_when_installed():
     want = "faster-coco-eval" if "faster-coco-eval" in BACKENDS else "pycocotools"
     assert ce.default_backend() == want
+
+
+def test_annotation_id_zero_warns_and_keeps_pycocotools_numbers(tmp_path):
+    # pycocotools stores the matched GT's id as the match flag, so a perfect detection of the GT
+    # with id 0 counts as a false positive: AP is not 100. The tool keeps pycocotools' number and
+    # says why.
+    gt = _one_image_gt([(0, [0, 0, 10, 10]), (0, [20, 0, 10, 10])])
+    gt["annotations"][0]["id"] = 0
+    dts = _dets([(0, [0, 0, 10, 10], 0.9), (0, [20, 0, 10, 10], 0.8)])
+    ref = _pycocotools_direct(_write(tmp_path / "gt.json", gt), copy.deepcopy(dts))
+    assert ref.stats[0] < 0.5
+    for backend in BACKENDS:
+        with pytest.warns(UserWarning, match="annotation with id 0"):
+            r = ce.evaluate(gt, dts, backend=backend)
+        assert np.abs(r.stats - np.asarray(ref.stats)).max() <= 1e-6

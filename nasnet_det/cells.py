@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from nasnet_det.drop_path import drop_path
@@ -19,6 +20,16 @@ from nasnet_det.genotypes import Block
 from nasnet_det.ops import FactorizedReduction, OpConfig, ReLUConvBN, build_op
 
 __all__ = ["Cell", "CellBlock"]
+
+
+def _apply(op: nn.Module, states, relus, i: int) -> torch.Tensor:
+    if relus is not None and relus[i] is not None and getattr(op, "starts_with_relu", False):
+        return op.forward_relu(relus[i])
+    return op(states[i])
+
+
+def _starts_with_relu(op: nn.Module) -> bool:
+    return getattr(op, "starts_with_relu", False)
 
 
 class CellBlock(nn.Module):
@@ -40,9 +51,15 @@ class CellBlock(nn.Module):
         self.drop = (spec.left.op != "identity", spec.right.op != "identity")
         self.out_channels = 2 * c if spec.combine == "concat" else c
 
-    def forward(self, states: Sequence[torch.Tensor], keep_prob: float) -> torch.Tensor:
-        a = self.left(states[self.inputs[0]])
-        b = self.right(states[self.inputs[1]])
+    def forward(
+        self,
+        states: Sequence[torch.Tensor],
+        keep_prob: float,
+        relus: Sequence[torch.Tensor | None] | None = None,
+    ) -> torch.Tensor:
+        """``relus[i]``, when given, is ``relu(states[i])``, shared by ops starting with a ReLU."""
+        a = _apply(self.left, states, relus, self.inputs[0])
+        b = _apply(self.right, states, relus, self.inputs[1])
         if self.training and keep_prob < 1.0:
             if self.drop[0]:
                 a = drop_path(a, keep_prob, True)
@@ -110,14 +127,23 @@ class Cell(nn.Module):
                 )
                 channels[s] = c
         self.out_channels = sum(channels[s] for s in self.concat)
+        # States read by more than one op that starts with a ReLU: compute that ReLU once. It
+        # saves the time and, in training, the memory of the duplicate activations.
+        readers = [0] * len(channels)
+        for block in self.blocks:
+            for op, i in ((block.left, block.inputs[0]), (block.right, block.inputs[1])):
+                readers[i] += _starts_with_relu(op)
+        self.shared_relu = tuple(n > 1 for n in readers)
         self.drop_path_keep_prob = 1.0  # set by NASNet.set_drop_path_progress
 
     def forward(self, x: torch.Tensor, x_prev: torch.Tensor | None) -> torch.Tensor:
         s0 = self.pre0(x)
         s1 = x if self.pre1 is None else self.pre1(x_prev)
         states = [s0, s1]
-        for block in self.blocks:
-            states.append(block(states, self.drop_path_keep_prob))
+        relus = [F.relu(s) if shared else None for s, shared in zip(states, self.shared_relu)]
+        for k, block in enumerate(self.blocks):
+            states.append(block(states, self.drop_path_keep_prob, relus))
+            relus.append(F.relu(states[-1]) if self.shared_relu[k + 2] else None)
         out = []
         for s in self.concat:
             reduce = self.concat_reduce[str(s)] if str(s) in self.concat_reduce else None

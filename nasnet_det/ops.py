@@ -148,8 +148,10 @@ class SamePool2d(nn.Module):
         )
 
 
-class ReLUConvBN(nn.Sequential):
+class ReLUConvBN(nn.Module):
     """ReLU, convolution (SAME), batch norm: TF-slim's building block."""
+
+    starts_with_relu = True
 
     def __init__(
         self,
@@ -161,9 +163,15 @@ class ReLUConvBN(nn.Sequential):
         dilation: int = 1,
     ) -> None:
         super().__init__()
-        self.relu = nn.ReLU()
         self.conv = SameConv2d(c_in, c_out, kernel_size, stride, dilation)
         self.bn = cfg.bn(c_out)
+
+    def forward_relu(self, xr: torch.Tensor) -> torch.Tensor:
+        """Forward on an input that is already ReLU'd (cells share one ReLU per state)."""
+        return self.bn(self.conv(xr))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_relu(F.relu(x))
 
 
 class SeparableConv(nn.Module):
@@ -181,6 +189,8 @@ class SeparableConv(nn.Module):
 class SepConvBranch(nn.Module):
     """NASNet's separable op: (ReLU, separable conv, BN) twice; only the first one strides."""
 
+    starts_with_relu = True
+
     def __init__(self, c_in: int, c_out: int, kernel_size: int, stride: int, cfg: OpConfig):
         super().__init__()
         self.sep1 = SeparableConv(c_in, c_out, kernel_size, stride)
@@ -188,13 +198,19 @@ class SepConvBranch(nn.Module):
         self.sep2 = SeparableConv(c_out, c_out, kernel_size, 1)
         self.bn2 = cfg.bn(c_out)
 
+    def forward_relu(self, xr: torch.Tensor) -> torch.Tensor:
+        # In place: batch norm's backward needs its input, not its output.
+        x = F.relu(self.bn1(self.sep1(xr)), inplace=True)
+        return self.bn2(self.sep2(x))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.bn1(self.sep1(F.relu(x)))
-        return self.bn2(self.sep2(F.relu(x)))
+        return self.forward_relu(F.relu(x))
 
 
 class ConvPair(nn.Module):
     """ReLU, 1xk conv, kx1 conv, BN (the paper's "1x7 then 7x1" family)."""
+
+    starts_with_relu = True
 
     def __init__(self, c_in: int, c_out: int, k: int, stride: int, cfg: OpConfig) -> None:
         super().__init__()
@@ -202,8 +218,11 @@ class ConvPair(nn.Module):
         self.conv2 = SameConv2d(c_out, c_out, (k, 1), (stride, 1))
         self.bn = cfg.bn(c_out)
 
+    def forward_relu(self, xr: torch.Tensor) -> torch.Tensor:
+        return self.bn(self.conv2(self.conv1(xr)))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.bn(self.conv2(self.conv1(F.relu(x))))
+        return self.forward_relu(F.relu(x))
 
 
 class PoolBranch(nn.Module):

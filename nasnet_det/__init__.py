@@ -29,3 +29,22 @@ __all__ = [
     "list_presets",
     "register_genotype",
 ]
+
+
+def _register_detectron2_parts() -> bool:
+    """Importing nasnet_det registers its Detectron2 backbone, ROI heads and built-in datasets
+    when Detectron2 is installed (the core works without it)."""
+    try:
+        import detectron2  # noqa: F401
+    except ImportError:
+        return False
+    import nasnet_det.detection  # noqa: F401
+
+    return True
+
+
+HAS_DETECTRON2 = _register_detectron2_parts()
+if HAS_DETECTRON2:
+    from nasnet_det.detection import add_nasnet_config as add_nasnet_config
+
+    __all__.append("add_nasnet_config")

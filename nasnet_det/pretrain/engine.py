@@ -173,12 +173,14 @@ def train(
     resume: bool = False,
     log: Callable[[str], None] = print,
     progress: bool = True,
+    on_step: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """Train (or continue training) per ``cfg`` (see :mod:`nasnet_det.pretrain.config`).
 
     Writes ``OUT/last.pth`` (training checkpoint), ``OUT/metrics.jsonl`` (one line per epoch),
     ``OUT/config.yaml`` and TensorBoard scalars under ``OUT/tb``. Returns the last epoch's
-    metrics. Every user error (data layout, config, checkpoint) raises ``ValueError`` before
+    metrics. ``on_step(step)`` is called after every optimiser step (benchmarks, hooks). Every
+    user error (data layout, config, checkpoint) raises ``ValueError`` before
     anything is written.
     """
     output = Path(output)
@@ -356,6 +358,8 @@ def train(
             ema.update(model)
             step += 1
             value = loss.item()
+            if on_step is not None:
+                on_step(step)
             if not math.isfinite(value):
                 raise FloatingPointError(f"loss is {value} at step {step}")
             loss_sum += value * weight

@@ -37,6 +37,7 @@ CHILD_DEFAULTS: dict[str, Any] = {
     "schedule": "cosine",  # or "constant"
     "grad_clip": 5.0,
     "deterministic": True,
+    "device": "cpu",  # "cuda", or "auto" (cuda when available); workers share the GPU
 }
 
 _DATA_CACHE: dict[str, Any] = {}
@@ -64,6 +65,9 @@ def train_child(genotype: Genotype, child_cfg: dict, data_cfg: dict, seed: int) 
 
     cfg = {**CHILD_DEFAULTS, **child_cfg}
     (xt, yt), (xv, yv) = _data(data_cfg)
+    device = cfg["device"]
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.manual_seed(seed)
     model = build_nasnet(
         "nasnet_a_cifar",
@@ -77,6 +81,8 @@ def train_child(genotype: Genotype, child_cfg: dict, data_cfg: dict, seed: int) 
         image_size=int(xt.shape[-1]),
     )
     params = sum(p.numel() for p in model.parameters())
+    model.to(device)
+    xt, yt, xv, yv = (t.to(device) for t in (xt, yt, xv, yv))
     opt = torch.optim.SGD(
         model.parameters(),
         lr=cfg["lr"],
@@ -91,7 +97,7 @@ def train_child(genotype: Genotype, child_cfg: dict, data_cfg: dict, seed: int) 
     step = 0
     model.train()
     for _ in range(cfg["epochs"]):
-        perm = torch.randperm(len(xt), generator=gen)
+        perm = torch.randperm(len(xt), generator=gen).to(device)
         for i in range(steps_per_epoch):
             idx = perm[i * bs : (i + 1) * bs]
             if cfg["schedule"] == "cosine":

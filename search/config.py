@@ -36,6 +36,7 @@ DEFAULTS: dict[str, Any] = {
         "backend": "local",  # or "ray"
         "num_workers": 2,  # 0: train children in the search process
         "address": None,  # Ray cluster address; None starts a local Ray
+        "gpus_per_child": 0,  # Ray: GPUs each child task reserves (e.g. 1, or 0.25 to share)
         "train_fn": "nasnet_det.search.child:train_child",
     },
     # ENAS-style weight sharing (mode: weight_sharing): one over-parameterised network holds
@@ -53,6 +54,7 @@ DEFAULTS: dict[str, Any] = {
         "grad_clip": 5.0,
         "eval_batches": 2,
         "retrain_top": 5,
+        "device": "cpu",  # or "cuda" / "auto"
     },
     "outputs": {"plot": True, "diagrams": True, "progress": True},
 }

@@ -94,7 +94,9 @@ class RayExecutor:
     """Children as Ray tasks (one CPU each). ``address``: an existing cluster (``"auto"`` or
     ``"ray://host:10001"``); ``None`` starts a local Ray with ``num_workers`` CPUs."""
 
-    def __init__(self, num_workers: int, address: str | None = None) -> None:
+    def __init__(
+        self, num_workers: int, address: str | None = None, gpus_per_child: float = 0
+    ) -> None:
         try:
             import ray
         except ImportError:
@@ -109,7 +111,7 @@ class RayExecutor:
                 kwargs["num_cpus"] = max(1, num_workers)
             ray.init(**kwargs)
             self.started = True
-        self.remote = ray.remote(num_cpus=1, max_retries=0)(run_child)
+        self.remote = ray.remote(num_cpus=1, num_gpus=gpus_per_child, max_retries=0)(run_child)
 
     def run(self, tasks: Sequence[dict]) -> Iterator[dict]:
         refs = {self.remote.remote(t): t for t in tasks}
@@ -129,7 +131,11 @@ class RayExecutor:
 
 
 def build_executor(
-    backend: str, num_workers: int, address: str | None = None, train_fn: Callable | None = None
+    backend: str,
+    num_workers: int,
+    address: str | None = None,
+    train_fn: Callable | None = None,
+    gpus_per_child: float = 0,
 ):
     """``local`` with ``num_workers: 0`` (or a training callable) runs in-process."""
     if backend not in BACKENDS:
@@ -137,7 +143,7 @@ def build_executor(
     if backend == "ray":
         if train_fn is not None and callable(train_fn):
             raise ValueError("the ray backend needs execution.train_fn as 'module:function'")
-        return RayExecutor(num_workers, address)
+        return RayExecutor(num_workers, address, gpus_per_child)
     if num_workers == 0 or callable(train_fn):
         return InlineExecutor(train_fn if callable(train_fn) else None)
     return LocalExecutor(num_workers)

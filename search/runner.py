@@ -176,7 +176,11 @@ def _loop(cfg, out, space, strategy, history, train_fn, progress) -> SearchResul
             else:
                 if executor is None and todo:
                     executor = build_executor(
-                        ex["backend"], ex["num_workers"], ex["address"], train_fn
+                        ex["backend"],
+                        ex["num_workers"],
+                        ex["address"],
+                        train_fn,
+                        ex["gpus_per_child"],
                     )
                 results = executor.run(todo) if todo else []
             by_id = {t["child_id"]: t for t in todo}
@@ -227,7 +231,7 @@ def _loop(cfg, out, space, strategy, history, train_fn, progress) -> SearchResul
             write_outputs(out, history.children(), cfg, final=False)
         if ws is not None:
             executor = executor or build_executor(
-                ex["backend"], ex["num_workers"], ex["address"], train_fn
+                ex["backend"], ex["num_workers"], ex["address"], train_fn, ex["gpus_per_child"]
             )
             _retrain_top(cfg, space, history, executor, round_, bar)
     finally:

@@ -140,7 +140,15 @@ class SharedScorer:
         (self.xt, self.yt), (self.xv, self.yv) = _data(data_cfg)
         num_classes = int(max(int(self.yt.max()), int(self.yv.max())) + 1)
         torch.manual_seed(seed)
+        device = ws_cfg["device"]
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
         self.net = SharedNet(space, ws_cfg["num_cells"], ws_cfg["num_conv_filters"], num_classes)
+        self.net.to(device)
+        self.xt, self.yt, self.xv, self.yv = (
+            t.to(device) for t in (self.xt, self.yt, self.xv, self.yv)
+        )
+        self.device = device
         self.opt = torch.optim.SGD(
             self.net.parameters(),
             lr=ws_cfg["lr"],
@@ -156,7 +164,7 @@ class SharedScorer:
         self.net.train()
         bs = self.cfg["batch_size"]
         for step in range(self.cfg["steps_per_round"]):
-            idx = torch.randint(len(self.xt), (bs,), generator=self.gen)
+            idx = torch.randint(len(self.xt), (bs,), generator=self.gen).to(self.device)
             loss = F.cross_entropy(
                 self.net(self.xt[idx], proposals[step % len(proposals)]), self.yt[idx]
             )

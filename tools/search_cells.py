@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,6 +27,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("overrides", nargs="*", help="KEY VALUE pairs, e.g. child.epochs 1")
     args = p.parse_args(argv)
+    # Importing nasnet_det registers its Detectron2 parts, whose dependencies warn about
+    # torch.jit deprecations at import; they say nothing about the search.
+    warnings.filterwarnings("ignore", category=FutureWarning)
     if args.resume and args.overwrite:
         p.error("--resume and --overwrite exclude each other")
     if args.compare:

@@ -66,7 +66,9 @@ def test_tool_errors_are_one_line(tmp_path):
         text=True,
     )
     assert r.returncode == 2
-    assert r.stderr.strip().count("\n") == 0 and "does not exist" in r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("search_cells.py: error: ") and "does not exist" in last
+    assert "Traceback" not in r.stderr
     assert not (tmp_path / "o").exists()
     r = subprocess.run(
         tool + ["--compare", str(tmp_path), "--output", str(tmp_path / "x.png")],

@@ -103,6 +103,19 @@ def test_failing_child_is_recorded_and_search_goes_on(tmp_path, instant_config):
     assert rows[-1]["status"] == "failed"  # failed children sort last
 
 
+def test_out_of_memory_is_recorded(tmp_path, instant_config):
+    import torch
+
+    def fn(genotype, child_cfg, data_cfg, seed):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    res = run_search(
+        instant_config("max_children", "1", "strategy.batch_size", "1"), tmp_path, train_fn=fn
+    )
+    assert res.children[0]["status"] == "failed"
+    assert res.children[0]["error"].startswith("out of memory: CUDA out of memory")
+
+
 def test_nan_reward_counts_as_failed(tmp_path, instant_config):
     cfg = instant_config("max_children", "2", "strategy.batch_size", "2")
     res = run_search(cfg, tmp_path, train_fn=lambda g, c, d, s: {"reward": float("nan")})

@@ -253,7 +253,7 @@ def train(
         if "scaler" in ckpt and amp:
             scaler.load_state_dict(ckpt["scaler"])
         epoch, start_batch, step = int(ckpt["epoch"]), int(ckpt["batch"]), int(ckpt["step"])
-        skipped_total = int(ckpt.get("skipped_images", 0))
+        skipped_total = int(ckpt.get("skipped_images", 0)) if d.main else 0  # a global sum
         log(
             f"resumed from {output / CHECKPOINT_NAME}: epoch {epoch}, batch {start_batch}, "
             f"step {step}"
@@ -282,6 +282,8 @@ def train(
             writer = SummaryWriter(str(output / "tb"), purge_step=step if step else None)
 
     def save(ep: int, next_batch: int, metrics: dict | None = None, running=(0.0, 0.0)) -> None:
+        # Every process calls save at the same step: the skipped count is summed over them.
+        skipped_all = int(d.all_sum([skipped_total])[0])
         if not d.main:
             return
         state = {
@@ -298,7 +300,7 @@ def train(
             "config": cfg,
             "arch": _portable_arch(arch, model),
             "classes": classes,
-            "skipped_images": skipped_total,
+            "skipped_images": skipped_all,
             "metrics": metrics or {},
             "epoch_loss": list(running),
         }
@@ -393,14 +395,15 @@ def train(
             cuda,
             channels_last,
             d,
-            loss_sum / max(loss_n, 1.0),
-            skipped_total,
+            # every process's batches and unreadable images
+            d.all_sum([loss_sum, loss_n, skipped_total]),
         )
         log(
             f"epoch {epoch}/{t['epochs']} step {step}: train loss {metrics['train_loss']:.4f}, "
             f"val top1 {metrics['top1']:.2f} top5 {metrics['top5']:.2f}, "
             f"EMA top1 {metrics['ema_top1']:.2f} top5 {metrics['ema_top5']:.2f} "
-            f"({metrics['val_images']} val images; {skipped_total} unreadable images skipped)"
+            f"({metrics['val_images']} val images; {metrics['skipped_images']} unreadable "
+            "training images skipped so far)"
         )
         if d.main:
             if writer is not None:
@@ -447,21 +450,21 @@ def _epoch_end(
     cuda,
     channels_last,
     d,
-    train_loss,
-    skipped_total,
+    running,
 ) -> dict[str, Any]:
+    loss_sum, loss_n, skipped_total = running
     loader = _loader(val_ds, val_sampler, batch, workers, seed, cuda)
     raw = _percent(evaluate(model, loader, d.device, channels_last), d)
     ema_m = _percent(evaluate(ema.module, loader, d.device, channels_last), d)
     return {
         "epoch": epoch,
         "step": step,
-        "train_loss": train_loss,
+        "train_loss": loss_sum / max(loss_n, 1.0),
         "top1": raw["top1"],
         "top5": raw["top5"],
         "ema_top1": ema_m["top1"],
         "ema_top5": ema_m["top5"],
         "val_images": int(raw["images"]),
         "val_skipped": int(raw["skipped"]),
-        "skipped_images": skipped_total,
+        "skipped_images": int(skipped_total),
     }

@@ -85,3 +85,22 @@ def test_corrupt_and_truncated_images_are_skipped_and_counted(dataset, tmp_path)
     assert metrics["skipped_images"] == 2 and metrics["val_skipped"] == 1
     assert {Path(str(w.message).split()[3]).name for w in rec} >= {"garbage.png", "truncated.png"}
     assert math.isfinite(metrics["train_loss"]) and metrics["val_images"] == 6
+
+
+@pytest.mark.slow
+def test_torchrun_two_cpu_processes(dataset, tmp_path):
+    """DistributedDataParallel on CPU (gloo): each rank takes half of every global batch, and
+    the evaluation is summed over ranks."""
+    out = tmp_path / "ddp"
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+        "--master_port", str(29500 + os.getpid() % 1000), str(TOOL), "--config", str(INSTANT),
+        "--data", str(dataset), "--output", str(out), "--no-progress", "train.epochs", "1",
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.count("epoch 1/1") == 1  # one process reports
+    ckpt = torch.load(out / CHECKPOINT_NAME, weights_only=True)
+    assert ckpt["step"] == 3  # 24 images / (4 per rank x 2 ranks)
+    assert ckpt["metrics"]["val_images"] == 6 and math.isfinite(ckpt["metrics"]["train_loss"])

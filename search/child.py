@@ -137,7 +137,20 @@ def resolve_train_fn(spec: str | Callable) -> TrainFn:
 
 
 def worker_init(num_threads: int = 1) -> None:
+    """Initializer of local worker processes: one torch thread, and exit when the search
+    process dies (after ``kill -9`` a pool's workers would otherwise live on as orphans)."""
+    import os
+    import threading
+
     torch.set_num_threads(num_threads)
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def run_child(task: dict, train_fn: str | Callable | None = None) -> dict:

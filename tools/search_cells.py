@@ -10,6 +10,7 @@ The logic lives in :mod:`nasnet_det.search`; this script parses arguments and re
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 
@@ -30,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     # Importing nasnet_det registers its Detectron2 parts, whose dependencies warn about
     # torch.jit deprecations at import; they say nothing about the search.
     warnings.filterwarnings("ignore", category=FutureWarning)
+    os.environ.setdefault("PYTHONWARNINGS", "ignore::FutureWarning")  # spawned workers too
     if args.resume and args.overwrite:
         p.error("--resume and --overwrite exclude each other")
     if args.compare:

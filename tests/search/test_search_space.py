@@ -103,3 +103,24 @@ def test_bad_space_and_decisions():
     small = SearchSpace(ops=("identity",))
     with pytest.raises(ValueError, match="not in this search space"):
         small.encode(NASNET_A, strict=False)
+
+
+def test_searched_genotype_plugs_into_the_detector(tmp_path):
+    # The search's output file is what MODEL.NASNET.GENOTYPE takes.
+    pytest.importorskip("detectron2")
+    import torch
+    from detectron2.modeling import build_model
+
+    from nasnet_det.detection.demo import demo_config
+
+    space = SearchSpace(num_blocks=3)
+    d = list(space.sample(np.random.default_rng(3)))
+    d[4] = 1  # a concat combiner in the normal cell
+    path = tmp_path / "best_genotype.json"
+    space.decode(d, name="searched").to_json(path)
+    cfg = demo_config(str(path))
+    cfg.MODEL.DEVICE = "cpu"
+    model = build_model(cfg).eval()
+    with torch.no_grad():
+        out = model([{"image": torch.rand(3, 64, 64) * 255, "height": 64, "width": 64}])
+    assert "instances" in out[0]

@@ -19,6 +19,9 @@ DEFAULTS: dict[str, Any] = {
     "seed": 0,
     "max_children": 20000,  # the paper's budget
     "max_minutes": None,  # stop starting rounds when the next one would end past this
+    # Children proposed and trained per round (None: the strategy's batch_size). Raise it to
+    # about the number of workers on a cluster; PPO still updates once per batch_size children.
+    "round_size": None,
     "mode": "standalone",  # or "weight_sharing"
     # ``name`` picks the strategy; every other key is passed to its constructor.
     "strategy": {"name": "ppo", "batch_size": 20},
@@ -60,7 +63,7 @@ DEFAULTS: dict[str, Any] = {
 }
 
 #: Sections whose change makes a stored history a different search (``--resume`` refuses).
-SEARCH_KEYS = ("seed", "mode", "strategy", "space", "data", "child", "weight_sharing")
+SEARCH_KEYS = ("seed", "mode", "round_size", "strategy", "space", "data", "child", "weight_sharing")
 
 
 def _merge(base: dict, delta: dict, where: str, open_keys: bool = False) -> dict:
@@ -92,6 +95,9 @@ def resolve_config(cfg: dict | None) -> dict:
     out = _merge(DEFAULTS, cfg, "")
     if out["mode"] not in ("standalone", "weight_sharing"):
         raise ValueError(f"mode must be 'standalone' or 'weight_sharing', got {out['mode']!r}")
+    rs = out["round_size"]
+    if rs is not None and (isinstance(rs, bool) or not isinstance(rs, int) or rs < 1):
+        raise ValueError(f"round_size must be a positive integer or null, got {rs!r}")
     if not isinstance(out["max_children"], int) or out["max_children"] < 1:
         raise ValueError(f"max_children must be a positive integer, got {out['max_children']!r}")
     return out

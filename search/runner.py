@@ -155,7 +155,7 @@ def _loop(cfg, out, space, strategy, history, train_fn, progress) -> SearchResul
                 per_round = (time.time() - t_start) / rounds_run
                 if time.time() - t_start + per_round > limit_s:
                     break
-            n = min(strategy.batch_size, budget - start_id)
+            n = min(cfg["round_size"] or strategy.batch_size, budget - start_id)
             proposals = strategy.propose(n)
             ids = list(range(start_id, start_id + n))
             for cid, d in zip(ids, proposals):

@@ -22,7 +22,8 @@ class Strategy:
     """Base class. Subclasses set ``name`` and implement :meth:`propose` (and usually
     :meth:`observe`, :meth:`state_dict`, :meth:`load_state_dict`).
 
-    ``batch_size`` is the number of children per round (PPO: the paper's minibatch of 20).
+    ``batch_size`` is the update minibatch (PPO: the paper's 20 architectures) and, unless the
+    config's ``round_size`` says otherwise, the number of children per round.
     ``failed_reward`` is what a failed child (exception, NaN, out of memory) counts as.
     """
 

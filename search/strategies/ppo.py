@@ -67,13 +67,21 @@ class PPO(ControllerStrategy):
         self.ppo_epochs = ppo_epochs
 
     def observe(self, children: Sequence[Decisions], rewards: Sequence[float | None]) -> None:
+        """One PPO update (``ppo_epochs`` steps) per minibatch of ``batch_size`` children, all
+        against the policy that sampled them (a round may hold several minibatches)."""
         actions = torch.tensor([list(c) for c in children], dtype=torch.long)
-        adv = self.advantages(self.reward_or_default(rewards))
+        rewards = self.reward_or_default(rewards)
         with torch.no_grad():
-            logp_old, _ = self.controller.log_prob_entropy(actions)
-        for _ in range(self.ppo_epochs):
-            logp, ent = self.controller.log_prob_entropy(actions)
-            loss = ppo_clipped_loss(logp, logp_old, adv, ent, self.clip_eps, self.entropy_weight)
-            self.optimizer.zero_grad()
-            loss.backward()
-            self.optimizer.step()
+            logp_old_all, _ = self.controller.log_prob_entropy(actions)
+        for i in range(0, len(children), self.batch_size):
+            a = actions[i : i + self.batch_size]
+            adv = self.advantages(rewards[i : i + self.batch_size])
+            logp_old = logp_old_all[i : i + self.batch_size]
+            for _ in range(self.ppo_epochs):
+                logp, ent = self.controller.log_prob_entropy(a)
+                loss = ppo_clipped_loss(
+                    logp, logp_old, adv, ent, self.clip_eps, self.entropy_weight
+                )
+                self.optimizer.zero_grad()
+                loss.backward()
+                self.optimizer.step()

@@ -16,10 +16,13 @@ class Reinforce(ControllerStrategy):
     name = "reinforce"
 
     def observe(self, children: Sequence[Decisions], rewards: Sequence[float | None]) -> None:
-        actions = torch.tensor([list(c) for c in children], dtype=torch.long)
-        adv = self.advantages(self.reward_or_default(rewards))
-        logp, ent = self.controller.log_prob_entropy(actions)
-        loss = -(adv * logp).mean() - self.entropy_weight * ent.mean()
-        self.optimizer.zero_grad()
-        loss.backward()
-        self.optimizer.step()
+        """One gradient step per minibatch of ``batch_size`` children."""
+        rewards = self.reward_or_default(rewards)
+        for i in range(0, len(children), self.batch_size):
+            actions = torch.tensor([list(c) for c in children[i : i + self.batch_size]])
+            adv = self.advantages(rewards[i : i + self.batch_size])
+            logp, ent = self.controller.log_prob_entropy(actions)
+            loss = -(adv * logp).mean() - self.entropy_weight * ent.mean()
+            self.optimizer.zero_grad()
+            loss.backward()
+            self.optimizer.step()

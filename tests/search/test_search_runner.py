@@ -220,3 +220,11 @@ def test_summary_written(tmp_path, instant_config):
     s = json.loads((tmp_path / "summary.json").read_text())
     assert s["num_children"] == 3 and s["best_reward"] == 0.5
     assert SearchSpace(2).num_decisions == 20
+
+
+def test_round_size_decouples_parallelism_from_the_update(tmp_path, instant_config):
+    cfg = instant_config("strategy.name", "ppo", "round_size", "6", "max_children", "6")
+    res = run_search(cfg, tmp_path, train_fn=lambda g, c, d, s: {"reward": 0.5})
+    assert {c["round"] for c in res.children} == {0}
+    with pytest.raises(ValueError, match="round_size"):
+        instant_config("round_size", "0")

@@ -133,3 +133,11 @@ def test_synthetic_objective_golden_values():
     assert nasnet_a_match(space, wrong) == pytest.approx(49 / 50)
     # A target every child meets is met by the first child.
     assert children_to_target("random", seed=0, target=0.0, budget=5) == 1
+
+
+def test_ppo_updates_once_per_minibatch_of_a_round():
+    p = PPO(SearchSpace(num_blocks=1), seed=0, batch_size=20, ppo_epochs=4)
+    kids = p.propose(40)  # a round of two minibatches
+    p.observe(kids, [0.5] * 40)
+    steps = {int(s["step"]) for s in p.optimizer.state.values()}
+    assert steps == {8}  # 2 minibatches x 4 PPO epochs

@@ -135,7 +135,7 @@ def _loop(cfg, out, space, strategy, history, train_fn, progress) -> SearchResul
         if ws is not None:
             ws.load_state_dict(state["weight_sharing"])
     stored = {c["child_id"]: c for c in history.children()}
-    known: dict[str, dict] = {}  # key -> first trained record
+    known: dict[tuple[str, str], dict] = {}  # (phase, key) -> the record of its training
     for c in stored.values():
         if c["duplicate_of"] is None:
             known.setdefault((c["phase"], c["key"]), c)
@@ -147,6 +147,9 @@ def _loop(cfg, out, space, strategy, history, train_fn, progress) -> SearchResul
         disable=not show,
         desc=f"{cfg['strategy']['name']}{'+ws' if ws else ''}",
         dynamic_ncols=True,
+    )
+    best_seen = max(
+        (c["reward"] for c in stored.values() if c["reward"] is not None), default=float("-inf")
     )
     executor = None
     try:
@@ -197,7 +200,9 @@ def _loop(cfg, out, space, strategy, history, train_fn, progress) -> SearchResul
                 stored[row["child_id"]] = row
                 known[(row["phase"], row["key"])] = row
                 bar.update(1)
-                _postfix(bar, stored)
+                if rec["reward"] is not None and rec["reward"] > best_seen:
+                    best_seen = rec["reward"]
+                    bar.set_postfix(best=f"{best_seen:.4f}", refresh=False)
             # Duplicates (of earlier rounds or of this one) carry the trained child's result.
             for cid, d in zip(ids, proposals):
                 if cid in stored:
@@ -248,12 +253,6 @@ def _loop(cfg, out, space, strategy, history, train_fn, progress) -> SearchResul
         out / "best_genotype.json" if best else None,
         children,
     )
-
-
-def _postfix(bar, stored: dict) -> None:
-    ok = [c["reward"] for c in stored.values() if c["reward"] is not None]
-    if ok:
-        bar.set_postfix(best=f"{max(ok):.4f}", refresh=False)
 
 
 def _task(cfg: dict, space: SearchSpace, cid: int, round_: int, d) -> dict:

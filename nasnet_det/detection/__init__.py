@@ -5,6 +5,7 @@ and ``NASNetROIHeads`` in ``ROI_HEADS_REGISTRY``, and the built-in ``nasnet_digi
 ``nasnet_digits_val`` datasets in ``DatasetCatalog``.
 """
 
+import nasnet_det.data  # noqa: F401  (registers the built-in datasets)
 from nasnet_det.detection.backbone import (
     NASNetBackbone,
     build_nasnet_backbone,

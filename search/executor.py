@@ -53,20 +53,25 @@ class LocalExecutor:
         self.num_workers = num_workers
         self.pool: ProcessPoolExecutor | None = None
 
+    def _spawn(self, workers: int) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(
+            workers, mp_context=mp.get_context("spawn"), initializer=worker_init
+        )
+
     def _pool(self) -> ProcessPoolExecutor:
         if self.pool is None:
-            self.pool = ProcessPoolExecutor(
-                self.num_workers, mp_context=mp.get_context("spawn"), initializer=worker_init
-            )
+            self.pool = self._spawn(self.num_workers)
         return self.pool
 
     def run(self, tasks: Sequence[dict]) -> Iterator[dict]:
+        # A dying worker breaks the whole pool and fails every unfinished future, culprit or
+        # not. Unfinished children go round once more; those broken twice then run one at a
+        # time in a worker of their own, where only a real culprit dies.
         attempts = {t["child_id"]: 0 for t in tasks}
-        pending = list(tasks)
+        pending, isolate = list(tasks), []
         while pending:
-            pool = self._pool()
-            futures = {pool.submit(run_child, t): t for t in pending}
-            pending = []
+            futures = {self._pool().submit(run_child, t): t for t in pending}
+            pending, broke = [], False
             while futures:
                 done, _ = wait(futures, return_when=FIRST_COMPLETED)
                 for f in done:
@@ -74,15 +79,23 @@ class LocalExecutor:
                     try:
                         yield f.result()
                     except BrokenProcessPool:
-                        # Which child killed the worker is unknown: retry each once, then fail.
+                        broke = True
                         attempts[t["child_id"]] += 1
-                        if attempts[t["child_id"]] >= 2:
-                            yield _died(t, "worker process died (killed, e.g. out of memory)")
-                        else:
-                            pending.append(t)
-            if pending:
+                        (isolate if attempts[t["child_id"]] >= 2 else pending).append(t)
+            if broke:
                 self.pool.shutdown(wait=False, cancel_futures=True)
                 self.pool = None
+        pool = None
+        for t in isolate:
+            pool = pool or self._spawn(1)
+            try:
+                yield pool.submit(run_child, t).result()
+            except BrokenProcessPool:
+                yield _died(t, "worker process died (killed, e.g. out of memory)")
+                pool.shutdown(wait=False, cancel_futures=True)
+                pool = None
+        if pool is not None:
+            pool.shutdown(wait=True)
 
     def close(self) -> None:
         if self.pool is not None:

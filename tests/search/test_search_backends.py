@@ -1,6 +1,8 @@
 """Ray and local worker processes train the same children to the same rewards; weight sharing
 runs end to end and retrains its best children standalone."""
 
+import json
+
 import pytest
 from nasnet_det.search import run_search
 
@@ -61,3 +63,41 @@ def test_shared_net_runs_every_op():
     # Every op of every block exists for both branches, strided twins in reduction cells.
     normal, reduction = net.cells[0], net.cells[1]
     assert len(normal.ops) == 2 * 2 * 13 and len(reduction.ops) == 2 * 2 * 13 * 2
+
+
+CRASHING_TRAIN_FN = """
+import os
+import signal
+
+
+def train(genotype, child_cfg, data_cfg, seed):
+    if genotype.normal[0].left.input == 0:
+        os.kill(os.getpid(), signal.SIGKILL)  # what the kernel's OOM killer does
+    return {"reward": 0.5, "params": 1}
+"""
+
+
+@pytest.mark.slow
+def test_killed_worker_fails_its_child_only(tmp_path, monkeypatch, instant_config):
+    (tmp_path / "crashmod.py").write_text(CRASHING_TRAIN_FN)
+    monkeypatch.syspath_prepend(str(tmp_path))  # spawned workers get the parent's sys.path
+    cfg = instant_config(
+        "max_children",
+        "4",
+        "strategy.batch_size",
+        "4",
+        "execution.num_workers",
+        "2",
+        "execution.train_fn",
+        "crashmod:train",
+        *FAST,
+    )
+    res = run_search(cfg, tmp_path / "out")
+    assert len(res.children) == 4
+    for c in res.children:
+        crashes = json.loads(c["genotype"])["normal"][0]["left"][1] == 0
+        if crashes:
+            assert c["status"] == "failed" and "worker process died" in c["error"]
+        else:
+            assert c["status"] == "ok" and c["reward"] == 0.5, c["error"]
+    assert {c["status"] for c in res.children} == {"ok", "failed"}

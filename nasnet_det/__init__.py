@@ -34,11 +34,16 @@ __all__ = [
 def _register_detectron2_parts() -> bool:
     """Importing nasnet_det registers its Detectron2 backbone, ROI heads and built-in datasets
     when Detectron2 is installed (the core works without it)."""
+    import warnings
+
     try:
         import detectron2  # noqa: F401
     except ImportError:
         return False
-    import nasnet_det.detection  # noqa: F401
+    with warnings.catch_warnings():
+        # Detectron2 0.7.2 decorates functions with torch.jit.script, deprecated in this torch.
+        warnings.filterwarnings("ignore", category=FutureWarning, message=".*torch.jit.script")
+        import nasnet_det.detection  # noqa: F401
 
     return True
 

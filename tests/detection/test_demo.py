@@ -25,11 +25,12 @@ def test_demo_config_takes_a_genotype_json(tmp_path):
         demo_config("nasnet_z")
 
 
-def test_lr_schedule_warmup_then_cosine():
+def test_lr_schedule_warmup_hold_then_cosine():
     assert _lr_factor(0.0, 0, 10) == pytest.approx(0.1)  # warmup: (it + 1) / 10
-    assert _lr_factor(0.5, 100, 10) == pytest.approx(0.5)  # cos(pi / 2) = 0
+    assert _lr_factor(0.5, 100, 10) == pytest.approx(1.0)  # held until 60%
+    assert _lr_factor(0.8, 100, 10) == pytest.approx(0.5)  # halfway down: cos(pi / 2) = 0
     assert _lr_factor(1.0, 100, 10) == pytest.approx(0.0, abs=1e-12)
-    assert _lr_factor(0.25, 100, 0) == pytest.approx(0.5 * (1 + math.cos(math.pi / 4)))
+    assert _lr_factor(0.7, 100, 0) == pytest.approx(0.5 * (1 + math.cos(math.pi / 4)))
 
 
 @pytest.mark.slow

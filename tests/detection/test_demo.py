@@ -37,8 +37,12 @@ def test_lr_schedule_warmup_hold_then_cosine():
 def test_run_demo_few_iterations(tmp_path):
     small = DigitsSpec(num_train=16, num_val=4, num_val_mini=2)
     data.register_nasnet_digits("demo_test_digits", root=tmp_path / "cache", spec=small)
+    # A searched cell arrives as a JSON path (tools/demo.py passes the search's best genotype).
+    geno = tmp_path / "searched.json"
+    geno.write_text(json.dumps(TOY))
     out = run_demo(
         str(tmp_path / "out"),
+        genotype=str(geno),
         max_minutes=3.0,
         opts=["SOLVER.MAX_ITER", "3", "DATASETS.TRAIN", "('demo_test_digits_train',)",
               "DATASETS.TEST", "('demo_test_digits_val',)"],

@@ -1,0 +1,187 @@
+#!/usr/bin/env python
+"""Faster R-CNN with NASNet-A Mobile (ours) against Detectron2's R50-C4 and R50-FPN, one run.
+
+    python bench/detection_speed.py --threads 1                 # CPU, 600x600
+    python bench/detection_speed.py --models mobile large --what train
+
+All detectors have random weights and 80 classes, built from their model-zoo configs at a fixed
+600x600 input (MIN_SIZE_TEST 600; training with one image and two boxes). Measures batch-1
+inference latency (median of --repeats after one warm-up), mult-adds of inference (fvcore, via
+detectron2.utils.analysis) and the peak memory of one training iteration (forward, backward,
+SGD step). Each (model, measurement) runs in its own subprocess so the peak (max RSS on CPU) is
+its own. Prints a Markdown table with ratios against R50-C4.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+MODELS = {
+    "mobile": ("nasnet", "COCO-Detection/faster_rcnn_nasnet_a_mobile_1x.yaml"),
+    "large": ("nasnet", "COCO-Detection/faster_rcnn_nasnet_a_large_1x.yaml"),
+    "r50_c4": ("detectron2", "COCO-Detection/faster_rcnn_R_50_C4_1x.yaml"),
+    "r50_fpn": ("detectron2", "COCO-Detection/faster_rcnn_R_50_FPN_1x.yaml"),
+}
+SIZE = 600
+PROPOSALS = 300  # set by --proposals
+
+
+def build(name: str, train: bool):
+    import torch
+    from detectron2.modeling import build_model
+
+    source, path = MODELS[name]
+    if source == "nasnet":
+        from nasnet_det import model_zoo
+
+        cfg = model_zoo.get_config(path)
+    else:
+        from detectron2 import model_zoo as d2_zoo
+
+        cfg = d2_zoo.get_config(path)
+    cfg.MODEL.DEVICE = "cpu"
+    cfg.MODEL.WEIGHTS = ""
+    cfg.INPUT.MIN_SIZE_TEST = SIZE
+    cfg.INPUT.MAX_SIZE_TEST = SIZE
+    # Equal work for the box heads: exactly PROPOSALS regions each (random weights would
+    # otherwise leave a data-dependent number after NMS).
+    cfg.MODEL.RPN.NMS_THRESH = 1.0
+    cfg.MODEL.RPN.POST_NMS_TOPK_TEST = PROPOSALS
+    cfg.MODEL.RPN.PRE_NMS_TOPK_TEST = max(PROPOSALS, cfg.MODEL.RPN.PRE_NMS_TOPK_TEST)
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    # Random RPN deltas can collapse boxes to nothing (then dropped): zero them so the
+    # proposals are anchors, all valid, and every detector's box head sees PROPOSALS regions.
+    head = model.proposal_generator.rpn_head
+    torch.nn.init.zeros_(head.anchor_deltas.weight)
+    torch.nn.init.zeros_(head.anchor_deltas.bias)
+    model.train(train)
+    return model
+
+
+def inputs(train: bool):
+    import torch
+    from detectron2.structures import Boxes, Instances
+
+    g = torch.Generator().manual_seed(0)
+    d = {"image": torch.rand(3, SIZE, SIZE, generator=g) * 255, "height": SIZE, "width": SIZE}
+    if train:
+        inst = Instances((SIZE, SIZE))
+        inst.gt_boxes = Boxes(
+            torch.tensor([[50.0, 60.0, 250.0, 300.0], [300.0, 200.0, 560.0, 580.0]])
+        )
+        inst.gt_classes = torch.tensor([3, 17])
+        d["instances"] = inst
+    return [d]
+
+
+def measure(name: str, what: str, repeats: int) -> dict:
+    import torch
+
+    out: dict = {"model": name, "what": what}
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    if what == "infer":
+        model = build(name, train=False)
+        batch = inputs(False)
+        with torch.no_grad():
+            model(batch)
+            times = []
+            for _ in range(repeats):
+                t = time.perf_counter()
+                model(batch)
+                times.append(time.perf_counter() - t)
+        out["latency_s"] = statistics.median(times)
+    elif what == "flops":
+        from detectron2.utils.analysis import FlopCountAnalysis
+
+        model = build(name, train=False)
+        fca = FlopCountAnalysis(model, inputs(False))
+        fca.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+        out["gmacs"] = fca.total() / 1e9
+    elif what == "train":
+        from detectron2.utils.events import EventStorage
+
+        model = build(name, train=True)
+        opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+        rss_built = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        t = time.perf_counter()
+        with EventStorage():
+            loss = sum(model(inputs(True)).values())
+            loss.backward()
+            opt.step()
+        out["train_step_s"] = time.perf_counter() - t
+        out["model_rss_mb"] = (rss_built - rss0) / 1024
+    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return out
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--models", nargs="+", default=["mobile", "r50_c4", "r50_fpn"], choices=MODELS)
+    p.add_argument("--what", nargs="+", default=["infer", "flops", "train"])
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--proposals", type=int, default=300, help="regions per image at inference")
+    p.add_argument("--timeout", type=int, default=900, help="seconds per measurement")
+    p.add_argument("--one", nargs=2, metavar=("MODEL", "WHAT"), help=argparse.SUPPRESS)
+    args = p.parse_args()
+    import torch
+
+    torch.set_num_threads(args.threads)
+    global PROPOSALS
+    PROPOSALS = args.proposals
+    if args.one:
+        print(json.dumps(measure(args.one[0], args.one[1], args.repeats)))
+        return 0
+    rows: dict[str, dict] = {m: {} for m in args.models}
+    for m in args.models:
+        for w in args.what:
+            cmd = [sys.executable, __file__, "--one", m, w, "--threads", str(args.threads),
+                   "--repeats", str(args.repeats), "--proposals", str(args.proposals)]  # fmt: skip
+            try:
+                r = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
+            except subprocess.TimeoutExpired:
+                print(f"{m} {w}: over {args.timeout} s, skipped", file=sys.stderr)
+                continue
+            if r.returncode != 0:
+                tail = r.stderr.strip().splitlines()[-1:] or ["?"]
+                print(f"{m} {w}: failed ({tail[0]})", file=sys.stderr)
+                continue
+            res = json.loads(r.stdout.strip().splitlines()[-1])
+            rows[m].update({k: v for k, v in res.items() if k not in ("model", "what")})
+            if w == "train":
+                rows[m]["train_peak_rss_mb"] = res["peak_rss_mb"]
+            print(json.dumps(res), file=sys.stderr, flush=True)
+    ref = rows.get("r50_c4", {})
+    print(
+        f"\n{SIZE}x{SIZE}, CPU, {args.threads} thread(s), random weights, batch 1, "
+        f"{args.proposals} proposals at inference\n"
+    )
+    print(
+        "| model | latency s | vs R50-C4 | GMACs | vs R50-C4 | train step s | train peak RSS MB |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for m, r in rows.items():
+
+        def ratio(key: str, r=r) -> str:
+            return f"{r[key] / ref[key]:.2f}x" if key in r and ref.get(key) else "-"
+
+        def fmt(key: str, spec: str, r=r) -> str:
+            return format(r[key], spec) if key in r else "-"
+
+        print(
+            f"| {m} | {fmt('latency_s', '.2f')} | {ratio('latency_s')} | {fmt('gmacs', '.1f')} "
+            f"| {ratio('gmacs')} | {fmt('train_step_s', '.1f')} "
+            f"| {fmt('train_peak_rss_mb', '.0f')} |"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -52,8 +52,12 @@ def nasnet_from_cfg(cfg: CfgNode) -> NASNet:
     n = cfg.MODEL.NASNET
     if n.NORM not in NORMS:
         raise ValueError(f"MODEL.NASNET.NORM must be one of {', '.join(NORMS)}, got {n.NORM!r}")
+    extra = {}
+    if n.POOL_PAD:
+        extra["pool_pad"] = n.POOL_PAD
     return build_nasnet(
         n.PRESET,
+        **extra,
         genotype=n.GENOTYPE,
         num_cells=n.NUM_CELLS,
         num_conv_filters=n.NUM_CONV_FILTERS,

@@ -49,6 +49,11 @@ def add_nasnet_config(cfg: CN) -> CN:
     _C.MODEL.NASNET.NORM = "FrozenBN"
     # BN momentum (PyTorch convention, 1 - TF decay) when NORM is "BN" or "SyncBN".
     _C.MODEL.NASNET.BN_MOMENTUM = 0.1
+    # How stride-2 average pools treat SAME padding: "tf" (TensorFlow: padding left out of the
+    # average; Cadene's ports and our own pretraining), "timm" (counted, as timm's nasnetalarge
+    # weights expect), or "" for the preset's choice (mobile "tf", large "timm"). Match the
+    # checkpoint in MODEL.WEIGHTS.
+    _C.MODEL.NASNET.POOL_PAD = ""
     # Freeze the first FREEZE_AT outputs of the backbone: 0 trains everything, 1 freezes the
     # stem conv, k > 1 also freezes the first k - 1 cells (cell_stem_0, cell_stem_1, cell_0, ...).
     # Frozen parts get FrozenBN whatever NORM says.

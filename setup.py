@@ -12,13 +12,16 @@ search_packages = ["nasnet_det.search"] + [
     "nasnet_det.search." + p for p in find_packages(where="search")
 ]
 
+# Configs ship inside the installed package too (nasnet_det.model_zoo finds them there first).
+configs_package = "nasnet_det.configs"
+
 setup(
     name="nasnet-det",
     version="0.1.0",
     description="NASNet (Zoph et al., CVPR 2018): cell search, exact networks, Detectron2 backbone",
     python_requires=">=3.10",
-    packages=packages + search_packages,
-    package_dir={"nasnet_det.search": "search"},
-    package_data={"nasnet_det": ["genotypes/*.json"]},
+    packages=packages + search_packages + [configs_package],
+    package_dir={"nasnet_det.search": "search", configs_package: "configs"},
+    package_data={configs_package: ["*.yaml", "*/*.yaml"]},
     install_requires=["torch", "torchvision", "numpy", "pyyaml", "tqdm"],
 )

@@ -26,6 +26,7 @@ __all__ = [
     "load_state_dict_file",
     "save_checkpoint",
     "check_against_model",
+    "rename_keys",
     "unwrap_state_dict",
 ]
 
@@ -123,6 +124,26 @@ def unwrap_state_dict(obj: dict[str, Any]) -> dict[str, torch.Tensor]:
     if all(k.startswith("module.") for k in sd):
         sd = {k[len("module.") :]: v for k, v in sd.items()}
     return sd
+
+
+def rename_keys(
+    state_dict: dict[str, torch.Tensor], map_key, cell_index: dict[str, int], what: str
+) -> dict[str, torch.Tensor]:
+    """Rename every key with ``map_key(key, cell_index)``; keys it cannot place (``None``) are
+    gathered into one ``ValueError`` asking whether ``what`` is really that checkpoint."""
+    out, unknown = {}, []
+    for k, v in state_dict.items():
+        new = map_key(k, cell_index)
+        if new is None:
+            unknown.append(k)
+        else:
+            out[new] = v
+    if unknown:
+        raise ValueError(
+            f"{what} checkpoint has {len(unknown)} key(s) with no counterpart, e.g. "
+            f"{', '.join(unknown[:5])}; is it really {what}?"
+        )
+    return out
 
 
 def check_against_model(state_dict: dict[str, torch.Tensor], model: torch.nn.Module, what: str):

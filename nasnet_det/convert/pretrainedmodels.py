@@ -32,7 +32,7 @@ import re
 
 import torch
 
-from nasnet_det.convert import Converted, check_against_model
+from nasnet_det.convert import Converted, check_against_model, rename_keys
 from nasnet_det.convert.timm import map_key
 
 ARCHS = ("nasnetamobile", "nasnetalarge")
@@ -92,17 +92,6 @@ def convert(state_dict: dict[str, torch.Tensor], arch: str) -> Converted:
         if kind(t) != kind(o):
             raise ValueError(f"pretrainedmodels {arch}: cell {t!r} sits where we expect {o!r}")
     cell_index = {name: i for i, name in enumerate(theirs)}
-    unknown = []
-    for k, v in state_dict.items():
-        new = map_key(k, cell_index)
-        if new is None:
-            unknown.append(k)
-        else:
-            out.state_dict[new] = v
-    if unknown:
-        raise ValueError(
-            f"pretrainedmodels {arch} checkpoint has {len(unknown)} key(s) with no counterpart, "
-            f"e.g. {', '.join(unknown[:5])}; is it really Cadene's {arch}?"
-        )
+    out.state_dict = rename_keys(state_dict, map_key, cell_index, f"Cadene's {arch}")
     check_against_model(out.state_dict, model, f"converted pretrainedmodels {arch} checkpoint")
     return out

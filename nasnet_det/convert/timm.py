@@ -11,7 +11,7 @@ import re
 
 import torch
 
-from nasnet_det.convert import Converted, check_against_model
+from nasnet_det.convert import Converted, check_against_model, rename_keys
 
 ARCHS = ("nasnetalarge",)
 
@@ -53,17 +53,6 @@ def convert(state_dict: dict[str, torch.Tensor], arch: str) -> Converted:
     out = Converted({}, "nasnet_a_large", {"num_classes": num_classes, "use_aux_head": False})
     model = out.build_model()
     cell_index = {name: i for i, name in enumerate(model.cell_names)}
-    unknown = []
-    for k, v in state_dict.items():
-        new = map_key(k, cell_index)
-        if new is None:
-            unknown.append(k)
-        else:
-            out.state_dict[new] = v
-    if unknown:
-        raise ValueError(
-            f"timm {arch} checkpoint has {len(unknown)} key(s) with no counterpart, e.g. "
-            f"{', '.join(unknown[:5])}; is it really timm's {arch}?"
-        )
+    out.state_dict = rename_keys(state_dict, map_key, cell_index, f"timm's {arch}")
     check_against_model(out.state_dict, model, f"converted timm {arch} checkpoint")
     return out

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
 import torch
@@ -234,7 +234,6 @@ class NASNet(nn.Module):
         self.classifier = (
             nn.Linear(self.num_features, cfg.num_classes) if cfg.num_classes > 0 else nn.Identity()
         )
-        self._drop_path_progress = 0.0
         self.set_drop_path_progress(0.0)
 
     # ------------------------------------------------------------------ drop path
@@ -318,10 +317,3 @@ def build_nasnet(preset: str = "nasnet_a_mobile", **overrides: Any) -> NASNet:
             overrides["genotype"] = os.fspath(genotype)
     cfg = replace(PRESETS[preset], **overrides)
     return NASNet(cfg, geno_obj)
-
-
-def config_dict(model: NASNet) -> dict[str, Any]:
-    """The builder arguments of ``model`` plus its genotype, for checkpoints."""
-    d = asdict(model.config)
-    d["genotype"] = model.genotype.to_dict()
-    return d

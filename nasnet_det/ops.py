@@ -245,17 +245,11 @@ class PoolBranch(nn.Module):
         return x
 
 
-class Identity(nn.Identity):
-    """The paper's identity; marked so ScheduledDropPath leaves it untouched."""
-
-    is_identity = True
-
-
 def _identity(c_in: int, c_out: int, stride: int, cfg: OpConfig) -> nn.Module:
     # TF-slim: a strided or channel-changing identity becomes ReLU, 1x1 conv, BN.
     if stride > 1 or c_in != c_out:
         return ReLUConvBN(c_in, c_out, 1, stride, cfg)
-    return Identity()
+    return nn.Identity()
 
 
 OpFactory = Callable[[int, int, int, OpConfig], nn.Module]

@@ -1,0 +1,79 @@
+"""What every command-line tool shares: quiet start-up and one-line errors.
+
+A tool's ``main`` is wrapped by :func:`run_tool`: an error the user can cause (a bad path, value,
+config, file or output location) becomes ``<prog>: error: <one line>`` on stderr and exit code 2,
+with no traceback. Third-party warnings that mean nothing to a user (deprecations inside
+Detectron2, fvcore and torch) are filtered by :func:`quiet_warnings` before those libraries load.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import warnings
+from collections.abc import Callable
+
+__all__ = ["EXIT_USAGE", "UserError", "quiet_warnings", "run_tool"]
+
+#: Exit code of a tool for bad input (argparse uses the same).
+EXIT_USAGE = 2
+
+
+class UserError(ValueError):
+    """A problem with the user's input; the message is the whole story (one line)."""
+
+
+#: Warning messages from libraries that a user cannot act on.
+_NOISE = (
+    r".*torch\.jit\.script.*",
+    r".*torch\.meshgrid.*",
+    r".*TypedStorage is deprecated.*",
+    r".*pkg_resources is deprecated.*",
+    r".*`torch\.cuda\.amp\..*` is deprecated.*",
+    r".*Failed to load image Python extension.*",
+    r".*functools\.partial will be a method descriptor.*",
+    r".*is deprecated and will be removed.*",
+    r".*fx.*tracing.*",
+    r".*No CUDA runtime is found.*",
+    r".*The given NumPy array is not writable.*",
+)
+
+
+def quiet_warnings() -> None:
+    """Hide third-party deprecation and extension warnings (call before importing them)."""
+    for msg in _NOISE:
+        warnings.filterwarnings("ignore", message=msg)
+    for category in (FutureWarning, DeprecationWarning):
+        warnings.filterwarnings("ignore", category=category)
+    os.environ.setdefault("PYTHONWARNINGS", "ignore::FutureWarning,ignore::DeprecationWarning")
+    logging.getLogger("fvcore").setLevel(logging.WARNING)
+
+
+def _one_line(err: BaseException) -> str:
+    text = str(err).strip()
+    if isinstance(err, KeyError) and len(err.args) == 1:
+        text = str(err.args[0])
+    if isinstance(err, OSError) and err.filename and err.strerror:
+        text = f"{err.filename}: {err.strerror}"
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return " ".join(lines) if lines else type(err).__name__
+
+
+def run_tool(prog: str, main: Callable[[], int | None]) -> int:
+    """Run ``main()`` and turn a user error into one line on stderr and exit code 2.
+
+    User errors are ``ValueError`` (including :class:`UserError`), ``OSError`` (missing files,
+    output failures), ``KeyError`` from config lookups and ``MemoryError``/``RecursionError``
+    from hostile input. Anything else is a bug and keeps its traceback.
+    """
+    try:
+        rc = main()
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, OSError, KeyError, MemoryError, RecursionError) as e:
+        sys.stdout.flush()
+        print(f"{prog}: error: {_one_line(e)}", file=sys.stderr)
+        return EXIT_USAGE
+    return int(rc or 0)

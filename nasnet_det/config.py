@@ -1,0 +1,159 @@
+"""One config mechanism for every tool: fvcore's ``CfgNode``, as Detectron2 uses it.
+
+A config is a defaults node (every key commented where it is defined) plus a YAML file that may
+inherit from others through ``_BASE_`` (paths relative to the file) plus ``KEY VALUE`` overrides
+from the command line, typed by the default's type. YAML is read with ``yaml.safe_load`` only: a
+file with a Python tag (``!!python/...``) is refused, never executed. Unknown keys, wrong types,
+broken YAML and missing files each raise one ``ValueError`` line that names the file and the key.
+
+fvcore is Detectron2's own config library (already installed with it, light to import), so the
+search, pretraining and detection configs behave the same way.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import yaml
+from fvcore.common.config import CfgNode
+
+__all__ = ["CfgNode", "ConfigError", "load_config", "merge_config_file", "merge_overrides"]
+
+
+class ConfigError(ValueError):
+    """A config file or override is unusable; the message is one line naming file and key."""
+
+
+_MISMATCH = re.compile(
+    r"Type mismatch \((<class '(\w+)'>) vs\. (<class '(\w+)'>)\) with values \((.*) vs\. (.*)\) "
+    r"for config key: (\S+)",
+    re.S,
+)
+
+
+def _reword(err: BaseException, where: str) -> ConfigError:
+    """fvcore/yacs errors in our words: which key, what was expected."""
+    text = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
+    m = _MISMATCH.search(text)
+    if m:
+        return ConfigError(
+            f"{where}: config key {m.group(7)} expects a {m.group(2)} "
+            f"(default {m.group(5)}), got {m.group(6)!s} ({m.group(4)})"
+        )
+    m = re.search(r"Non-existent (?:config )?key: (\S+)", text)
+    if m:
+        return ConfigError(f"{where}: unknown config key {m.group(1)}")
+    m = re.search(r"Cannot inherit key '(.+)' from base", text)
+    if m:
+        return ConfigError(f"{where}: key {m.group(1)} is a section in the base config")
+    line = " ".join(text.split())
+    return ConfigError(f"{where}: {line or type(err).__name__}")
+
+
+def _check_file(path: str | os.PathLike, what: str) -> Path:
+    p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"{what} {str(p)!r} is a folder, expected a .yaml file")
+    if not p.is_file():
+        raise ConfigError(f"{what} {str(p)!r} does not exist")
+    return p
+
+
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    mark = getattr(err, "problem_mark", None)
+    where = f" at line {mark.line + 1}" if mark is not None else ""
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    return f"{problem}{where}"
+
+
+def merge_config_file(cfg: CfgNode, path: str | os.PathLike, what: str = "config file") -> CfgNode:
+    """Merge a YAML file (with its ``_BASE_`` chain) into ``cfg``, safely; returns ``cfg``."""
+    p = _check_file(path, what)
+    try:
+        text = p.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{what} {str(p)!r} is not UTF-8 text (byte {e.start})") from None
+    except OSError as e:
+        raise ConfigError(f"{what} {str(p)!r} cannot be read: {e.strerror}") from None
+    try:
+        top = yaml.safe_load(text)
+        if top is None:
+            raise ConfigError(f"{what} {str(p)!r} is empty; expected a mapping of config keys")
+        if not isinstance(top, dict):
+            raise ConfigError(
+                f"{what} {str(p)!r} holds a {type(top).__name__}; expected a mapping of config keys"
+            )
+        loaded = CfgNode.load_yaml_with_base(str(p), allow_unsafe=False)
+    except yaml.constructor.ConstructorError as e:
+        raise ConfigError(
+            f"{what} {str(p)!r} uses a YAML tag that builds Python objects "
+            f"({_yaml_problem(e)}); configs hold plain data only"
+        ) from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{what} {str(p)!r} is not valid YAML: {_yaml_problem(e)}") from None
+    except (OSError, FileNotFoundError) as e:
+        raise ConfigError(
+            f"{what} {str(p)!r}: its _BASE_ {e.filename or ''!r} cannot be read ({e.strerror or e})"
+        ) from None
+    except (AssertionError, TypeError, KeyError, AttributeError) as e:
+        raise _reword(e, f"{what} {str(p)!r}") from None
+    del loaded  # parsed only to check the _BASE_ chain; the node merges the file itself
+    try:
+        # The node's own merge (Detectron2's upgrades old config versions); safe YAML only.
+        cfg.merge_from_file(str(p), allow_unsafe=False)
+    except (KeyError, ValueError, AssertionError, TypeError) as e:
+        raise _reword(e, f"{what} {str(p)!r}") from None
+    return cfg
+
+
+def _coerce(cfg: CfgNode, key: str, value: str) -> str:
+    """``1`` for a float key is 1.0, as a user means it (yacs would refuse the int)."""
+    node = cfg
+    *parents, leaf = key.split(".")
+    for part in parents:
+        node = node.get(part) if isinstance(node, dict) else None
+        if node is None:
+            return value
+    default = node.get(leaf) if isinstance(node, dict) else None
+    if isinstance(default, float) and not isinstance(default, bool):
+        try:
+            parsed = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            return value
+        if isinstance(parsed, int) and not isinstance(parsed, bool):
+            return repr(float(parsed))
+    return value
+
+
+def merge_overrides(cfg: CfgNode, opts: Sequence[str], what: str = "command line") -> CfgNode:
+    """Merge ``KEY VALUE`` pairs; values are Python literals typed by the defaults."""
+    opts = [str(o) for o in opts]
+    if len(opts) % 2:
+        raise ConfigError(f"{what}: overrides must be KEY VALUE pairs, got an odd list {opts}")
+    pairs = []
+    for key, value in zip(opts[0::2], opts[1::2]):
+        pairs += [key, _coerce(cfg, key, value)]
+    try:
+        cfg.merge_from_list(pairs)
+    except (KeyError, ValueError, AssertionError, TypeError) as e:
+        raise _reword(e, what) from None
+    return cfg
+
+
+def load_config(
+    defaults: CfgNode,
+    config_file: str | os.PathLike | None = None,
+    opts: Sequence[str] | None = None,
+    what: str = "config file",
+) -> CfgNode:
+    """A copy of ``defaults`` merged with ``config_file`` then ``opts``."""
+    cfg = defaults.clone()
+    if config_file:
+        merge_config_file(cfg, config_file, what)
+    if opts:
+        merge_overrides(cfg, opts)
+    return cfg

@@ -1,0 +1,194 @@
+"""Atomic outputs: every file the library writes appears whole or not at all.
+
+One mechanism for all writers (checkpoints, JSON, plots, genotype files): write to a temporary file
+in the destination's folder, flush and fsync it, then ``os.replace`` it over the destination. A kill
+at any moment leaves the previous file (or none) and no temporary file from a finished or failed
+call. A failure to write (the path is a folder, the folder is read-only, the disk is full) raises
+:class:`OutputError`, one line naming the path and the cause.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+__all__ = [
+    "OutputError",
+    "atomic_call",
+    "atomic_open",
+    "atomic_save_torch",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "atomic_write_text",
+    "check_output_dir",
+    "check_output_file",
+    "describe_os_error",
+]
+
+
+class OutputError(OSError):
+    """An output could not be written; ``str(err)`` is one line naming the path and the cause."""
+
+
+_CAUSES = {
+    errno.ENOSPC: "no space left on the device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.EROFS: "read-only file system",
+    errno.EISDIR: "it is a folder, not a file",
+    errno.ENOTDIR: "a part of the path is a file, not a folder",
+    errno.ENAMETOOLONG: "the name is too long",
+}
+
+
+def describe_os_error(err: OSError) -> str:
+    """A short cause for ``err`` (the strerror, or our wording for common cases)."""
+    return _CAUSES.get(err.errno or 0, err.strerror or str(err) or type(err).__name__)
+
+
+def check_output_file(path: str | os.PathLike, what: str = "output file") -> Path:
+    """Refuse, before any work, an output file path that cannot be written.
+
+    The path may not exist yet; its folder is created if missing. Raises :class:`OutputError`
+    when the path is a folder, a parent is a file, or the folder is not writable.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"{what} {str(path)!r} is a folder, expected a file path")
+    check_output_dir(path.parent if str(path.parent) else Path("."), f"folder of {what}")
+    return path
+
+
+def check_output_dir(path: str | os.PathLike, what: str = "output folder") -> Path:
+    """Create ``path`` if needed and check that files can be created in it."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"{what} {str(path)!r} is a file, expected a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(
+            f"{what} {str(path)!r} cannot be created: {describe_os_error(e)}"
+        ) from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise OutputError(f"{what} {str(path)!r} is not writable: permission denied")
+    return path
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike, mode: str = "w", what: str = "output") -> Iterator[IO]:
+    """Open a temporary file beside ``path`` for writing; on success it replaces ``path``.
+
+    ``mode`` is ``"w"`` (text, UTF-8) or ``"wb"``. On any exception the temporary file is removed,
+    ``path`` is left as it was, and an ``OSError`` becomes :class:`OutputError`.
+    """
+    if mode not in ("w", "wb"):
+        raise ValueError(f"mode must be 'w' or 'wb', got {mode!r}")
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"{what} {str(path)!r} is a folder, expected a file path")
+    folder = _folder_of(path, what)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    except OSError as e:
+        raise OutputError(f"cannot write {what} {str(path)!r}: {describe_os_error(e)}") from None
+    try:
+        with os.fdopen(fd, mode, **({"encoding": "utf-8"} if mode == "w" else {})) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except OSError as e:
+        _remove(tmp)
+        if isinstance(e, OutputError):
+            raise
+        raise OutputError(f"cannot write {what} {str(path)!r}: {describe_os_error(e)}") from None
+    except BaseException:
+        _remove(tmp)
+        raise
+
+
+def _folder_of(path: Path, what: str) -> Path:
+    """The folder ``path`` goes into, created if missing; a file in the way is one line."""
+    folder = path.parent if str(path.parent) else Path(".")
+    for parent in (folder, *folder.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                raise OutputError(
+                    f"cannot write {what} {str(path)!r}: {str(parent)!r} is a file, not a folder"
+                )
+            break
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"cannot write {what} {str(path)!r}: {describe_os_error(e)}") from None
+    return folder
+
+
+def _remove(tmp: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(tmp)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, what: str = "output") -> Path:
+    with atomic_open(path, "wb", what) as f:
+        f.write(data)
+    return Path(path)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str, what: str = "output") -> Path:
+    with atomic_open(path, "w", what) as f:
+        f.write(text)
+    return Path(path)
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any, what: str = "output", **kw) -> Path:
+    """Strict JSON (``allow_nan=False``; map NaN to ``None`` before calling), indented."""
+    text = json.dumps(obj, indent=kw.pop("indent", 2), allow_nan=False, **kw) + "\n"
+    return atomic_write_text(path, text, what)
+
+
+def atomic_save_torch(obj: Any, path: str | os.PathLike, what: str = "checkpoint") -> Path:
+    """``torch.save(obj)`` through :func:`atomic_open` (a kill leaves the old file or none)."""
+    import torch
+
+    with atomic_open(path, "wb", what) as f:
+        torch.save(obj, f)
+    return Path(path)
+
+
+def atomic_call(
+    path: str | os.PathLike, writer: Callable[[str], None], what: str = "output"
+) -> Path:
+    """For writers that need a file name (matplotlib ``savefig``, safetensors): ``writer(tmp)``
+    writes a temporary file named like ``path`` (same suffix), which then replaces ``path``."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"{what} {str(path)!r} is a folder, expected a file path")
+    folder = _folder_of(path, what)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=folder)
+        os.close(fd)
+    except OSError as e:
+        raise OutputError(f"cannot write {what} {str(path)!r}: {describe_os_error(e)}") from None
+    try:
+        writer(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except OSError as e:
+        _remove(tmp)
+        raise OutputError(f"cannot write {what} {str(path)!r}: {describe_os_error(e)}") from None
+    except BaseException:
+        _remove(tmp)
+        raise
+    return path

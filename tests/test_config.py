@@ -1,0 +1,68 @@
+"""nasnet_det.config: safe YAML, _BASE_ inheritance, typed overrides, one-line errors."""
+
+import pytest
+
+from nasnet_det.config import CfgNode, ConfigError, load_config
+
+DEFAULTS = CfgNode({"seed": 0, "optim": {"lr": 0.1, "name": "sgd"}, "ops": ["a", "b"]})
+
+
+def write(tmp_path, name, text):
+    p = tmp_path / name
+    p.write_text(text)
+    return str(p)
+
+
+def test_base_chain_and_typed_overrides(tmp_path):
+    write(tmp_path, "base.yaml", "seed: 3\noptim:\n  name: adamw\n")
+    cfg_file = write(tmp_path, "delta.yaml", "_BASE_: base.yaml\noptim:\n  lr: 0.5\n")
+    cfg = load_config(DEFAULTS, cfg_file, ["optim.lr", "2", "ops", "['c']"])
+    assert cfg.seed == 3 and cfg.optim.name == "adamw"
+    assert cfg.optim.lr == 2.0 and isinstance(cfg.optim.lr, float)  # int given for a float key
+    assert cfg.ops == ["c"]
+    assert DEFAULTS.optim.lr == 0.1  # defaults untouched
+
+
+def test_python_tag_is_refused_not_run(tmp_path):
+    marker = tmp_path / "PWNED"
+    evil = write(
+        tmp_path, "evil.yaml", f"seed: !!python/object/apply:os.system ['touch {marker}']\n"
+    )
+    with pytest.raises(ConfigError, match="YAML tag that builds Python objects"):
+        load_config(DEFAULTS, evil)
+    base_evil = write(tmp_path, "child.yaml", "_BASE_: evil.yaml\n")
+    with pytest.raises(ConfigError, match="Python objects"):
+        load_config(DEFAULTS, base_evil)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("", "is empty"),
+        ("seed: [", "not valid YAML"),
+        ("- 1\n", "holds a list"),
+        ("sed: 1\n", "unknown config key sed"),
+        ("seed: abc\n", "config key seed expects a int"),
+        ("_BASE_: missing.yaml\n", "missing.yaml"),
+    ],
+)
+def test_bad_files(tmp_path, text, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(DEFAULTS, write(tmp_path, "bad.yaml", text))
+
+
+def test_bad_paths_and_overrides(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(DEFAULTS, str(tmp_path / "nope.yaml"))
+    with pytest.raises(ConfigError, match="is a folder"):
+        load_config(DEFAULTS, str(tmp_path))
+    (tmp_path / "latin1.yaml").write_bytes(b"seed: \xff\n")
+    with pytest.raises(ConfigError, match="latin1.yaml.*not UTF-8"):
+        load_config(DEFAULTS, str(tmp_path / "latin1.yaml"))
+    with pytest.raises(ConfigError, match="optim.lr expects a float"):
+        load_config(DEFAULTS, None, ["optim.lr", "abc"])
+    with pytest.raises(ConfigError, match="unknown config key optim.momentum"):
+        load_config(DEFAULTS, None, ["optim.momentum", "0.9"])
+    with pytest.raises(ConfigError, match="KEY VALUE pairs"):
+        load_config(DEFAULTS, None, ["seed"])

@@ -29,7 +29,8 @@ class ConfigError(ValueError):
 
 
 _MISMATCH = re.compile(
-    r"Type mismatch \((<class '(\w+)'>) vs\. (<class '(\w+)'>)\) with values \((.*) vs\. (.*)\) "
+    r"Type mismatch \((<class '(?:[\w.]+\.)?(\w+)'>) vs\. (<class '(?:[\w.]+\.)?(\w+)'>)\) "
+    r"with values \((.*) vs\. (.*)\) "
     r"for config key: (\S+)",
     re.S,
 )
@@ -39,6 +40,8 @@ def _reword(err: BaseException, where: str) -> ConfigError:
     """fvcore/yacs errors in our words: which key, what was expected."""
     text = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
     m = _MISMATCH.search(text)
+    if m and m.group(2) == "CfgNode":
+        return ConfigError(f"{where}: config key {m.group(7)} is a section, got {m.group(6)}")
     if m:
         return ConfigError(
             f"{where}: config key {m.group(7)} expects a {m.group(2)} "

@@ -4,7 +4,7 @@
     .venv/bin/python bench/coco_eval_speed.py [--images 5000] [--workdir /tmp/coco_eval_bench]
         [--variants default,pycocotools,faster-1]
 
-The set is deterministic (nasnet_det.evaluation.coco_eval.synthetic_coco, seed 0): 5,000 images,
+The set is deterministic (tests/evaluation/coco_synthetic.py, seed 0): 5,000 images,
 80 categories, about 7 GT boxes and exactly 100 detections per image (500,000 detections).
 
 Every contender runs as a fresh process, timed from the outside, from interpreter start to exit,
@@ -60,7 +60,8 @@ def make_set(workdir: Path, images: int) -> tuple[Path, Path]:
     gt_path, dt_path = workdir / f"gt_{images}.json", workdir / f"dt_{images}.json"
     if gt_path.exists() and dt_path.exists():
         return gt_path, dt_path
-    from nasnet_det.evaluation.coco_eval import synthetic_coco
+    sys.path.insert(0, str(REPO / "tests" / "evaluation"))  # test data lives with the tests
+    from coco_synthetic import synthetic_coco
 
     t = time.perf_counter()
     gt, dts = synthetic_coco(

@@ -1,4 +1,4 @@
-"""tools/eval_coco.py and nasnet_det.evaluation.coco_eval (issue 6).
+"""tools/eval_coco.py and nasnet_det.evaluation (issue 6).
 
 Covers: perfect detections give 100; hand-computed 101-point interpolated APs; agreement with
 pycocotools called directly on random sets (both backends, one and several processes, bbox and
@@ -13,16 +13,16 @@ import copy
 import io
 import json
 import math
-import os
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
+from coco_synthetic import synthetic_coco
+from harness import run_tool
 
-from nasnet_det.evaluation import coco_eval as ce
+import nasnet_det.evaluation as ce
 
 REPO = Path(__file__).resolve().parents[2]
 TOOL = REPO / "tools" / "eval_coco.py"
@@ -85,7 +85,7 @@ def _dets(items):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_perfect_detections_give_100(backend):
-    gt, _ = ce.synthetic_coco(num_images=30, num_categories=6, dt_per_image=0, seed=3)
+    gt, _ = synthetic_coco(num_images=30, num_categories=6, dt_per_image=0, seed=3)
     dts = [
         {
             "image_id": a["image_id"],
@@ -186,7 +186,7 @@ def test_hand_computed_duplicate_and_miss_two_categories(backend):
 @pytest.fixture(scope="module")
 def random_bbox_set(tmp_path_factory):
     # score_decimals=2 makes many equal scores: tie-breaking must match pycocotools too.
-    gt, dts = ce.synthetic_coco(
+    gt, dts = synthetic_coco(
         num_images=60, num_categories=12, gt_per_image=6, dt_per_image=40, seed=11, score_decimals=2
     )
     d = tmp_path_factory.mktemp("rand")
@@ -229,7 +229,7 @@ def test_parallel_is_bit_identical_to_serial(random_bbox_set):
 
 
 def test_backends_agree_on_a_second_seed():
-    gt, dts = ce.synthetic_coco(
+    gt, dts = synthetic_coco(
         num_images=40, num_categories=5, dt_per_image=30, seed=5, score_decimals=1
     )
     stats = [ce.evaluate(gt, dts, backend=b).stats for b in BACKENDS]
@@ -238,7 +238,7 @@ def test_backends_agree_on_a_second_seed():
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_random_segm_matches_pycocotools(tmp_path, backend):
-    gt, dts = ce.synthetic_coco(
+    gt, dts = synthetic_coco(
         num_images=8,
         num_categories=3,
         gt_per_image=4,
@@ -260,7 +260,7 @@ def test_random_segm_matches_pycocotools(tmp_path, backend):
 def test_detectron2_results_file_via_cli(tmp_path):
     # Detectron2's COCOEvaluator writes coco_instances_results.json: a results list whose
     # entries also carry an RLE 'segmentation' (counts as str) for instance segmentation models.
-    gt, dts = ce.synthetic_coco(
+    gt, dts = synthetic_coco(
         num_images=6, num_categories=3, gt_per_image=3, dt_per_image=8, seed=4, iou_type="segm"
     )
     gt_path = _write(tmp_path / "instances_val.json", gt)
@@ -269,24 +269,19 @@ def test_detectron2_results_file_via_cli(tmp_path):
     dt_path = _write(inference / "coco_instances_results.json", dts)
     out = tmp_path / "metrics.json"
     for iou_type in ("bbox", "segm"):
-        proc = subprocess.run(
-            [
-                sys.executable,
-                str(TOOL),
-                "--gt",
-                str(gt_path),
-                "--dt",
-                str(dt_path),
-                "--iou-type",
-                iou_type,
-                "--out",
-                str(out),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert proc.returncode == 0, proc.stderr
+        args = ["--gt", gt_path, "--dt", dt_path, "--iou-type", iou_type, "--out", out]
+        if iou_type == "segm":  # once as a real process, as a user runs it
+            p = subprocess.run(
+                [sys.executable, str(TOOL), *map(str, args)],
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
+            rc, stderr = p.returncode, p.stderr
+        else:
+            res = _run_tool(args)
+            rc, stderr = res.rc, res.stderr
+        assert rc == 0, stderr
         ref_dts = copy.deepcopy(dts)
         if iou_type == "segm":
             ref_dts = [{k: v for k, v in d.items() if k != "bbox"} for d in ref_dts]
@@ -297,7 +292,7 @@ def test_detectron2_results_file_via_cli(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------
-# CLI: bad inputs (run concurrently: each run starts a Python interpreter)
+# CLI: bad inputs (in-process through tests/reliability/harness.py)
 # ------------------------------------------------------------------------------------------
 
 _GOOD_GT = _one_image_gt([(0, [0, 0, 10, 10]), (0, [20, 0, 10, 10])])
@@ -425,49 +420,30 @@ def _write_raw(path: Path, content) -> None:
     path.write_text(content if isinstance(content, str) else json.dumps(content))
 
 
-def _run_tool(args, timeout=180):
-    return subprocess.run(
-        [sys.executable, str(TOOL), *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=REPO,
-    )
+def _run_tool(args):
+    """The real CLI, in this process (harness.run_tool: runpy, stdout/stderr captured)."""
+    return run_tool("eval_coco.py", *map(str, args), cwd=REPO)
 
 
 @pytest.fixture(scope="module")
 def bad_runs(tmp_path_factory):
-    """Start every bad-input run at once; each test reads its own result."""
+    """Every bad-input run; each test reads its own result."""
     root = tmp_path_factory.mktemp("bad")
-    jobs = {}
+    runs = {}
     for name, (gt, dt, extra, _) in BAD_INPUTS.items():
         d = root / name
         d.mkdir()
         _write_raw(d / "gt.json", gt)
         _write_raw(d / "dt.json", dt)
-        jobs[name] = (
-            d,
-            [
-                "--gt",
-                str(d / "gt.json"),
-                "--dt",
-                str(d / "dt.json"),
-                "--out",
-                str(d / "metrics.json"),
-                "--plot",
-                str(d / "plots"),
-                *extra,
-            ],
-        )
-    with ThreadPoolExecutor(max_workers=max(2, (os.cpu_count() or 2) + 1)) as pool:
-        futures = {name: (d, pool.submit(_run_tool, args)) for name, (d, args) in jobs.items()}
-        return {name: (d, f.result()) for name, (d, f) in futures.items()}
+        args = ["--gt", d / "gt.json", "--dt", d / "dt.json", "--out", d / "metrics.json"]
+        runs[name] = (d, _run_tool([*args, "--plot", d / "plots", *extra]))
+    return runs
 
 
 @pytest.mark.parametrize("name", sorted(BAD_INPUTS))
 def test_bad_input_exit_2_one_line_no_metrics(bad_runs, name):
     d, proc = bad_runs[name]
-    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
+    assert proc.rc == 2, (proc.rc, proc.stdout, proc.stderr)
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr  # one clear line, no traceback
     assert lines[0].startswith("eval_coco.py: error: ")
@@ -483,7 +459,7 @@ def test_empty_detection_list_gives_zeros_and_warning(tmp_path):
     dt_path = _write(tmp_path / "dt.json", [])
     out = tmp_path / "m.json"
     proc = _run_tool(["--gt", str(gt_path), "--dt", str(dt_path), "--out", str(out)])
-    assert proc.returncode == 0, proc.stderr
+    assert proc.rc == 0, proc.stderr
     assert "warning: DT has no detections" in proc.stderr
     m = json.loads(out.read_text())
     for key in ("AP", "AP50", "AP75", "APs", "AR1", "AR10", "AR100", "ARs", "AP-cat"):
@@ -496,7 +472,7 @@ def test_empty_detection_list_gives_zeros_and_warning(tmp_path):
 
 
 def test_cli_outputs_metrics_table_and_plots(tmp_path):
-    gt, dts = ce.synthetic_coco(num_images=10, num_categories=3, dt_per_image=20, seed=8)
+    gt, dts = synthetic_coco(num_images=10, num_categories=3, dt_per_image=20, seed=8)
     gt["categories"][1]["name"] = "traffic light"
     gt_path, dt_path = _write(tmp_path / "gt.json", gt), _write(tmp_path / "dt.json", dts)
     out, plots = tmp_path / "out" / "metrics.json", tmp_path / "plots"
@@ -515,7 +491,7 @@ def test_cli_outputs_metrics_table_and_plots(tmp_path):
             "pycocotools",
         ]
     )
-    assert proc.returncode == 0, proc.stderr
+    assert proc.rc == 0, proc.stderr
     ref = _pycocotools_direct(gt_path, dt_path)
     # The twelve lines exactly as pycocotools prints them.
     with contextlib.redirect_stdout(io.StringIO()) as buf:

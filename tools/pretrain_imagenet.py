@@ -4,11 +4,13 @@
 Train (one process, or several GPUs/machines with torchrun):
 
     python tools/pretrain_imagenet.py --config configs/ImageNet/nasnet_a_mobile.yaml \
-        --data DIR --output OUT [--resume] [KEY VALUE ...]
+        --data DIR --output OUT [--resume | --overwrite] [KEY VALUE ...]
     torchrun --nproc_per_node 8 tools/pretrain_imagenet.py --config ... --data DIR --output OUT
 
 DIR holds train/ and val/ in ImageNet's class-folder layout. KEY VALUE pairs override the config
-(e.g. optim.lr 0.02 train.epochs 10). Evaluate weights with their source's preprocessing:
+(e.g. optim.lr 0.02 train.epochs 10 model.overrides.num_cells 2). An OUT that already holds a run
+needs --resume (continue it) or --overwrite (start over). Evaluate weights with their source's
+preprocessing:
 
     python tools/pretrain_imagenet.py --eval-only --weights W --data DIR \
         [--source timm --arch nasnetalarge] [--no-ema]
@@ -20,13 +22,18 @@ import argparse
 import json
 import sys
 
+PROG = "pretrain_imagenet"
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=PROG, description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     p.add_argument("--config", help="configs/ImageNet/<name>.yaml")
     p.add_argument("--data", required=True, help="DIR with train/ and val/ class folders")
     p.add_argument("--output", help="OUT directory (checkpoint last.pth, metrics, TensorBoard)")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pth")
+    p.add_argument("--resume", action="store_true", help="continue the run in OUT from last.pth")
+    p.add_argument("--overwrite", action="store_true", help="discard the run in OUT, start over")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--eval-only", action="store_true", help="evaluate --weights on DIR/val")
     p.add_argument("--weights", help="checkpoint to evaluate (ours, converted, or a source's own)")
@@ -39,47 +46,66 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=4, help="with --eval-only")
     p.add_argument("--allow-pickle", action="store_true", help="unpickle --weights (trusted only)")
     p.add_argument("overrides", nargs="*", metavar="KEY VALUE", help="config overrides")
-    args = p.parse_args(argv)
+    return p
 
-    from nasnet_det.pretrain import evaluate_weights, load_config, train
 
-    try:
-        if args.eval_only:
-            if not args.weights:
-                raise ValueError("--eval-only needs --weights")
-            r = evaluate_weights(
-                args.weights,
-                args.data,
-                args.source,
-                args.arch,
-                not args.no_ema,
-                args.batch_size,
-                args.workers,
-                args.allow_pickle,
-            )
-            print(
-                f"{args.weights} ({r['source']}): top1 {r['top1']:.2f} top5 {r['top5']:.2f} on "
-                f"{r['images']} images ({r['skipped']} unreadable skipped); preprocessing "
-                f"{json.dumps(r['preprocessing'])}"
-            )
-            return 0
-        if not args.output:
-            raise ValueError("--output is required for training")
-        if not args.config and not args.resume:
-            raise ValueError("--config is required (unless --resume)")
-        cfg = load_config(args.config, args.overrides)
-        train(
-            cfg,
-            args.data,
-            args.output,
-            resume=args.resume,
-            progress=not args.no_progress,
-            log=lambda s: print(s, flush=True),
-        )
-    except ValueError as e:
-        print(f"pretrain_imagenet: error: {e}", file=sys.stderr)
-        return 2
+def _eval_only(args: argparse.Namespace) -> int:
+    from nasnet_det.pretrain import evaluate_weights
+
+    if not args.weights:
+        raise ValueError("--eval-only needs --weights")
+    if args.batch_size < 1 or args.workers < 0:
+        raise ValueError("--batch-size must be >= 1 and --workers >= 0")
+    r = evaluate_weights(
+        args.weights,
+        args.data,
+        args.source,
+        args.arch,
+        not args.no_ema,
+        args.batch_size,
+        args.workers,
+        args.allow_pickle,
+    )
+    print(
+        f"{args.weights} ({r['source']}): top1 {r['top1']:.2f} top5 {r['top5']:.2f} on "
+        f"{r['images']} images ({r['skipped']} unreadable skipped); preprocessing "
+        f"{json.dumps(r['preprocessing'])}"
+    )
     return 0
+
+
+def _main(argv: list[str] | None) -> int:
+    args = _parser().parse_args(argv)
+    if args.eval_only:
+        return _eval_only(args)
+    if not args.output:
+        raise ValueError("--output is required for training")
+    if not args.config and not args.resume:
+        raise ValueError("--config is required (unless --resume)")
+    if args.resume and args.overwrite:
+        raise ValueError("--resume and --overwrite exclude each other")
+
+    from nasnet_det.pretrain import load_config, train
+
+    cfg = load_config(args.config, args.overrides)
+    train(
+        cfg,
+        args.data,
+        args.output,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+        log=lambda s: print(s, flush=True),
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Exit status of the tool: 0, or 2 with one line on stderr for bad input."""
+    from nasnet_det.cli import quiet_warnings, run_tool
+
+    quiet_warnings()
+    return run_tool(PROG, lambda: _main(argv))
 
 
 if __name__ == "__main__":

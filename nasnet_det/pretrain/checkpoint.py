@@ -1,9 +1,11 @@
-"""Training checkpoints: everything needed to continue bit-exactly, written atomically.
+"""Training checkpoints: everything needed to continue bit-exactly.
 
-A checkpoint is a plain dict loadable with ``torch.load(..., weights_only=True)``:
+Checkpoints are written with :func:`nasnet_det.io.atomic_save_torch` (a kill leaves the previous
+file whole). A checkpoint is a plain dict loadable with ``torch.load(..., weights_only=True)``:
 ``model``, ``ema`` (state dicts), ``optimizer``, ``scheduler``, ``scaler``, ``epoch``,
 ``batch`` (next batch of that epoch), ``step``, ``rng``, ``config`` (the whole training config),
-``arch`` (``{"preset", "overrides"}``, the genotype inlined as a dict) and ``metrics``.
+``arch`` (``{"preset", "overrides"}``, the genotype inlined as a dict), ``metrics`` and
+``history`` (every epoch's metrics, the lines of ``metrics.jsonl``).
 """
 
 from __future__ import annotations
@@ -17,22 +19,9 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["atomic_save", "load_training_checkpoint", "rng_state", "set_rng_state"]
+__all__ = ["load_training_checkpoint", "rng_state", "set_rng_state"]
 
 REQUIRED = ("model", "ema", "optimizer", "scheduler", "epoch", "batch", "step", "rng", "config")
-
-
-def atomic_save(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` to a temporary file beside ``path``, then ``os.replace``: a kill at any
-    moment leaves either the old file or the new one, never a partial one."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def rng_state() -> dict[str, Any]:

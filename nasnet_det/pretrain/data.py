@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 import torchvision.transforms.functional as TF
 from PIL import Image
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision.transforms import InterpolationMode
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "ImageFolderDataset",
     "EpochSampler",
     "collate_skip",
+    "make_loader",
 ]
 
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
@@ -221,3 +222,24 @@ class EpochSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return len(self.indices())
+
+
+def make_loader(
+    dataset: Dataset, sampler: EpochSampler, batch_size: int, workers: int, seed: int, pin: bool
+) -> DataLoader:
+    """A loader of ``(images, labels, skipped)`` batches in ``sampler``'s order.
+
+    The loader's own generator seeds its workers, so creating an iterator draws nothing from the
+    global RNG (dropout, drop path): a run resumed mid-epoch stays exact.
+    """
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=workers,
+        collate_fn=collate_skip,
+        pin_memory=pin,
+        generator=torch.Generator().manual_seed(seed),
+        drop_last=False,
+        persistent_workers=False,
+    )

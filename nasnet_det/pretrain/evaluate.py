@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
+from torch.utils.data import DataLoader
 
 from nasnet_det.convert import (
     Converted,
@@ -17,9 +19,15 @@ from nasnet_det.convert import (
     ours,
     unwrap_state_dict,
 )
-from nasnet_det.pretrain.data import EpochSampler, ImageFolderDataset, Preprocess, scan_split
+from nasnet_det.pretrain.data import (
+    EpochSampler,
+    ImageFolderDataset,
+    Preprocess,
+    make_loader,
+    scan_split,
+)
 
-__all__ = ["PREPROCESSING", "load_weights", "evaluate_weights"]
+__all__ = ["PREPROCESSING", "evaluate", "evaluate_weights", "load_weights"]
 
 #: Evaluation preprocessing of each public checkpoint, keyed by ``Converted.source``.
 #: timm: its pretrained config; Cadene: ``pretrainedmodels.utils.TransformImage`` (scale 0.875).
@@ -31,6 +39,41 @@ PREPROCESSING: dict[str, dict[str, Any]] = {
     "pretrainedmodels:nasnetalarge": dict(image_size=331, crop_pct=0.875, interpolation="bilinear"),
 }
 _MEAN_STD = dict(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    loader: DataLoader,
+    device: torch.device,
+    channels_last: bool = False,
+    drop_background: bool = False,
+) -> dict[str, float]:
+    """Top-1 / top-5 hit counts over ``loader``; unreadable images are skipped.
+
+    ``drop_background``: the model has a leading background class (1001-way TF checkpoints).
+    Returns the counts ``top1``, ``top5``, ``images`` and ``skipped`` of this process's share.
+    """
+    was_training = model.training
+    model.eval()
+    correct1 = correct5 = seen = skipped = 0
+    for images, labels, bad in loader:
+        skipped += len(bad)
+        if images is None:
+            continue
+        images = images.to(device, non_blocking=True)
+        if channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        logits = model(images).float()
+        if drop_background:
+            logits = logits[:, 1:]
+        top5 = logits.topk(min(5, logits.shape[1]), dim=1).indices.cpu()
+        hit = top5 == labels[:, None]
+        correct1 += hit[:, 0].sum().item()
+        correct5 += hit.any(dim=1).sum().item()
+        seen += labels.numel()
+    model.train(was_training)
+    return {"top1": correct1, "top5": correct5, "images": seen, "skipped": skipped}
 
 
 def load_weights(
@@ -103,7 +146,6 @@ def evaluate_weights(
     """Top-1/top-5 (percent) of the weights at ``path`` on ``data_dir/val`` (or ``data_dir``
     itself if it has no ``val/``), with the source's preprocessing."""
     from nasnet_det.convert import check_against_model
-    from nasnet_det.pretrain.engine import _loader, evaluate
 
     conv, pre = load_weights(path, source, arch, ema, allow_pickle)
     val_dir = Path(data_dir) / "val" if (Path(data_dir) / "val").is_dir() else Path(data_dir)
@@ -127,7 +169,7 @@ def evaluate_weights(
     sampler = EpochSampler(len(samples), batch_size, shuffle=False)
     counts = evaluate(
         model,
-        _loader(ds, sampler, batch_size, num_workers, 0, dev.type == "cuda"),
+        make_loader(ds, sampler, batch_size, num_workers, 0, dev.type == "cuda"),
         dev,
         drop_background=background,
     )

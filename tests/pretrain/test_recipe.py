@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from nasnet_det.pretrain.config import DEFAULTS, apply_overrides, load_config
+from nasnet_det.pretrain.config import apply_overrides, get_cfg, load_config, to_dict
 from nasnet_det.pretrain.data import EpochSampler, Preprocess
 from nasnet_det.pretrain.optim import ExponentialWarmup, ModelEma, RMSPropTF, param_groups
 
@@ -96,16 +96,29 @@ def test_inception_crop_is_a_function_of_the_seed():
 
 def test_config_layers_and_overrides(tmp_path):
     cfg = load_config(None, ["optim.lr", "0.02", "data.scale", "[0.35, 1]"])
-    assert cfg["optim"]["lr"] == 0.02 and cfg["data"]["scale"] == [0.35, 1]
-    assert cfg["optim"]["rmsprop_eps"] == DEFAULTS["optim"]["rmsprop_eps"] == 1.0
-    cfg = apply_overrides(cfg, ["model.overrides", "{num_cells: 2}"])
-    assert cfg["model"]["overrides"] == {"num_cells": 2}
+    assert cfg.optim.lr == 0.02 and cfg.data.scale == [0.35, 1]
+    assert cfg.optim.rmsprop_eps == get_cfg().optim.rmsprop_eps == 1.0
+    cfg = apply_overrides(cfg, ["model.overrides.num_cells", "2", "optim.lr", "1"])
+    assert to_dict(cfg.model.overrides) == {"num_cells": 2}
+    assert cfg.optim.lr == 1.0 and isinstance(cfg.optim.lr, float)  # typed by the default
+    with pytest.raises(ValueError, match="optim.lr expects a float"):
+        apply_overrides(cfg, ["optim.lr", "abc"])
+    with pytest.raises(ValueError, match="unknown config key optim.lrr"):
+        apply_overrides(cfg, ["optim.lrr", "0.1"])
     bad = tmp_path / "bad.yaml"
     bad.write_text("optim: [1, 2]\n")
-    with pytest.raises(ValueError, match="must be a mapping"):
+    with pytest.raises(ValueError, match="config key optim is a section"):
         load_config(bad)
     with pytest.raises(ValueError, match="does not exist"):
         load_config(tmp_path / "missing.yaml")
+
+
+def test_config_files_inherit_through_base(tmp_path):
+    (tmp_path / "base.yaml").write_text("optim:\n  lr: 0.5\n  batch_size: 8\n")
+    (tmp_path / "run.yaml").write_text("_BASE_: base.yaml\noptim:\n  batch_size: 2\n")
+    cfg = load_config(tmp_path / "run.yaml", ["train.epochs", "3"])
+    assert (cfg.optim.lr, cfg.optim.batch_size, cfg.train.epochs) == (0.5, 2, 3)
+    assert cfg.optim.label_smoothing == 0.1  # untouched keys keep the defaults
 
 
 @pytest.mark.parametrize(
@@ -115,7 +128,8 @@ def test_shipped_configs_load(name):
     from pathlib import Path
 
     path = Path(__file__).resolve().parents[2] / f"configs/ImageNet/{name}.yaml"
+    assert "_BASE_:" in path.read_text()  # every shipped config is a delta on the base
     cfg = load_config(path)
     size = {"nasnet_a_large": 331, "instant_test": 96}.get(name, 224)
-    assert cfg["data"]["image_size"] == size
-    assert cfg["optim"]["label_smoothing"] == 0.1 and cfg["optim"]["aux_weight"] == 0.4
+    assert cfg.data.image_size == size
+    assert cfg.optim.label_smoothing == 0.1 and cfg.optim.aux_weight == 0.4

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,7 +59,10 @@ def load_json_file(path: str | os.PathLike, role: str) -> Any:
         raise EvalInputError(
             f"{role} file {path} is not COCO JSON: lists or objects nested too deeply to read"
         ) from None
-    except ValueError as e:  # e.g. an integer of more digits than Python converts
+    except ValueError as e:
+        if "integer string conversion" in str(e):  # Python's cap on digits per integer
+            limit = sys.get_int_max_str_digits()
+            e = f"a number has more than {limit} digits"
         raise EvalInputError(f"{role} file {path} is not JSON we can read: {e}") from None
 
 

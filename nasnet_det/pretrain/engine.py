@@ -28,7 +28,7 @@ from torch import nn
 
 from nasnet_det.config import CfgNode
 from nasnet_det.genotypes import Genotype
-from nasnet_det.io import check_output_dir
+from nasnet_det.io import atomic_write_text, check_output_dir
 from nasnet_det.nasnet import NASNet, build_nasnet
 from nasnet_det.pretrain import hooks as H
 from nasnet_det.pretrain.checkpoint import load_training_checkpoint, rng_state, set_rng_state
@@ -438,6 +438,8 @@ def train(
         check_output_dir(output)
         if overwrite:
             _clear_run(output)
+        # The first file written: a full disk or a read-only folder stops the run here.
+        atomic_write_text(output / "config.yaml", cfg.dump(), "config copy")
     trainer.train(trainer.start_iter, trainer.budget)
     trainer.dist.barrier()
     return trainer.state.metrics

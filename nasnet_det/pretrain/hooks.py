@@ -177,15 +177,10 @@ def _bar(step: int, steps_per_epoch: int):
 
 class CheckpointHook(HookBase):
     """``OUT/last.pth`` (atomic) at every epoch's end, every ``every`` steps within an epoch and
-    when a step budget (``train.max_steps``) stops the run mid-epoch; ``OUT/config.yaml`` once."""
+    when a step budget (``train.max_steps``) stops the run mid-epoch."""
 
     def __init__(self, every: int) -> None:
         self.every = int(every)
-
-    def before_train(self) -> None:
-        t = self.trainer
-        if t.dist.main:
-            atomic_write_text(Path(t.output) / "config.yaml", t.cfg.dump(), "config copy")
 
     def after_step(self) -> None:
         t = self.trainer

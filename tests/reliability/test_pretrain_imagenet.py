@@ -1,0 +1,189 @@
+"""tools/pretrain_imagenet.py under bad input: exit 2, one line naming the problem, no traceback,
+the output folder exactly as it was (no new, changed or temporary file). Tools run in-process."""
+
+from __future__ import annotations
+
+import errno
+import importlib.util
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # harness.py (no package here)
+from harness import assert_clean_failure, run_tool, snapshot  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+_spec = importlib.util.spec_from_file_location(
+    "pretrain_test_data", ROOT / "tests/pretrain/conftest.py"
+)
+_data = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_data)
+make_dataset = _data.make_dataset  # tests/pretrain's generated class folders
+INSTANT = ROOT / "configs/ImageNet/instant_test.yaml"
+TOOL = "pretrain_imagenet.py"
+ONE_STEP = ["train.epochs", "1", "train.max_steps", "1"]
+
+
+@pytest.fixture(scope="module")
+def previous_run(tmp_path_factory) -> tuple[Path, Path]:
+    """A dataset and a real one-step run of instant_test (copied into each case's OUT)."""
+    root = tmp_path_factory.mktemp("pretrain_reliability")
+    data = make_dataset(root / "data")
+    run = root / "run"
+    res = run_tool(TOOL, "--config", INSTANT, "--data", data, "--output", run, "--no-progress",
+                   *ONE_STEP)  # fmt: skip
+    assert res.rc == 0, res.stderr
+    return data, run
+
+
+def _write(path: Path, content: str | bytes) -> Path:
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content)
+    return path
+
+
+def _no_space(*a, **k):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+# Each case: (id, arguments, expected substring of the one error line, what to prepare).
+# Placeholders: {cfg} instant_test.yaml, {data} the dataset, {out} OUT, {tmp} a scratch folder.
+# Preparations: "run" copies a finished run into OUT; "empty" leaves OUT an empty folder;
+# "none" leaves no OUT; others are named below.
+TRAIN = ["--config", "{cfg}", "--data", "{data}", "--output", "{out}", "--no-progress"]
+CASES = [
+    ("existing-run", TRAIN, "already holds a training run; pass --resume", "run"),
+    ("resume-and-overwrite", [*TRAIN, "--resume", "--overwrite"], "exclude each other", "run"),
+    ("negative-lr", [*TRAIN, "optim.lr", "-0.1"], "optim.lr must be > 0", "empty"),
+    ("zero-epochs", [*TRAIN, "train.epochs", "0"], "train.epochs must be a positive", "empty"),
+    ("lr-not-a-number", [*TRAIN, "optim.lr", "abc"], "optim.lr expects a float", "empty"),
+    ("unknown-key-cli", [*TRAIN, "optim.lrr", "0.1"], "unknown config key optim.lrr", "empty"),
+    ("odd-overrides", [*TRAIN, "optim.lr"], "KEY VALUE pairs", "empty"),
+    ("bad-interpolation", [*TRAIN, "data.interpolation", "nearest"], "bilinear or bicubic",
+     "empty"),
+    ("crop-scale-reversed", [*TRAIN, "data.scale", "[0.9, 0.1]"], "data.scale must be", "empty"),
+    ("unknown-preset", [*TRAIN, "model.preset", "nasnet_b"], "unknown preset 'nasnet_b'", "empty"),
+    ("unknown-model-field", [*TRAIN, "model.overrides.num_cellz", "2"],
+     "unknown build_nasnet argument", "empty"),
+    ("zero-cells", [*TRAIN, "model.overrides.num_cells", "0"], "num_cells must be a positive",
+     "empty"),
+    ("missing-genotype", [*TRAIN, "model.overrides.genotype", "{tmp}/nope.json"],
+     "does not exist", "empty"),
+    ("classes-disagree", [*TRAIN, "model.overrides.num_classes", "5"], "num_classes is 5",
+     "empty"),
+    ("batch-too-large", [*TRAIN, "optim.batch_size", "100"], "fewer than one global batch",
+     "empty"),
+    ("unknown-key-yaml", ["--config", "{tmp}/unknown.yaml", *TRAIN[2:]],
+     "unknown config key optim.momentumm", "empty"),
+    ("missing-config", ["--config", "{tmp}/missing.yaml", *TRAIN[2:]], "does not exist", "empty"),
+    ("config-is-folder", ["--config", "{tmp}", *TRAIN[2:]], "is a folder", "empty"),
+    ("config-not-utf8", ["--config", "{tmp}/latin1.yaml", *TRAIN[2:]], "is not UTF-8", "empty"),
+    ("config-malformed", ["--config", "{tmp}/broken.yaml", *TRAIN[2:]], "is not valid YAML",
+     "empty"),
+    ("config-python-tag", ["--config", "{tmp}/evil.yaml", *TRAIN[2:]], "builds Python objects",
+     "empty"),
+    ("config-empty", ["--config", "{tmp}/empty.yaml", *TRAIN[2:]], "is empty", "empty"),
+    ("config-section-is-list", ["--config", "{tmp}/list.yaml", *TRAIN[2:]],
+     "config key optim is a section", "empty"),
+    ("data-missing", ["--config", "{cfg}", "--data", "{tmp}/nowhere", "--output", "{out}"],
+     "is not a directory", "empty"),
+    ("data-no-images", ["--config", "{cfg}", "--data", "{tmp}/textonly", "--output", "{out}"],
+     "no images found", "empty"),
+    ("data-val-class-missing", ["--config", "{cfg}", "--data", "{tmp}/noval", "--output",
+     "{out}"], "missing from val/: class1", "empty"),
+    ("output-is-a-file", ["--config", "{cfg}", "--data", "{data}", "--output", "{tmp}/file.txt"],
+     "is a file", "empty"),
+    ("output-read-only", TRAIN, "not writable", "read-only"),
+    ("disk-full", TRAIN, "no space left on the device", "disk-full"),
+    ("resume-disk-full", [*TRAIN, "--resume"], "no space left on the device", "run+disk-full"),
+    ("resume-nothing", [*TRAIN, "--resume"], "no training checkpoint", "empty"),
+    ("resume-truncated", [*TRAIN, "--resume"], "could not be read", "run+truncated"),
+    ("resume-pickle", [*TRAIN, "--resume"], "could not be read", "run+pickle"),
+    ("no-output", ["--config", "{cfg}", "--data", "{data}"], "--output is required", "empty"),
+    ("no-config", ["--data", "{data}", "--output", "{out}"], "--config is required", "empty"),
+    ("eval-without-weights", ["--eval-only", "--data", "{data}"], "needs --weights", "empty"),
+    ("eval-missing-weights", ["--eval-only", "--data", "{data}", "--weights", "{tmp}/w.pth"],
+     "w.pth", "empty"),
+]  # fmt: skip
+
+
+def _scratch(tmp: Path, data: Path) -> None:
+    """The bad files the table points at."""
+    _write(tmp / "unknown.yaml", "_BASE_: " + str(INSTANT) + "\noptim:\n  momentumm: 0.9\n")
+    _write(tmp / "latin1.yaml", "# caf\xe9\noptim:\n  lr: 0.1\n".encode("latin-1"))
+    _write(tmp / "broken.yaml", "optim:\n  lr: [0.1\n")
+    _write(tmp / "evil.yaml", f"optim: !!python/object/apply:os.system ['touch {tmp}/marker']\n")
+    _write(tmp / "empty.yaml", "")
+    _write(tmp / "list.yaml", "optim: [1, 2]\n")
+    _write(tmp / "file.txt", "I am a file, not a folder\n")
+    for split in ("train", "val"):
+        (tmp / "textonly" / split / "cat").mkdir(parents=True)
+        _write(tmp / "textonly" / split / "cat" / "notes.txt", "no images here")
+    shutil.copytree(data, tmp / "noval")
+    shutil.rmtree(tmp / "noval" / "val" / "class1")
+
+
+def _prepare(how: str, out: Path, run: Path, monkeypatch) -> None:
+    if how.startswith("run"):
+        shutil.copytree(run, out)
+    elif how != "none":
+        out.mkdir()
+    if how.endswith("truncated"):
+        blob = (out / "last.pth").read_bytes()
+        _write(out / "last.pth", blob[: len(blob) // 3])
+    if how.endswith("pickle"):
+        torch.save({"model": {}, "hook": _Opaque()}, out / "last.pth")
+    if how == "read-only":
+        monkeypatch.setattr(os, "access", lambda path, mode, **kw: False)
+    if how.endswith("disk-full"):
+        monkeypatch.setattr(os, "fsync", _no_space)
+
+
+@pytest.mark.parametrize("args,message,how", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_input_fails_cleanly(previous_run, tmp_path, monkeypatch, args, message, how):
+    data, run = previous_run
+    tmp, out = tmp_path / "scratch", tmp_path / "out"
+    tmp.mkdir()
+    _scratch(tmp, data)
+    _prepare(how, out, run, monkeypatch)
+    before, scratch_before = snapshot(out), snapshot(tmp)
+    values = {"cfg": INSTANT, "data": data, "out": out, "tmp": tmp}
+    result = run_tool(TOOL, *(a.format(**values) for a in args))
+    monkeypatch.undo()
+    assert_clean_failure(result, message, before, out)
+    assert snapshot(tmp) == scratch_before  # nothing written beside OUT either
+    assert not (tmp / "marker").exists()  # the yaml tag did not run
+    if how == "none":
+        assert not out.exists()
+
+
+def test_table_covers_at_least_fifteen_inputs():
+    assert len(CASES) >= 15 and len({c[0] for c in CASES}) == len(CASES)
+
+
+def test_overwrite_starts_over_and_resume_continues(previous_run, tmp_path):
+    """The two ways into an existing run: --overwrite replaces it, --resume continues it, and
+    metrics.jsonl holds each epoch once."""
+    data, run = previous_run
+    out = tmp_path / "out"
+    shutil.copytree(run, out)
+    (out / "notes.txt").write_text("mine")  # not a run file: kept
+    base = ["--config", INSTANT, "--data", data, "--output", out, "--no-progress"]
+    res = run_tool(TOOL, *base, "--overwrite", "train.epochs", "1")
+    assert res.rc == 0, res.stderr
+    first = torch.load(out / "last.pth", weights_only=True)
+    assert (first["epoch"], first["step"]) == (1, 6) and (out / "notes.txt").read_text() == "mine"
+    res = run_tool(TOOL, *base, "--resume", "train.epochs", "1")  # the stored config wins
+    assert res.rc == 0, res.stderr
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 1 and '"epoch": 1' in lines[0]
+
+
+class _Opaque:
+    pass

@@ -1,13 +1,16 @@
 """Training one child network and turning every outcome into a result record.
 
-:func:`run_child` is what a worker executes (a local process or a Ray task): it resolves the
-training function, trains, and returns a plain dict whatever happens, so a child that raises,
+:func:`run_child` is what a worker executes (a local process or a Ray task): it trains with the
+task's training function and returns a plain dict whatever happens, so a child that raises,
 diverges to NaN or runs out of memory is recorded as ``failed`` and the search goes on.
+
+Training functions are looked up by name in :data:`TRAIN_FNS` (``execution.train_fn`` in a
+config). A config can only name a registered function, never import one: users add theirs in
+Python with :func:`register_train_fn`, as they add strategies.
 """
 
 from __future__ import annotations
 
-import importlib
 import math
 import time
 import traceback
@@ -16,10 +19,18 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from nasnet_det.search.data import cached_dataset
 
 from nasnet_det.genotypes import Genotype
 
-__all__ = ["train_child", "run_child", "resolve_train_fn", "CHILD_DEFAULTS"]
+__all__ = [
+    "CHILD_DEFAULTS",
+    "TRAIN_FNS",
+    "get_train_fn",
+    "register_train_fn",
+    "run_child",
+    "train_child",
+]
 
 #: The proxy training of a child (the ``child:`` config section). Paper: N = 2, 20 epochs,
 #: cosine schedule; the remaining values follow TF-slim's CIFAR recipe.
@@ -40,21 +51,41 @@ CHILD_DEFAULTS: dict[str, Any] = {
     "device": "cpu",  # "cuda", or "auto" (cuda when available); workers share the GPU
 }
 
-_DATA_CACHE: dict[str, Any] = {}
-
+#: ``train_fn(genotype, child_cfg, data_cfg, seed) -> {"reward": float, "params": int}``
 TrainFn = Callable[[Genotype, dict, dict, int], dict]
 
-
-def _data(data_cfg: dict) -> Any:
-    from nasnet_det.search.data import load_dataset
-
-    key = repr(sorted(data_cfg.items()))
-    if key not in _DATA_CACHE:
-        _DATA_CACHE.clear()
-        _DATA_CACHE[key] = load_dataset(**data_cfg)
-    return _DATA_CACHE[key]
+#: Child-training functions a config may name (``execution.train_fn``).
+TRAIN_FNS: dict[str, TrainFn] = {}
 
 
+def register_train_fn(name: str) -> Callable[[TrainFn], TrainFn]:
+    """Decorator: make a function available to configs as ``execution.train_fn: <name>``.
+
+    With local worker processes or Ray the function travels to the workers by reference, so it
+    must be defined at the top level of an importable module (not a lambda or a closure).
+    """
+
+    def register(fn: TrainFn) -> TrainFn:
+        TRAIN_FNS[name] = fn
+        return fn
+
+    return register
+
+
+def get_train_fn(name: str) -> TrainFn:
+    """The registered training function ``name``; an unknown name is one ``ValueError``."""
+    if not isinstance(name, str) or name not in TRAIN_FNS:
+        raise ValueError(
+            f"execution.train_fn {name!r} is not a registered training function; expected one "
+            f"of {', '.join(sorted(TRAIN_FNS))} (add one in Python with register_train_fn)"
+        )
+    return TRAIN_FNS[name]
+
+
+_data = cached_dataset  # old private name, still imported by weight_sharing.py (helper D2)
+
+
+@register_train_fn("train_child")
 def train_child(genotype: Genotype, child_cfg: dict, data_cfg: dict, seed: int) -> dict:
     """Train the CIFAR-style NASNet of ``genotype`` on the proxy; ``{"reward", "params"}``.
 
@@ -64,7 +95,7 @@ def train_child(genotype: Genotype, child_cfg: dict, data_cfg: dict, seed: int) 
     from nasnet_det.nasnet import build_nasnet
 
     cfg = {**CHILD_DEFAULTS, **child_cfg}
-    (xt, yt), (xv, yv) = _data(data_cfg)
+    (xt, yt), (xv, yv) = cached_dataset(data_cfg)
     device = cfg["device"]
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -123,19 +154,6 @@ def train_child(genotype: Genotype, child_cfg: dict, data_cfg: dict, seed: int) 
     return {"reward": correct / len(xv), "params": params}
 
 
-def resolve_train_fn(spec: str | Callable) -> TrainFn:
-    """``"package.module:function"`` (or a callable, passed through)."""
-    if callable(spec):
-        return spec
-    if not isinstance(spec, str) or ":" not in spec:
-        raise ValueError(f"execution.train_fn must be 'module:function', got {spec!r}")
-    mod, fn = spec.split(":", 1)
-    try:
-        return getattr(importlib.import_module(mod), fn)
-    except (ImportError, AttributeError) as e:
-        raise ValueError(f"execution.train_fn {spec!r} cannot be imported: {e}") from None
-
-
 def worker_init(num_threads: int = 1) -> None:
     """Initializer of local worker processes: one torch thread, and exit when the search
     process dies (after ``kill -9`` a pool's workers would otherwise live on as orphans)."""
@@ -153,11 +171,12 @@ def worker_init(num_threads: int = 1) -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
-def run_child(task: dict, train_fn: str | Callable | None = None) -> dict:
+def run_child(task: dict, train_fn: TrainFn | None = None) -> dict:
     """Train one child described by ``task`` and return its result record (never raises).
 
     ``task``: ``child_id``, ``genotype`` (dict), ``child`` and ``data`` config, ``seed``,
-    ``train_fn`` (dotted path), ``num_threads``.
+    ``train_fn`` (a callable, or the name of a registered one), ``num_threads``. ``train_fn``
+    given here takes precedence over the task's.
     """
     # Restored on return: in-process execution must not change the caller's torch settings.
     saved = (
@@ -175,7 +194,7 @@ def run_child(task: dict, train_fn: str | Callable | None = None) -> dict:
         torch.use_deterministic_algorithms(saved[1], warn_only=saved[2])
 
 
-def _run_child(task: dict, train_fn: str | Callable | None) -> dict:
+def _run_child(task: dict, train_fn: TrainFn | None) -> dict:
     start = time.time()
     rec: dict[str, Any] = {
         "child_id": task["child_id"],
@@ -185,7 +204,8 @@ def _run_child(task: dict, train_fn: str | Callable | None) -> dict:
         "error": "",
     }
     try:
-        fn = resolve_train_fn(train_fn or task["train_fn"])
+        fn = train_fn or task.get("train_fn") or "train_child"
+        fn = fn if callable(fn) else get_train_fn(fn)
         out = fn(Genotype.from_dict(task["genotype"]), task["child"], task["data"], task["seed"])
         reward = float(out["reward"])
         if not math.isfinite(reward):

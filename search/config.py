@@ -1,132 +1,347 @@
-"""Search configs: YAML files with the sections below, every key defaulted and checked.
+"""Search configs: fvcore ``CfgNode`` defaults, YAML deltas on a base, typed overrides.
 
-``KEY VALUE`` overrides use dotted keys (``child.epochs 1``); values are parsed as YAML.
-Unknown sections or keys raise a ``ValueError`` that names them.
+A search config loads the way Detectron2's do, through :func:`nasnet_det.config.load_config`:
+the commented defaults below, a YAML file that may inherit from others (``_BASE_``, paths
+relative to the file), then ``KEY VALUE`` overrides typed by the defaults (``child.epochs 1``).
+YAML is read safely (a ``!!python`` tag is refused), unknown keys are refused, and every value
+is checked here, at load, with one ``ValueError`` naming the key: nothing is trained or written
+before a bad value is found.
+
+The ``strategy`` node holds ``name``, ``batch_size`` and the chosen strategy's own parameters,
+checked against (and typed by) that strategy's constructor: a new strategy needs no edit here.
 """
 
 from __future__ import annotations
 
-import copy
-from pathlib import Path
+import ast
+import inspect
+import os
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import yaml
-from nasnet_det.search.child import CHILD_DEFAULTS
+from nasnet_det.search.child import CHILD_DEFAULTS, get_train_fn
+from nasnet_det.search.data import DATASETS
+from nasnet_det.search.executor import BACKENDS
+from nasnet_det.search.space import SearchSpace
+from nasnet_det.search.strategies import STRATEGIES, build_strategy
 
-__all__ = ["DEFAULTS", "load_config", "resolve_config", "apply_overrides", "SEARCH_KEYS"]
+from nasnet_det.config import CfgNode, ConfigError, merge_overrides
+from nasnet_det.config import load_config as _load_cfg
 
-DEFAULTS: dict[str, Any] = {
-    "seed": 0,
-    "max_children": 20000,  # the paper's budget
-    "max_minutes": None,  # stop starting rounds when the next one would end past this
-    # Children proposed and trained per round (None: the strategy's batch_size). Raise it to
-    # about the number of workers on a cluster; PPO still updates once per batch_size children.
-    "round_size": None,
-    "mode": "standalone",  # or "weight_sharing"
-    # ``name`` picks the strategy; every other key is passed to its constructor.
-    "strategy": {"name": "ppo", "batch_size": 20},
-    "space": {"num_blocks": 5, "ops": "all", "combiners": ["add", "concat"]},
-    "data": {
-        "name": "cifar10",  # or "digits" (built in, no download)
-        "root": "datasets/cifar10",  # the folder holding cifar-10-batches-py
-        "image_size": 32,
-        "train_size": 45000,
-        "val_size": 5000,
-        "split_seed": 0,
-    },
-    "child": dict(CHILD_DEFAULTS),
-    "execution": {
-        "backend": "local",  # or "ray"
-        "num_workers": 2,  # 0: train children in the search process
-        "address": None,  # Ray cluster address; None starts a local Ray
-        "gpus_per_child": 0,  # Ray: GPUs each child task reserves (e.g. 1, or 0.25 to share)
-        "train_fn": "nasnet_det.search.child:train_child",
-    },
-    # ENAS-style weight sharing (mode: weight_sharing): one over-parameterised network holds
-    # every op of every block; each round trains it on the round's children, then scores them
-    # on validation batches with the shared weights; the ``retrain_top`` best are retrained
-    # standalone with the child: settings.
-    "weight_sharing": {
-        "num_cells": 1,
-        "num_conv_filters": 8,
-        "steps_per_round": 50,
-        "batch_size": 64,
-        "lr": 0.05,
-        "momentum": 0.9,
-        "weight_decay": 1e-4,
-        "grad_clip": 5.0,
-        "eval_batches": 2,
-        "retrain_top": 5,
-        "device": "cpu",  # or "cuda" / "auto"
-    },
-    "outputs": {"plot": True, "diagrams": True, "progress": True},
-}
+__all__ = [
+    "SEARCH_KEYS",
+    "apply_overrides",
+    "get_search_defaults",
+    "load_config",
+    "resolve_config",
+    "to_plain",
+    "validate_config",
+]
 
-#: Sections whose change makes a stored history a different search (``--resume`` refuses).
+_C = CfgNode()
+_C.seed = 0
+_C.max_children = 20000  # children proposed in total (the paper: 20,000)
+# Stop starting rounds when the next one would end past this many minutes (None: no limit).
+# A wall-clock limit does not repeat across machines; prefer max_children.
+_C.max_minutes = None
+# Children proposed and trained per round (None: the strategy's batch_size). Raise it to about
+# the number of workers on a cluster; PPO still updates once per batch_size children.
+_C.round_size = None
+_C.mode = "standalone"  # or "weight_sharing"
+
+# ``name`` picks a registered strategy (ppo, reinforce, random, evolution); the other keys are
+# that strategy's constructor parameters (e.g. ppo: lr, entropy_weight, baseline_decay, hidden,
+# init_range, clip_eps, ppo_epochs; evolution: population_size, sample_size).
+_C.strategy = CfgNode(new_allowed=True)
+_C.strategy.name = "ppo"
+_C.strategy.batch_size = 20  # children per strategy update (PPO: the paper's 20)
+
+_C.space = CfgNode()
+_C.space.num_blocks = 5  # B, blocks per cell
+_C.space.ops = None  # op names from nasnet_det.ops; None or "all": all 13
+_C.space.combiners = ["add", "concat"]
+
+_C.data = CfgNode()
+_C.data.name = "cifar10"  # or "digits" (scikit-learn's, built in, no download)
+_C.data.root = "datasets/cifar10"  # the folder holding cifar-10-batches-py
+_C.data.image_size = 32
+_C.data.train_size = 45000  # the paper's 45k/5k split of CIFAR-10's training set
+_C.data.val_size = 5000
+_C.data.split_seed = 0
+
+# The proxy training of each child (see nasnet_det.search.child.CHILD_DEFAULTS).
+_C.child = CfgNode(dict(CHILD_DEFAULTS))
+
+_C.execution = CfgNode()
+_C.execution.backend = "local"  # or "ray"
+_C.execution.num_workers = 2  # 0: train children in the search process
+_C.execution.address = None  # Ray cluster address; None starts a local Ray
+_C.execution.gpus_per_child = 0.0  # Ray: GPUs each child task reserves (1, or 0.25 to share)
+# A name registered with nasnet_det.search.child.register_train_fn (configs never import code).
+_C.execution.train_fn = "train_child"
+
+# ENAS-style weight sharing (mode: weight_sharing): one over-parameterised network holds every
+# op of every block; each round trains it on the round's children, then scores them on held-out
+# batches with the shared weights; the retrain_top best are retrained standalone (child: node).
+_C.weight_sharing = CfgNode()
+_C.weight_sharing.num_cells = 1
+_C.weight_sharing.num_conv_filters = 8
+_C.weight_sharing.steps_per_round = 50
+_C.weight_sharing.batch_size = 64
+_C.weight_sharing.lr = 0.05
+_C.weight_sharing.momentum = 0.9
+_C.weight_sharing.weight_decay = 1e-4
+_C.weight_sharing.grad_clip = 5.0
+_C.weight_sharing.eval_batches = 2
+_C.weight_sharing.retrain_top = 5
+_C.weight_sharing.device = "cpu"  # or "cuda" / "auto"
+
+_C.outputs = CfgNode()
+_C.outputs.plot = True  # rewards.png at the end
+_C.outputs.diagrams = True  # cell_normal/cell_reduction .png/.svg of the best child
+_C.outputs.progress = True  # a progress bar on stderr
+
+#: Nodes whose change makes a stored history a different search (``--resume`` refuses).
 SEARCH_KEYS = ("seed", "mode", "round_size", "strategy", "space", "data", "child", "weight_sharing")
 
-
-def _merge(base: dict, delta: dict, where: str, open_keys: bool = False) -> dict:
-    out = copy.deepcopy(base)
-    for k, v in delta.items():
-        if k not in base and not open_keys:
-            raise ValueError(
-                f"unknown config key {where + k!r}; expected one of {', '.join(sorted(base))}"
-            )
-        if isinstance(base.get(k), dict) and k != "strategy":
-            if not isinstance(v, dict):
-                raise ValueError(f"config key {where + k!r} must be a mapping")
-            out[k] = _merge(base[k], v, f"{where}{k}.")
-        elif k == "strategy":
-            if not isinstance(v, dict):
-                raise ValueError("config key 'strategy' must be a mapping with a 'name'")
-            out[k] = _merge(base[k], v, "strategy.", open_keys=True)
-        else:
-            out[k] = v
-    return out
+_DEVICES = ("cpu", "cuda", "auto")
 
 
-def resolve_config(cfg: dict | None) -> dict:
-    """Defaults filled in, unknown keys rejected."""
-    if cfg is None:
-        cfg = {}
-    if not isinstance(cfg, dict):
-        raise ValueError(f"a search config must be a mapping, got {type(cfg).__name__}")
-    out = _merge(DEFAULTS, cfg, "")
-    if out["mode"] not in ("standalone", "weight_sharing"):
-        raise ValueError(f"mode must be 'standalone' or 'weight_sharing', got {out['mode']!r}")
-    rs = out["round_size"]
-    if rs is not None and (isinstance(rs, bool) or not isinstance(rs, int) or rs < 1):
-        raise ValueError(f"round_size must be a positive integer or null, got {rs!r}")
-    if not isinstance(out["max_children"], int) or out["max_children"] < 1:
-        raise ValueError(f"max_children must be a positive integer, got {out['max_children']!r}")
-    return out
+def get_search_defaults() -> CfgNode:
+    """A fresh copy of the commented defaults."""
+    return _C.clone()
 
 
-def load_config(path: str | Path) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"search config {str(path)!r} does not exist")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise ValueError(f"search config {str(path)!r} is not valid YAML: {e}") from None
-    return resolve_config(raw or {})
+def load_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> CfgNode:
+    """Defaults, then the YAML file ``path`` (with its ``_BASE_`` chain), then ``overrides``."""
+    cfg = _load_cfg(_C, path, what="search config")
+    return apply_overrides(cfg, overrides)
 
 
-def apply_overrides(cfg: dict, pairs: list[str]) -> dict:
-    """``["child.epochs", "1", "strategy.name", "random"]`` -> new resolved config."""
+def apply_overrides(cfg: CfgNode, pairs: Sequence[str]) -> CfgNode:
+    """A checked copy of ``cfg`` with ``KEY VALUE`` pairs (``["child.epochs", "1"]``) merged."""
+    pairs = [str(p) for p in pairs]
     if len(pairs) % 2:
-        raise ValueError(f"overrides come in KEY VALUE pairs, got {len(pairs)} words")
-    cfg = copy.deepcopy(cfg)
-    for key, text in zip(pairs[::2], pairs[1::2]):
-        value = yaml.safe_load(text)
+        raise ConfigError(f"command line: overrides must be KEY VALUE pairs, got {pairs}")
+    pairs = [p if i % 2 == 0 else _yaml_words(p) for i, p in enumerate(pairs)]
+    cfg = resolve_config(cfg, check=False)
+    _admit_strategy_keys(cfg, pairs)
+    merge_overrides(cfg, pairs)
+    validate_config(cfg)
+    return cfg
+
+
+def resolve_config(cfg: Mapping | None = None, check: bool = True) -> CfgNode:
+    """A ``CfgNode`` from ``cfg``: a node is copied, a plain nested dict (Python callers) is
+    merged into the defaults as typed overrides; checked unless ``check=False``."""
+    if cfg is None:
+        out = get_search_defaults()
+    elif isinstance(cfg, CfgNode):
+        out = cfg.clone()
+    elif isinstance(cfg, Mapping):
+        out = get_search_defaults()
+        pairs = [s for key, value in _flatten(cfg) for s in (key, repr(value))]
+        _admit_strategy_keys(out, pairs)
+        merge_overrides(out, pairs, what="search config")
+    else:
+        raise ConfigError(f"a search config must be a mapping, got {type(cfg).__name__}")
+    if check:
+        validate_config(out)
+    return out
+
+
+def to_plain(node: Any) -> Any:
+    """``CfgNode`` -> nested plain ``dict`` (for JSON, workers and Ray)."""
+    if isinstance(node, Mapping):
+        return {k: to_plain(v) for k, v in node.items()}
+    if isinstance(node, tuple):
+        return [to_plain(v) for v in node]
+    return node
+
+
+def _flatten(d: Mapping, prefix: str = "") -> list[tuple[str, Any]]:
+    out = []
+    for k, v in d.items():
+        if isinstance(v, Mapping):
+            out += _flatten(v, f"{prefix}{k}.")
+        else:
+            out.append((f"{prefix}{k}", v))
+    return out
+
+
+def _strategy_params(name: str) -> dict[str, inspect.Parameter]:
+    sig = inspect.signature(STRATEGIES[name].__init__)
+    return {k: p for k, p in sig.parameters.items() if k not in ("self", "space", "seed")}
+
+
+def _admit_strategy_keys(cfg: CfgNode, pairs: Sequence[str]) -> None:
+    """Let ``strategy.<param>`` overrides through when ``<param>`` belongs to the strategy the
+    config ends up with (inserted with its constructor default, so the merge types the value)."""
+    keys = list(pairs[0::2])
+    name = cfg.strategy.name
+    for key, value in zip(keys, pairs[1::2]):
+        if key == "strategy.name":
+            name = _literal(value)
+    name = name if isinstance(name, str) else ""
+    params = _strategy_params(name) if name in STRATEGIES else {}
+    for k, p in params.items():  # a YAML int for a float parameter: a float, as meant
+        v = cfg.strategy.get(k)
+        if isinstance(p.default, float) and isinstance(v, int) and not isinstance(v, bool):
+            cfg.strategy[k] = float(v)
+    for key in keys:
         parts = key.split(".")
-        node = cfg
-        for p in parts[:-1]:
-            if not isinstance(node.get(p), dict):
-                raise ValueError(f"unknown config key {key!r}")
-            node = node[p]
-        node[parts[-1]] = value
-        # re-validate: catches misspelt keys except new strategy parameters
-    return resolve_config(cfg)
+        if len(parts) != 2 or parts[0] != "strategy" or parts[1] in cfg.strategy:
+            continue
+        p = params.get(parts[1])
+        if p is None or p.default is inspect.Parameter.empty:
+            raise ConfigError(
+                f"unknown config key {key} for strategy {name!r}; its parameters are "
+                f"{', '.join(sorted(params)) or 'unknown (unknown strategy)'}"
+            )
+        cfg.strategy[parts[1]] = p.default
+
+
+def _yaml_words(text: str) -> str:
+    """Values are Python literals (``False``, ``['a', 'b']``); YAML spellings a user types
+    (``false``, ``null``, ``[a, b]``) are read safely as YAML and passed on as literals."""
+    try:
+        ast.literal_eval(text)
+        return text
+    except (ValueError, SyntaxError):
+        pass
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    return text if isinstance(value, str) else repr(value)
+
+
+def _literal(text: str) -> Any:
+    """A command-line value as the config merge reads it (a Python literal, else a string)."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+# ---------------------------------------------------------------------------------- checks
+def _fail(key: str, expected: str, value: Any) -> None:
+    raise ConfigError(f"config key {key} must be {expected}, got {value!r}")
+
+
+def _int(cfg: CfgNode, key: str, low: int, none_ok: bool = False) -> None:
+    v = _get(cfg, key)
+    if v is None and none_ok:
+        return
+    if isinstance(v, bool) or not isinstance(v, int) or v < low:
+        _fail(key, f"an integer >= {low}" + (" or None" if none_ok else ""), v)
+
+
+def _num(cfg: CfgNode, key: str, low: float, high: float | None = None, open_low=False) -> None:
+    v = _get(cfg, key)
+    ok = isinstance(v, (int, float)) and not isinstance(v, bool)
+    ok = ok and (v > low if open_low else v >= low) and (high is None or v <= high)
+    if not ok:
+        rng = f"{'>' if open_low else '>='} {low}" + (f" and <= {high}" if high is not None else "")
+        _fail(key, f"a number {rng}", v)
+
+
+def _choice(cfg: CfgNode, key: str, allowed: Sequence[str]) -> None:
+    v = _get(cfg, key)
+    if v not in allowed:
+        raise ConfigError(f"config key {key} is {v!r}; expected one of {', '.join(allowed)}")
+
+
+def _get(cfg: CfgNode, key: str) -> Any:
+    node = cfg
+    for part in key.split("."):
+        node = node[part]
+    return node
+
+
+def validate_config(cfg: CfgNode) -> None:
+    """Check every value (ranges, known names); one ``ConfigError`` naming the first bad key."""
+    _int(cfg, "seed", 0)
+    _int(cfg, "max_children", 1)
+    _int(cfg, "round_size", 1, none_ok=True)
+    if cfg.max_minutes is not None:
+        _num(cfg, "max_minutes", 0, open_low=True)
+    _choice(cfg, "mode", ("standalone", "weight_sharing"))
+    _check_space(cfg)
+    _check_strategy(cfg)
+    _check_data(cfg)
+    _check_child(cfg)
+    _choice(cfg, "execution.backend", BACKENDS)
+    _int(cfg, "execution.num_workers", 0)
+    _num(cfg, "execution.gpus_per_child", 0)
+    try:
+        get_train_fn(cfg.execution.train_fn)
+    except ValueError as e:
+        raise ConfigError(f"config key {e}") from None
+    _check_weight_sharing(cfg)
+
+
+def _check_space(cfg: CfgNode) -> None:
+    if cfg.space.ops in ("all",):
+        cfg.space.ops = None
+    try:
+        SearchSpace.from_config(cfg.space)
+    except ValueError as e:
+        raise ConfigError(f"config node space: {e}") from None
+
+
+def _check_strategy(cfg: CfgNode) -> None:
+    _choice(cfg, "strategy.name", sorted(STRATEGIES))
+    _int(cfg, "strategy.batch_size", 1)
+    params = _strategy_params(cfg.strategy.name)
+    for k, v in cfg.strategy.items():
+        if k == "name":
+            continue
+        p = params.get(k)
+        if p is None:
+            raise ConfigError(
+                f"unknown config key strategy.{k} for strategy {cfg.strategy.name!r}; its "
+                f"parameters are {', '.join(sorted(params))}"
+            )
+        want = type(p.default)
+        if want is float and isinstance(v, int) and not isinstance(v, bool):
+            cfg.strategy[k] = v = float(v)
+        if type(v) is not want:
+            _fail(f"strategy.{k}", f"a {want.__name__} (default {p.default!r})", v)
+    kwargs = {k: v for k, v in cfg.strategy.items() if k != "name"}
+    try:
+        build_strategy(cfg.strategy.name, SearchSpace.from_config(cfg.space), cfg.seed, **kwargs)
+    except ValueError as e:
+        raise ConfigError(f"config node strategy (name {cfg.strategy.name}): {e}") from None
+
+
+def _check_data(cfg: CfgNode) -> None:
+    _choice(cfg, "data.name", DATASETS)
+    for key in ("image_size", "train_size", "val_size"):
+        _int(cfg, f"data.{key}", 1)
+    _int(cfg, "data.split_seed", 0)
+
+
+def _check_child(cfg: CfgNode) -> None:
+    for key in ("num_cells", "num_conv_filters", "epochs", "batch_size", "eval_batch_size"):
+        _int(cfg, f"child.{key}", 1)
+    _num(cfg, "child.stem_multiplier", 0, open_low=True)
+    _num(cfg, "child.drop_path_keep_prob", 0, 1, open_low=True)
+    _num(cfg, "child.lr", 0, open_low=True)
+    _num(cfg, "child.momentum", 0, 1)
+    _num(cfg, "child.weight_decay", 0)
+    _num(cfg, "child.grad_clip", 0)
+    _choice(cfg, "child.schedule", ("cosine", "constant"))
+    _choice(cfg, "child.device", _DEVICES)
+
+
+def _check_weight_sharing(cfg: CfgNode) -> None:
+    for key in ("num_cells", "num_conv_filters", "steps_per_round", "batch_size", "eval_batches"):
+        _int(cfg, f"weight_sharing.{key}", 1)
+    _int(cfg, "weight_sharing.retrain_top", 0)
+    _num(cfg, "weight_sharing.lr", 0, open_low=True)
+    _num(cfg, "weight_sharing.momentum", 0, 1)
+    _num(cfg, "weight_sharing.weight_decay", 0)
+    _num(cfg, "weight_sharing.grad_clip", 0, open_low=True)
+    _choice(cfg, "weight_sharing.device", _DEVICES)

@@ -5,7 +5,10 @@ for a train and a held-out validation split; the reward is accuracy on the latte
 
 CIFAR-10 is read from torchvision's layout (``ROOT/cifar-10-batches-py/data_batch_1..5``); the
 50k training images are split 45k/5k with a fixed permutation, as in the paper. The batches are
-Python pickles, so they are read with an unpickler that only admits numpy arrays (no code runs).
+Python pickles, so they are read with an unpickler whose ``find_class`` admits only numpy's array
+and dtype reconstructors (dicts, lists, bytes and strings are plain pickle opcodes): no other
+class or function can be named, so no code runs. :func:`check_dataset` reads every batch once
+before a search starts, so a wrong file is one error up front, not a failure in every child.
 The digits dataset (1,797 8x8 images, shipped inside scikit-learn) is upscaled to ``S`` px and
 copied to three channels: a search on it runs anywhere with no download.
 """
@@ -22,13 +25,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["load_dataset", "check_dataset", "DATASETS", "CIFAR_FILES"]
+__all__ = ["CIFAR_FILES", "DATASETS", "cached_dataset", "check_dataset", "load_dataset"]
 
 CIFAR_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
 _CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 _CIFAR_STD = (0.2470, 0.2435, 0.2616)
 
 DATASETS = ("cifar10", "digits")
+DIGITS_SIZE = 1797  # images in scikit-learn's digits
 
 
 class _NumpyOnlyUnpickler(pickle.Unpickler):
@@ -66,13 +70,17 @@ def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     try:
         raw = _NumpyOnlyUnpickler(io.BytesIO(path.read_bytes()), encoding="latin1").load()
         data = np.asarray(raw["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
-        labels = np.asarray(raw["labels"], dtype=np.int64)
+        labels = np.asarray(raw["labels"], dtype=np.int64).reshape(-1)
     except Exception as e:  # noqa: BLE001 - any failure means the file is not a CIFAR batch
+        why = " ".join(str(e).split()) or type(e).__name__
         raise ValueError(
-            f"CIFAR-10 batch {str(path)!r} is corrupt or not a CIFAR batch: {e}"
+            f"CIFAR-10 batch {str(path)!r} is corrupt or not a CIFAR batch "
+            f"(a dict of 'data' uint8 [n, 3072] and 'labels'): {why}"
         ) from None
-    if len(labels) != len(data):
+    if len(labels) != len(data) or not len(data):
         raise ValueError(f"CIFAR-10 batch {str(path)!r}: {len(data)} images, {len(labels)} labels")
+    if labels.min() < 0 or labels.max() > 9:
+        raise ValueError(f"CIFAR-10 batch {str(path)!r}: labels outside 0..9")
     return data, labels
 
 
@@ -82,22 +90,32 @@ def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
 
 
-def _split(
-    n: int, train_size: int, val_size: int, seed: int, what: str
-) -> tuple[np.ndarray, np.ndarray]:
+def _check_split(n: int, train_size: int, val_size: int, what: str) -> None:
     if train_size < 1 or val_size < 1 or train_size + val_size > n:
         raise ValueError(
             f"{what}: train_size + val_size must be positive and at most {n}, got "
             f"{train_size} + {val_size}"
         )
+
+
+def _split(
+    n: int, train_size: int, val_size: int, seed: int, what: str
+) -> tuple[np.ndarray, np.ndarray]:
+    _check_split(n, train_size, val_size, what)
     perm = np.random.default_rng(seed).permutation(n)
     # The validation images are fixed by the seed whatever the train subset size.
     return perm[val_size : val_size + train_size], perm[:val_size]
 
 
-def check_dataset(name: str, root: str | None = None, **_: Any) -> None:
-    """Fail early, before any child trains, on an unknown dataset or a missing/incomplete
-    CIFAR-10 folder (one ``ValueError`` naming what was expected)."""
+def check_dataset(
+    name: str,
+    root: str | None = None,
+    train_size: int | None = None,
+    val_size: int | None = None,
+    **_: Any,
+) -> None:
+    """Fail early, before any child trains, on an unknown dataset, a missing, incomplete or
+    corrupt CIFAR-10 folder, or splits larger than the data (one ``ValueError``)."""
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
     if name == "cifar10":
@@ -105,7 +123,24 @@ def check_dataset(name: str, root: str | None = None, **_: Any) -> None:
             raise ValueError(
                 "data.root: the CIFAR-10 dataset needs the folder holding cifar-10-batches-py"
             )
-        _cifar_dir(root)
+        d = _cifar_dir(root)
+        n = sum(len(_read_cifar_batch(d / f)[1]) for f in CIFAR_FILES)
+        _check_split(n, train_size or 45000, val_size or 5000, "data (cifar10)")
+    else:
+        _check_split(DIGITS_SIZE, train_size or 1497, val_size or 300, "data (digits)")
+
+
+def cached_dataset(data_cfg: dict) -> Any:
+    """:func:`load_dataset` of ``data_cfg`` (the ``data:`` config section), loaded once per
+    process: a worker trains many children on the same data."""
+    key = repr(sorted(data_cfg.items()))
+    if key not in _CACHE:
+        _CACHE.clear()
+        _CACHE[key] = load_dataset(**data_cfg)
+    return _CACHE[key]
+
+
+_CACHE: dict[str, Any] = {}
 
 
 def load_dataset(

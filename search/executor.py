@@ -150,13 +150,17 @@ def build_executor(
     train_fn: Callable | None = None,
     gpus_per_child: float = 0,
 ):
-    """``local`` with ``num_workers: 0`` (or a training callable) runs in-process."""
+    """``local`` with ``num_workers: 0`` (or a ``train_fn`` callable) runs in-process; otherwise
+    each task carries its (registered) training function to the workers."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
     if backend == "ray":
-        if train_fn is not None and callable(train_fn):
-            raise ValueError("the ray backend needs execution.train_fn as 'module:function'")
+        if train_fn is not None:
+            raise ValueError(
+                "the ray backend trains with a registered execution.train_fn; a train_fn "
+                "callable runs in this process only (backend local)"
+            )
         return RayExecutor(num_workers, address, gpus_per_child)
-    if num_workers == 0 or callable(train_fn):
-        return InlineExecutor(train_fn if callable(train_fn) else None)
+    if num_workers == 0 or train_fn is not None:
+        return InlineExecutor(train_fn)
     return LocalExecutor(num_workers)

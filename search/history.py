@@ -12,10 +12,13 @@ import io
 import json
 import sqlite3
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from nasnet_det.io import OutputError
 
 __all__ = ["History", "HistoryError", "CHILD_COLUMNS"]
 
@@ -76,9 +79,18 @@ class History:
                 "SELECT c.child_id, c.round, k.num_children FROM children c, checkpoint k LIMIT 0"
             )
         except sqlite3.DatabaseError as e:
+            if _is_io_error(e):
+                raise OutputError(f"cannot write search history {str(self.path)!r}: {e}") from None
             raise HistoryError(
                 f"search history {str(self.path)!r} is corrupt or not a search history ({e})"
             ) from None
+
+    def _write(self, sql: str, params: Sequence[Any]) -> None:
+        """One committed statement; a failure to write (disk full, read-only) is one line."""
+        try:
+            self.db.execute(sql, params)
+        except sqlite3.DatabaseError as e:
+            raise OutputError(f"cannot write search history {str(self.path)!r}: {e}") from None
 
     def close(self) -> None:
         self.db.close()
@@ -89,7 +101,7 @@ class History:
         return None if row is None else json.loads(row[0])
 
     def set_meta(self, key: str, value: Any) -> None:
-        self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))
+        self._write("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))
 
     # ------------------------------------------------------------------ children
     def add_child(self, rec: dict[str, Any]) -> None:
@@ -97,7 +109,7 @@ class History:
         row = {c: rec.get(c) for c in CHILD_COLUMNS}
         row["error"] = row["error"] or ""
         row["finished_at"] = row["finished_at"] or time.time()
-        self.db.execute(
+        self._write(
             f"INSERT INTO children ({', '.join(CHILD_COLUMNS)}) VALUES "
             f"({', '.join('?' for _ in CHILD_COLUMNS)})",
             [row[c] for c in CHILD_COLUMNS],
@@ -111,7 +123,7 @@ class History:
     def save_checkpoint(self, round_: int, num_children: int, state: dict[str, Any]) -> None:
         buf = io.BytesIO()
         torch.save(state, buf)
-        self.db.execute(
+        self._write(
             "INSERT OR REPLACE INTO checkpoint VALUES (0, ?, ?, ?)",
             (round_, num_children, buf.getvalue()),
         )
@@ -128,3 +140,8 @@ class History:
                 f"search history {str(self.path)!r}: the strategy checkpoint is corrupt ({e})"
             ) from None
         return int(row[0]), int(row[1]), state
+
+
+def _is_io_error(e: sqlite3.DatabaseError) -> bool:
+    text = str(e).lower()
+    return any(w in text for w in ("unable to open", "readonly", "read-only", "disk", "i/o"))

@@ -1,6 +1,8 @@
 """What a search leaves behind: leaderboard, best genotype, reward plot and cell diagrams.
 
-Every file is written to a temporary name and renamed, so a kill never leaves half a file.
+Every file goes through :mod:`nasnet_det.io` (temporary file, fsync, rename), so a kill never
+leaves half a file and a failed write (disk full, read-only folder) is one ``OutputError`` line
+with no temporary file left behind.
 """
 
 from __future__ import annotations
@@ -13,8 +15,28 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from nasnet_det.genotypes import Genotype
+from nasnet_det.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 
-__all__ = ["write_outputs", "best_child", "write_leaderboard", "plot_rewards", "draw_genotype"]
+__all__ = [
+    "OUTPUT_FILES",
+    "best_child",
+    "draw_genotype",
+    "plot_rewards",
+    "write_leaderboard",
+    "write_outputs",
+]
+
+#: The files :func:`write_outputs` may write into a search folder.
+OUTPUT_FILES = (
+    "leaderboard.csv",
+    "best_genotype.json",
+    "summary.json",
+    "rewards.png",
+    "cell_normal.png",
+    "cell_normal.svg",
+    "cell_reduction.png",
+    "cell_reduction.svg",
+)
 
 LEADERBOARD_COLUMNS = (
     "rank",
@@ -29,15 +51,6 @@ LEADERBOARD_COLUMNS = (
     "error",
     "genotype",
 )
-
-
-def _atomic_write(path: Path, data: bytes | str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data.encode() if isinstance(data, str) else data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def best_child(children: Sequence[dict]) -> dict | None:
@@ -60,7 +73,7 @@ def write_leaderboard(path: Path, children: Sequence[dict]) -> None:
     w.writerow(LEADERBOARD_COLUMNS)
     for rank, c in enumerate(rows, 1):
         w.writerow([rank] + ["" if c.get(k) is None else c.get(k) for k in LEADERBOARD_COLUMNS[1:]])
-    _atomic_write(path, buf.getvalue())
+    atomic_write_text(path, buf.getvalue(), "leaderboard")
 
 
 def write_outputs(out: Path, children: Sequence[dict], cfg: dict, final: bool) -> dict | None:
@@ -71,7 +84,7 @@ def write_outputs(out: Path, children: Sequence[dict], cfg: dict, final: bool) -
         g = Genotype.from_dict(json.loads(best["genotype"]))
         name = f"search_{cfg['strategy']['name']}_child{best['child_id']}"
         g = Genotype(g.normal, g.normal_concat, g.reduce, g.reduce_concat, name=name)
-        g.to_json(out / "best_genotype.json")
+        atomic_write_text(out / "best_genotype.json", g.to_json(), "best genotype")
         summary = {
             "best_child_id": best["child_id"],
             "best_reward": best["reward"],
@@ -80,7 +93,7 @@ def write_outputs(out: Path, children: Sequence[dict], cfg: dict, final: bool) -
             "mode": cfg["mode"],
             "failed": sum(c["status"] == "failed" for c in children),
         }
-        _atomic_write(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+        atomic_write_json(out / "summary.json", summary, "search summary")
     if final and cfg["outputs"]["plot"]:
         plot_rewards([out], out / "rewards.png")
     if final and best is not None and cfg["outputs"]["diagrams"]:
@@ -89,28 +102,32 @@ def write_outputs(out: Path, children: Sequence[dict], cfg: dict, final: bool) -
 
 
 def _load_curve(run_dir: Path) -> tuple[str, list[int], list[float | None]]:
-    """Label and per-child rewards of a finished search folder (from its leaderboard)."""
-    with open(run_dir / "leaderboard.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
-    rows = [
-        r
-        for r in rows
-        if r["phase"] != "standalone" or not any(q["phase"] == "shared" for q in rows)
-    ]
-    rows.sort(key=lambda r: int(r["child_id"]))
+    """Label and per-child rewards of a finished search folder (from its leaderboard); in a
+    weight-sharing search, the shared-weight scores (the standalone retraining comes after)."""
+    path = run_dir / "leaderboard.csv"
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = [
+                (int(r["child_id"]), float(r["reward"]) if r["reward"] else None, r["phase"])
+                for r in csv.DictReader(f)
+            ]
+    except (KeyError, ValueError, TypeError, UnicodeDecodeError, csv.Error) as e:
+        raise ValueError(
+            f"{str(path)!r} is not a search leaderboard (bad or missing column: {e})"
+        ) from None
+    if any(phase == "shared" for _, _, phase in rows):
+        rows = [r for r in rows if r[2] == "shared"]
+    rows.sort()
     label = run_dir.name
-    summary = run_dir / "summary.json"
-    if summary.is_file():
-        s = json.loads(summary.read_text())
+    try:
+        s = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
         label = f"{s['strategy']}{' (weight sharing)' if s['mode'] == 'weight_sharing' else ''}"
-    ids = [int(r["child_id"]) for r in rows]
-    rewards = [float(r["reward"]) if r["reward"] not in ("", None) else None for r in rows]
-    return label, ids, rewards
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # no usable summary: the folder's name labels the curve
+    return label, [r[0] for r in rows], [r[1] for r in rows]
 
 
-def plot_rewards(
-    run_dirs: Sequence[str | os.PathLike], path: str | os.PathLike, top_k: int = 1
-) -> Path:
+def plot_rewards(run_dirs: Sequence[str | os.PathLike], path: str | os.PathLike) -> Path:
     """Reward of every child against its index, with each run's running best (the paper's
     RL-versus-random figure when several runs are given). Writes PNG (``path``) atomically."""
     import matplotlib
@@ -118,10 +135,10 @@ def plot_rewards(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    curves = [_load_curve(Path(d)) for d in run_dirs]
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for i, d in enumerate(run_dirs):
-        label, ids, rewards = _load_curve(Path(d))
+    for i, (label, ids, rewards) in enumerate(curves):
         col = colors[i % len(colors)]
         xs = [x for x, r in zip(ids, rewards) if r is not None]
         ys = [r for r in rewards if r is not None]
@@ -140,7 +157,7 @@ def plot_rewards(
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     plt.close(fig)
-    _atomic_write(path, buf.getvalue())
+    atomic_write_bytes(path, buf.getvalue(), "reward plot")
     return path
 
 
@@ -259,7 +276,7 @@ def draw_genotype(genotype: Genotype, stem: str | os.PathLike) -> list[Path]:
             p = stem.with_name(f"{stem.name}_{suffix}.{fmt}")
             buf = io.BytesIO()
             fig.savefig(buf, format=fmt)
-            _atomic_write(p, buf.getvalue())
+            atomic_write_bytes(p, buf.getvalue(), "cell diagram")
             written.append(p)
         plt.close(fig)
     return written

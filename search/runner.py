@@ -1,4 +1,5 @@
-"""The search loop: propose a round, train its children, store each one, observe, checkpoint.
+"""The search runner: one round per :meth:`SearchRunner.step` (propose, train, store, observe,
+checkpoint); :meth:`SearchRunner.run` steps until the budget is spent and writes the outputs.
 
 Resuming loads the last round's strategy checkpoint, asks the strategy for that round's
 proposals again (it is deterministic given its state), takes the children already stored and
@@ -10,25 +11,33 @@ carrying the earlier result.
 from __future__ import annotations
 
 import os
-import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from nasnet_det.search.config import SEARCH_KEYS, resolve_config
+from nasnet_det.search.child import TrainFn, get_train_fn
+from nasnet_det.search.config import SEARCH_KEYS, apply_overrides, resolve_config, to_plain
 from nasnet_det.search.data import check_dataset
 from nasnet_det.search.executor import build_executor
 from nasnet_det.search.history import History, HistoryError
-from nasnet_det.search.outputs import write_outputs
-from nasnet_det.search.space import SearchSpace
+from nasnet_det.search.outputs import OUTPUT_FILES, write_outputs
+from nasnet_det.search.space import Decisions, SearchSpace
 from nasnet_det.search.strategies import build_strategy
 
-__all__ = ["run_search", "SearchResult", "HISTORY_FILE"]
+from nasnet_det.io import OutputError, check_output_dir
+
+__all__ = ["HISTORY_FILE", "SearchResult", "SearchRunner", "child_seed", "run_search"]
 
 HISTORY_FILE = "history.sqlite"
+
+#: What the search writes into its folder (``--overwrite`` removes these and nothing else).
+_OWN_FILES = (HISTORY_FILE, HISTORY_FILE + "-wal", HISTORY_FILE + "-shm", *OUTPUT_FILES)
+
+#: Columns a duplicate child copies from the child that was trained.
+_COPIED = ("key", "genotype", "reward", "status", "params", "error", "phase")
 
 
 @dataclass
@@ -42,263 +51,338 @@ class SearchResult:
 
 
 def child_seed(seed: int, child_id: int) -> int:
+    """The training seed of child ``child_id`` (independent of which worker trains it)."""
     return int(np.random.SeedSequence([seed, child_id]).generate_state(1)[0])
 
 
-def _prepare_dir(out: Path, resume: bool, overwrite: bool) -> Path:
-    db = out / HISTORY_FILE
-    if resume:
-        if not db.is_file():
-            raise HistoryError(f"--resume: no search history at {str(db)!r}")
-        return db
-    if db.exists() and not overwrite:
-        raise ValueError(
-            f"{str(out)!r} already holds a search history; pass --resume to "
-            f"continue it or --overwrite to start over"
-        )
-    if overwrite and out.exists():
-        for p in out.iterdir():
-            if p.is_dir():
-                shutil.rmtree(p)
-            else:
-                p.unlink()
-    out.mkdir(parents=True, exist_ok=True)
-    return db
-
-
 def run_search(
-    config: dict,
+    config: Mapping | None,
     output_dir: str | os.PathLike,
     resume: bool = False,
     overwrite: bool = False,
     max_children: int | None = None,
     backend: str | None = None,
     address: str | None = None,
-    train_fn: Callable | None = None,
+    train_fn: TrainFn | None = None,
     progress: bool | None = None,
 ) -> SearchResult:
     """Run (or continue) the search ``config`` describes, writing into ``output_dir``.
 
-    ``max_children`` overrides the config's budget (children proposed in total, resumed ones
-    included). ``train_fn`` replaces the child training with a callable (runs in-process).
+    ``max_children``, ``backend`` and ``address`` override the config (checked like it).
+    ``train_fn`` replaces the registered child training with a callable that runs in-process.
     """
     cfg = resolve_config(config)
-    if max_children is not None:
-        cfg["max_children"] = int(max_children)
-    ex = cfg["execution"]
-    if backend is not None:
-        ex["backend"] = backend
-    if address is not None:
-        ex["address"] = address
-    out = Path(output_dir)
-    space = SearchSpace.from_config(cfg["space"])
-    sparams = {k: v for k, v in cfg["strategy"].items() if k != "name"}
-    strategy = build_strategy(cfg["strategy"]["name"], space, cfg["seed"], **sparams)
-    check_dataset(**cfg["data"])
-    db_path = _prepare_dir(out, resume, overwrite)
-    history = History(db_path, create=not resume)
-    try:
-        stored = history.get_meta("config")
-        search_part = {k: cfg[k] for k in SEARCH_KEYS}
+    pairs: list[str] = []
+    for key, value in (
+        ("max_children", max_children),
+        ("execution.backend", backend),
+        ("execution.address", address),
+    ):
+        if value is not None:
+            pairs += [key, repr(value)]
+    if pairs:
+        cfg = apply_overrides(cfg, pairs)
+    with SearchRunner(
+        cfg, output_dir, resume=resume, overwrite=overwrite, train_fn=train_fn, progress=progress
+    ) as runner:
+        return runner.run()
+
+
+class SearchRunner:
+    """One search in ``output_dir``; every check runs in the constructor, before any output.
+
+    ``step()`` runs one round and returns ``False`` once the budget is spent; ``finish()``
+    retrains the best weight-sharing children (that mode only), writes the final outputs and
+    returns the :class:`SearchResult`; ``run()`` does both. Use as a context manager (or call
+    ``close()``) to release the history and the worker processes.
+    """
+
+    def __init__(
+        self,
+        config: Mapping | None,
+        output_dir: str | os.PathLike,
+        *,
+        resume: bool = False,
+        overwrite: bool = False,
+        train_fn: TrainFn | None = None,
+        progress: bool | None = None,
+    ) -> None:
+        self.cfg = cfg = resolve_config(config)
+        self.out = Path(output_dir)
+        self.space = SearchSpace.from_config(cfg.space)
+        params = {k: v for k, v in cfg.strategy.items() if k != "name"}
+        self.strategy = build_strategy(cfg.strategy.name, self.space, cfg.seed, **params)
+        self.train_fn = train_fn  # an explicit callable runs in this process
+        self._task_fn = train_fn or get_train_fn(cfg.execution.train_fn)
+        check_dataset(**cfg.data)
+        self.scorer = None
+        if cfg.mode == "weight_sharing":
+            from nasnet_det.search.weight_sharing import SharedScorer
+
+            self.scorer = SharedScorer(
+                self.space, to_plain(cfg.weight_sharing), to_plain(cfg.data), cfg.seed
+            )
+        self.phase = "shared" if self.scorer else "standalone"
+        self.history = History(_prepare_dir(self.out, resume, overwrite), create=not resume)
+        self.executor = None
+        self.bar = None
+        try:
+            self._check_stored_config()
+            self._restore()
+            self.bar = _progress_bar(cfg, self, progress)
+        except BaseException:
+            self.close()
+            raise
+        self.started = time.time()
+        self.rounds_run = 0
+
+    # ------------------------------------------------------------------ state
+    def _check_stored_config(self) -> None:
+        search_part = {k: to_plain(self.cfg[k]) for k in SEARCH_KEYS}
+        stored = self.history.get_meta("config")
         if stored is None:
-            history.set_meta("config", search_part)
+            self.history.set_meta("config", search_part)
         elif stored != search_part:
             diff = sorted(k for k in SEARCH_KEYS if stored.get(k) != search_part[k])
             raise HistoryError(
-                f"{str(db_path)!r} was written by a different search (config "
-                f"section(s) {diff} differ); use another --output or "
-                f"--overwrite"
+                f"{str(self.history.path)!r} was written by a different search (config "
+                f"node(s) {diff} differ); use another --output or --overwrite"
             )
-        return _loop(cfg, out, space, strategy, history, train_fn, progress)
-    finally:
-        history.close()
 
+    def _restore(self) -> None:
+        """Strategy (and shared weights) from the last finished round; children stored so far."""
+        self.round, self.next_id = 0, 0
+        ckpt = self.history.load_checkpoint()
+        if ckpt is not None:
+            self.round, self.next_id, state = ckpt
+            self.strategy.load_state_dict(state["strategy"])
+            if self.scorer is not None:
+                self.scorer.load_state_dict(state["weight_sharing"])
+        self.stored = {c["child_id"]: c for c in self.history.children()}
+        self.known: dict[tuple[str, str], dict] = {}  # (phase, key) -> the trained child's row
+        for c in self.stored.values():
+            if c["duplicate_of"] is None:
+                self.known.setdefault((c["phase"], c["key"]), c)
+        rewards = [c["reward"] for c in self.stored.values() if c["reward"] is not None]
+        self.best = max(rewards, default=None)
 
-def _loop(cfg, out, space, strategy, history, train_fn, progress) -> SearchResult:
-    from tqdm import tqdm
+    @property
+    def done(self) -> bool:
+        """The budget (``max_children`` proposed children) is spent."""
+        return self.next_id >= self.cfg.max_children
 
-    ex = cfg["execution"]
-    budget = cfg["max_children"]
-    ws = None
-    if cfg["mode"] == "weight_sharing":
-        from nasnet_det.search.weight_sharing import SharedScorer
+    # ------------------------------------------------------------------ one round
+    def step(self) -> bool:
+        """Propose, train and store one round, let the strategy observe it, checkpoint it and
+        refresh the leaderboard. Returns ``False`` (doing nothing) once the budget is spent."""
+        if self.done:
+            return False
+        n = min(
+            self.cfg.round_size or self.strategy.batch_size, self.cfg.max_children - self.next_id
+        )
+        ids = list(range(self.next_id, self.next_id + n))
+        proposals = self.strategy.propose(n)
+        self._check_replay(ids, proposals)
+        todo = self._new_tasks(ids, proposals)
+        self._store_results(todo, self._train(proposals, todo))
+        self._store_duplicates(ids, proposals)
+        rewards = [
+            self.stored[i]["reward"] if self.stored[i]["status"] != "failed" else None for i in ids
+        ]
+        self.strategy.observe(proposals, rewards)
+        self.round += 1
+        self.next_id += n
+        self.rounds_run += 1
+        state = {"strategy": self.strategy.state_dict()}
+        if self.scorer is not None:
+            state["weight_sharing"] = self.scorer.state_dict()
+        self.history.save_checkpoint(self.round, self.next_id, state)
+        write_outputs(self.out, self.history.children(), self.cfg, final=False)
+        return True
 
-        ws = SharedScorer(space, cfg["weight_sharing"], cfg["data"], cfg["seed"])
-    limit_s = None if cfg["max_minutes"] is None else 60.0 * float(cfg["max_minutes"])
-    t_start = time.time()
-    rounds_run = 0
-    ckpt = history.load_checkpoint()
-    round_, start_id = 0, 0
-    if ckpt is not None:
-        round_, start_id, state = ckpt
-        strategy.load_state_dict(state["strategy"])
-        if ws is not None:
-            ws.load_state_dict(state["weight_sharing"])
-    stored = {c["child_id"]: c for c in history.children()}
-    known: dict[tuple[str, str], dict] = {}  # (phase, key) -> the record of its training
-    for c in stored.values():
-        if c["duplicate_of"] is None:
-            known.setdefault((c["phase"], c["key"]), c)
-    show = cfg["outputs"]["progress"] if progress is None else progress
-    bar = tqdm(
-        total=budget,
-        initial=min(len(stored), budget),
-        unit="child",
-        disable=not show,
-        desc=f"{cfg['strategy']['name']}{'+ws' if ws else ''}",
-        dynamic_ncols=True,
-    )
-    best_seen = max(
-        (c["reward"] for c in stored.values() if c["reward"] is not None), default=float("-inf")
-    )
-    executor = None
-    try:
-        while start_id < budget:
-            if limit_s is not None and rounds_run:
-                per_round = (time.time() - t_start) / rounds_run
-                if time.time() - t_start + per_round > limit_s:
-                    break
-            n = min(cfg["round_size"] or strategy.batch_size, budget - start_id)
-            proposals = strategy.propose(n)
-            ids = list(range(start_id, start_id + n))
-            for cid, d in zip(ids, proposals):
-                if cid in stored and stored[cid]["key"] != space.key(d):
-                    raise HistoryError(
-                        f"child {cid} in the history is not what the resumed strategy proposes; "
-                        "the history belongs to another run or the strategy is not deterministic"
-                    )
-            todo, seen_now = [], set()
-            for cid, d in zip(ids, proposals):
-                k = ("shared" if ws else "standalone", space.key(d))
-                if cid in stored or k in known or k in seen_now:
-                    continue
-                seen_now.add(k)
-                todo.append(_task(cfg, space, cid, round_, d))
-            if ws is not None:
-                results = ws.run_round(proposals, todo)
-            else:
-                if executor is None and todo:
-                    executor = build_executor(
-                        ex["backend"],
-                        ex["num_workers"],
-                        ex["address"],
-                        train_fn,
-                        ex["gpus_per_child"],
-                    )
-                results = executor.run(todo) if todo else []
-            by_id = {t["child_id"]: t for t in todo}
-            for rec in results:
-                t = by_id[rec["child_id"]]
-                row = {
-                    **rec,
-                    "round": round_,
-                    "key": t["key"],
-                    "genotype": t["genotype_json"],
-                    "phase": "shared" if ws else "standalone",
-                }
-                history.add_child(row)
-                stored[row["child_id"]] = row
-                known[(row["phase"], row["key"])] = row
-                bar.update(1)
-                if rec["reward"] is not None and rec["reward"] > best_seen:
-                    best_seen = rec["reward"]
-                    bar.set_postfix(best=f"{best_seen:.4f}", refresh=False)
-            # Duplicates (of earlier rounds or of this one) carry the trained child's result.
-            for cid, d in zip(ids, proposals):
-                if cid in stored:
-                    continue
-                first = known[("shared" if ws else "standalone", space.key(d))]
-                row = {
-                    **{
-                        c: first[c]
-                        for c in ("key", "genotype", "reward", "status", "params", "error", "phase")
-                    },
-                    "child_id": cid,
-                    "round": round_,
-                    "seconds": 0.0,
-                    "duplicate_of": first["child_id"],
-                    "status": "duplicate" if first["status"] == "ok" else first["status"],
-                }
-                history.add_child(row)
-                stored[cid] = row
-                bar.update(1)
-            rewards = [
-                stored[cid]["reward"] if stored[cid]["status"] != "failed" else None for cid in ids
-            ]
-            strategy.observe(proposals, rewards)
-            round_ += 1
-            rounds_run += 1
-            start_id += n
-            state = {"strategy": strategy.state_dict()}
-            if ws is not None:
-                state["weight_sharing"] = ws.state_dict()
-            history.save_checkpoint(round_, start_id, state)
-            write_outputs(out, history.children(), cfg, final=False)
-        if ws is not None:
-            executor = executor or build_executor(
-                ex["backend"], ex["num_workers"], ex["address"], train_fn, ex["gpus_per_child"]
+    def _check_replay(self, ids: Sequence[int], proposals: Sequence[Decisions]) -> None:
+        for cid, d in zip(ids, proposals):
+            if cid in self.stored and self.stored[cid]["key"] != self.space.key(d):
+                raise HistoryError(
+                    f"child {cid} in the history is not what the resumed strategy proposes; "
+                    "the history belongs to another run or the strategy is not deterministic"
+                )
+
+    def _new_tasks(self, ids: Sequence[int], proposals: Sequence[Decisions]) -> list[dict]:
+        """Tasks for the children not stored yet whose architecture was never trained."""
+        todo, seen_now = [], set()
+        for cid, d in zip(ids, proposals):
+            k = (self.phase, self.space.key(d))
+            if cid in self.stored or k in self.known or k in seen_now:
+                continue
+            seen_now.add(k)
+            todo.append(self._task(cid, d))
+        return todo
+
+    def _task(self, cid: int, decisions: Decisions) -> dict:
+        """What a worker needs to train one child: plain data plus the training function."""
+        return {
+            "child_id": cid,
+            "round": self.round,
+            "key": self.space.key(decisions),
+            "decisions": list(decisions),
+            "genotype": self.space.decode(decisions).to_dict(),
+            "genotype_json": self.space.genotype_json(decisions),
+            "child": to_plain(self.cfg.child),
+            "data": to_plain(self.cfg.data),
+            "seed": child_seed(self.cfg.seed, cid),
+            "train_fn": self._task_fn,
+            "num_threads": 1,
+        }
+
+    def _train(self, proposals: Sequence[Decisions], todo: list[dict]) -> Iterable[dict]:
+        if self.scorer is not None:
+            return self.scorer.run_round(proposals, todo)
+        return self._executor().run(todo) if todo else []
+
+    def _executor(self):
+        if self.executor is None:
+            ex = self.cfg.execution
+            self.executor = build_executor(
+                ex.backend, ex.num_workers, ex.address, self.train_fn, ex.gpus_per_child
             )
-            _retrain_top(cfg, space, history, executor, round_, bar)
-    finally:
-        bar.close()
-        if executor is not None:
-            executor.close()
-    children = history.children()
-    best = write_outputs(out, children, cfg, final=True)
-    return SearchResult(
-        out,
-        len(children),
-        best and best["reward"],
-        best and best["child_id"],
-        out / "best_genotype.json" if best else None,
-        children,
-    )
+        return self.executor
 
-
-def _task(cfg: dict, space: SearchSpace, cid: int, round_: int, d) -> dict:
-    g = space.decode(d)
-    return {
-        "child_id": cid,
-        "round": round_,
-        "key": space.key(d),
-        "decisions": list(d),
-        "genotype": g.to_dict(),
-        "genotype_json": space.genotype_json(d),
-        "child": cfg["child"],
-        "data": cfg["data"],
-        "seed": child_seed(cfg["seed"], cid),
-        "train_fn": cfg["execution"]["train_fn"],
-        "num_threads": 1,
-    }
-
-
-def _retrain_top(cfg, space, history, executor, round_, bar) -> None:
-    """Weight sharing's last step: retrain the best few shared-weight children standalone."""
-    children = history.children()
-    shared = [c for c in children if c["phase"] == "shared" and c["status"] == "ok"]
-    shared.sort(key=lambda c: (-c["reward"], c["child_id"]))
-    top = shared[: cfg["weight_sharing"]["retrain_top"]]
-    done = {c["key"] for c in children if c["phase"] == "standalone"}
-    todo = []
-    for rank, c in enumerate(top):
-        if c["key"] in done:
-            continue
-        # Ids by rank after the sampled ones: a resumed retraining keeps ids and seeds.
-        cid = cfg["max_children"] + rank
-        todo.append(_task(cfg, space, cid, round_, space.parse_key(c["key"])))
-    if not todo:
-        return
-    bar.total += len(todo)
-    by_id = {t["child_id"]: t for t in todo}
-    for rec in executor.run(todo):
-        t = by_id[rec["child_id"]]
-        history.add_child(
-            {
+    def _store_results(self, todo: list[dict], results: Iterable[dict], phase: str | None = None):
+        """Store each finished child the moment it finishes (a kill loses no finished child)."""
+        by_id = {t["child_id"]: t for t in todo}
+        for rec in results:
+            t = by_id[rec["child_id"]]
+            row = {
                 **rec,
-                "round": round_,
+                "round": self.round,
                 "key": t["key"],
                 "genotype": t["genotype_json"],
-                "phase": "standalone",
+                "phase": phase or self.phase,
             }
+            self.history.add_child(row)
+            self.stored[row["child_id"]] = row
+            self.known.setdefault((row["phase"], row["key"]), row)
+            self._advance_bar(rec["reward"])
+
+    def _store_duplicates(self, ids: Sequence[int], proposals: Sequence[Decisions]) -> None:
+        """Children of this round whose architecture was trained before carry its result."""
+        for cid, d in zip(ids, proposals):
+            if cid in self.stored:
+                continue
+            first = self.known[(self.phase, self.space.key(d))]
+            row = {
+                **{c: first[c] for c in _COPIED},
+                "child_id": cid,
+                "round": self.round,
+                "seconds": 0.0,
+                "duplicate_of": first["child_id"],
+                "status": "duplicate" if first["status"] == "ok" else first["status"],
+            }
+            self.history.add_child(row)
+            self.stored[cid] = row
+            self._advance_bar(None)
+
+    def _advance_bar(self, reward: float | None) -> None:
+        self.bar.update(1)
+        if reward is not None and (self.best is None or reward > self.best):
+            self.best = reward
+            self.bar.set_postfix(best=f"{reward:.4f}", refresh=False)
+
+    # ------------------------------------------------------------------ the end
+    def out_of_time(self) -> bool:
+        """``max_minutes`` would be passed by the end of the next round (mean round time)."""
+        limit = self.cfg.max_minutes
+        if limit is None or not self.rounds_run:
+            return False
+        elapsed = time.time() - self.started
+        return elapsed + elapsed / self.rounds_run > 60.0 * limit
+
+    def run(self) -> SearchResult:
+        """Step until the budget (or ``max_minutes``) is spent, then :meth:`finish`."""
+        while not self.out_of_time() and self.step():
+            pass
+        return self.finish()
+
+    def finish(self) -> SearchResult:
+        """Weight sharing's standalone retraining, then the final outputs."""
+        if self.scorer is not None:
+            self._retrain_top()
+        self.bar.close()
+        children = self.history.children()
+        best = write_outputs(self.out, children, self.cfg, final=True)
+        return SearchResult(
+            self.out,
+            len(children),
+            best and best["reward"],
+            best and best["child_id"],
+            self.out / "best_genotype.json" if best else None,
+            children,
         )
-        bar.update(1)
+
+    def _retrain_top(self) -> None:
+        """Retrain the ``retrain_top`` best shared-weight children standalone."""
+        children = self.history.children()
+        shared = [c for c in children if c["phase"] == "shared" and c["status"] == "ok"]
+        shared.sort(key=lambda c: (-c["reward"], c["child_id"]))
+        done = {c["key"] for c in children if c["phase"] == "standalone"}
+        todo = [
+            # Ids by rank after the sampled ones: a resumed retraining keeps ids and seeds.
+            self._task(self.cfg.max_children + rank, self.space.parse_key(c["key"]))
+            for rank, c in enumerate(shared[: self.cfg.weight_sharing.retrain_top])
+            if c["key"] not in done
+        ]
+        if todo:
+            self.bar.total += len(todo)
+            self._store_results(todo, self._executor().run(todo), phase="standalone")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        if self.executor is not None:
+            self.executor.close()
+            self.executor = None
+        self.history.close()
+
+    def __enter__(self) -> SearchRunner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _progress_bar(cfg, runner: SearchRunner, progress: bool | None):
+    from tqdm import tqdm
+
+    show = cfg.outputs.progress if progress is None else progress
+    return tqdm(
+        total=cfg.max_children,
+        initial=min(len(runner.stored), cfg.max_children),
+        unit="child",
+        disable=not show,
+        desc=f"{cfg.strategy.name}{'+ws' if runner.scorer else ''}",
+        dynamic_ncols=True,
+    )
+
+
+def _prepare_dir(out: Path, resume: bool, overwrite: bool) -> Path:
+    """The history's path in ``out``: refuse an existing history without ``resume`` or
+    ``overwrite``; with ``overwrite`` remove the search's own files (and nothing else)."""
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"output folder {str(out)!r} is a file, expected a folder")
+    db = out / HISTORY_FILE
+    if resume:
+        if not db.is_file():
+            raise HistoryError(f"--resume: no search history at {str(db)!r}")
+        check_output_dir(out)
+        return db
+    if db.exists() and not overwrite:
+        raise ValueError(
+            f"{str(out)!r} already holds a search history; pass --resume to "
+            f"continue it or --overwrite to start over"
+        )
+    check_output_dir(out)
+    if overwrite:
+        for name in _OWN_FILES:
+            (out / name).unlink(missing_ok=True)
+    return db

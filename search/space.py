@@ -24,9 +24,6 @@ __all__ = ["SearchSpace", "Decisions"]
 
 Decisions = tuple[int, ...]
 
-#: Decision names of one block, in the controller's order.
-BLOCK_FIELDS = ("input_a", "input_b", "op_a", "op_b", "combine")
-
 
 @dataclass(frozen=True)
 class SearchSpace:
@@ -65,7 +62,8 @@ class SearchSpace:
 
     @classmethod
     def from_config(cls, cfg: dict | None) -> SearchSpace:
-        """From the ``space:`` section of a search config (keys ``num_blocks``, ``ops``, ...)."""
+        """From the ``space`` node of a search config (``num_blocks``, ``ops``, ``combiners``;
+        ``ops`` None or ``"all"``: every op of the registry)."""
         cfg = dict(cfg or {})
         unknown = set(cfg) - {"num_blocks", "ops", "combiners"}
         if unknown:
@@ -81,13 +79,6 @@ class SearchSpace:
             kwargs["combiners"] = tuple(cfg["combiners"])
         return cls(**kwargs)
 
-    def to_config(self) -> dict:
-        return {
-            "num_blocks": self.num_blocks,
-            "ops": list(self.ops),
-            "combiners": list(self.combiners),
-        }
-
     # ------------------------------------------------------------------ shape of the sequence
     @property
     def num_decisions(self) -> int:
@@ -99,11 +90,6 @@ class SearchSpace:
         for k in range(self.num_blocks):
             per_cell += [k + 2, k + 2, len(self.ops), len(self.ops), len(self.combiners)]
         return per_cell * 2
-
-    def decision_kinds(self) -> list[str]:
-        """``'input'``, ``'op'`` or ``'combine'`` for each decision (controllers embed by kind)."""
-        kinds = ["input", "input", "op", "op", "combine"] * self.num_blocks
-        return kinds * 2
 
     def size(self) -> float:
         """Number of distinct children (as a float: it overflows quickly)."""

@@ -10,13 +10,13 @@ The logic lives in :mod:`nasnet_det.search`; this script parses arguments and re
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import warnings
+
+PROG = "search_cells.py"
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
     p.add_argument("--config", help="search config (configs/search/*.yaml)")
     p.add_argument("--output", required=True, help="output folder (with --compare: a PNG)")
     p.add_argument("--compare", nargs="+", metavar="RUN_DIR", help="plot finished searches")
@@ -28,48 +28,52 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("overrides", nargs="*", help="KEY VALUE pairs, e.g. child.epochs 1")
     args = p.parse_args(argv)
-    # Importing nasnet_det registers its Detectron2 parts, whose dependencies warn about
-    # torch.jit deprecations at import; they say nothing about the search.
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    os.environ.setdefault("PYTHONWARNINGS", "ignore::FutureWarning")  # spawned workers too
     if args.resume and args.overwrite:
         p.error("--resume and --overwrite exclude each other")
-    if args.compare:
-        from pathlib import Path
-
-        from nasnet_det.search.outputs import plot_rewards
-
-        missing = [d for d in args.compare if not (Path(d) / "leaderboard.csv").is_file()]
-        if missing:
-            print(f"search_cells.py: error: no leaderboard.csv in {missing}", file=sys.stderr)
-            return 2
-        print(plot_rewards(args.compare, args.output))
-        return 0
-    if not args.config:
+    if not args.compare and not args.config:
         p.error("--config is required (unless --compare)")
+    return args
+
+
+def compare(run_dirs: list[str], output: str) -> int:
+    from pathlib import Path
+
+    from nasnet_det.search.outputs import plot_rewards
+
+    from nasnet_det.io import check_output_file
+
+    missing = [d for d in run_dirs if not (Path(d) / "leaderboard.csv").is_file()]
+    if missing:
+        raise ValueError(f"no leaderboard.csv in {missing} (expected finished search folders)")
+    check_output_file(output, "--output plot")
+    print(plot_rewards(run_dirs, output))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.compare:
+        return compare(args.compare, args.output)
 
     import torch
-    from nasnet_det.search import apply_overrides, load_config, run_search
+    from nasnet_det.search import load_config, run_search
 
     # The search process itself (controller updates, shared-weight training) uses one thread:
     # the cores belong to the workers that train children.
     torch.set_num_threads(1)
-
-    try:
-        cfg = apply_overrides(load_config(args.config), args.overrides)
-        res = run_search(
-            cfg,
-            args.output,
-            resume=args.resume,
-            overwrite=args.overwrite,
-            max_children=args.max_children,
-            backend=args.backend,
-            address=args.address,
-            progress=False if args.no_progress else None,
-        )
-    except ValueError as e:
-        print(f"search_cells.py: error: {e}", file=sys.stderr)
-        return 2
+    cfg = load_config(args.config, args.overrides)
+    if args.max_children is not None and args.max_children < 1:
+        raise ValueError(f"--max-children must be >= 1, got {args.max_children}")
+    res = run_search(
+        cfg,
+        args.output,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        max_children=args.max_children,
+        backend=args.backend,
+        address=args.address,
+        progress=False if args.no_progress else None,
+    )
     failed = sum(c["status"] == "failed" for c in res.children)
     best = (
         "none" if res.best_reward is None else f"{res.best_reward:.4f} (child {res.best_child_id})"
@@ -82,4 +86,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from nasnet_det.cli import quiet_warnings, run_tool
+
+    quiet_warnings()
+    sys.exit(run_tool(PROG, main))

@@ -83,6 +83,11 @@ class ControllerStrategy(Strategy):
         init_range: float = 0.1,
     ) -> None:
         super().__init__(space, seed, batch_size, failed_reward)
+        if not lr > 0 or hidden < 1 or not 0 <= baseline_decay < 1 or entropy_weight < 0:
+            raise ValueError(
+                "need lr > 0, hidden >= 1, 0 <= baseline_decay < 1 and entropy_weight >= 0, got "
+                f"{lr}, {hidden}, {baseline_decay} and {entropy_weight}"
+            )
         self.entropy_weight = entropy_weight
         self.baseline_decay = baseline_decay
         torch.manual_seed(seed)  # only the initial weights; sampling has its own generator

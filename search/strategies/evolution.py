@@ -32,7 +32,8 @@ class RegularizedEvolution(Strategy):
         super().__init__(space, seed, batch_size, failed_reward)
         if population_size < 2 or not 1 <= sample_size <= population_size:
             raise ValueError(
-                "evolution: need population_size >= 2 and 1 <= sample_size <= population_size"
+                f"need population_size >= 2 and 1 <= sample_size <= population_size, got "
+                f"population_size {population_size}, sample_size {sample_size}"
             )
         self.population_size = population_size
         self.sample_size = sample_size

@@ -63,6 +63,10 @@ class PPO(ControllerStrategy):
             hidden,
             init_range,
         )
+        if not clip_eps > 0 or ppo_epochs < 1:
+            raise ValueError(
+                f"need clip_eps > 0 and ppo_epochs >= 1, got {clip_eps} and {ppo_epochs}"
+            )
         self.clip_eps = clip_eps
         self.ppo_epochs = ppo_epochs
 

@@ -81,6 +81,12 @@ def train(genotype, child_cfg, data_cfg, seed):
 def test_killed_worker_fails_its_child_only(tmp_path, monkeypatch, instant_config):
     (tmp_path / "crashmod.py").write_text(CRASHING_TRAIN_FN)
     monkeypatch.syspath_prepend(str(tmp_path))  # spawned workers get the parent's sys.path
+    import crashmod
+    from nasnet_det.search.child import TRAIN_FNS
+
+    # Registered in Python (configs only name registered functions); the workers receive the
+    # function by reference and import crashmod themselves.
+    monkeypatch.setitem(TRAIN_FNS, "crash_on_input_0", crashmod.train)
     cfg = instant_config(
         "max_children",
         "4",
@@ -89,7 +95,7 @@ def test_killed_worker_fails_its_child_only(tmp_path, monkeypatch, instant_confi
         "execution.num_workers",
         "2",
         "execution.train_fn",
-        "crashmod:train",
+        "crash_on_input_0",
         *FAST,
     )
     res = run_search(cfg, tmp_path / "out")

@@ -85,9 +85,7 @@ def print_report(result: ev.CocoEvalResult, per_category: bool) -> None:
 def main() -> int:
     args = build_parser().parse_args()
     t0 = time.perf_counter()
-    gt, dts, gt_index, _ = ev.load_inputs(
-        args.gt, args.dt, args.iou_type, args.backend, args.workers
-    )
+    gt, dts, gt_index = ev.load_inputs(args.gt, args.dt, args.iou_type, args.backend, args.workers)
     if args.out:
         check_output_file(args.out, "--out")
     if args.plot:

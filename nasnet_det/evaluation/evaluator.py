@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
-import time
 import warnings
 from typing import Any
 
@@ -158,14 +157,12 @@ def evaluate(
     caller owns them (the CLI does). Valid but suspicious input (no detections, an annotation id
     0) is a ``UserWarning`` and is listed in ``result.warnings``.
     """
-    t0 = time.perf_counter()
     backend = backend or default_backend()
     check_backend(backend)
     _check_workers(workers)
     notes = []
     if validate:
         notes += validate_inputs(gt, dts, iou_type).warnings
-    t_check = time.perf_counter()
     if not dts:
         notes.append("DT has no detections: every AP and AR is 0 (or undefined where GT is empty)")
     for msg in notes:
@@ -193,7 +190,6 @@ def evaluate(
         num_images=len(gt["images"]),
         num_detections=len(dts),
         workers=len(cat_groups),
-        seconds={"check": t_check - t0, "evaluate": time.perf_counter() - t_check},
         warnings=notes,
     )
 
@@ -217,10 +213,8 @@ def evaluate_files(
 ) -> CocoEvalResult:
     """Load, check and evaluate two JSON files. Every input problem raises
     :class:`EvalInputError` before any evaluation work starts."""
-    gt, dts, gt_index, seconds = load_inputs(gt_path, dt_path, iou_type, backend, workers)
-    result = evaluate_checked(gt, dts, gt_index, iou_type, backend, workers=workers)
-    result.seconds = {**seconds, "evaluate": result.seconds["evaluate"]}
-    return result
+    gt, dts, gt_index = load_inputs(gt_path, dt_path, iou_type, backend, workers)
+    return evaluate_checked(gt, dts, gt_index, iou_type, backend, workers=workers)
 
 
 def load_inputs(
@@ -229,19 +223,16 @@ def load_inputs(
     iou_type: str = "bbox",
     backend: str | None = None,
     workers: int | None = None,
-) -> tuple[dict, list, GtIndex, dict]:
-    """Load and check both files (and the options); returns ``(gt, dts, gt_index, seconds)``."""
-    t0 = time.perf_counter()
+) -> tuple[dict, list, GtIndex]:
+    """Load and check both files (and the options); returns ``(gt, dts, gt_index)``."""
     check_backend(backend or default_backend())
     _check_workers(workers)
     gt = load_json_file(gt_path, "GT")
     dts = load_json_file(dt_path, "DT")
-    t_load = time.perf_counter()
     gt_index = validate_inputs(
         gt, dts, iou_type, f"GT {os.fspath(gt_path)}", f"DT {os.fspath(dt_path)}"
     )
-    seconds = {"load": t_load - t0, "check": time.perf_counter() - t_load}
-    return gt, dts, gt_index, seconds
+    return gt, dts, gt_index
 
 
 def evaluate_checked(

@@ -146,7 +146,6 @@ class GtIndex:
 
     image_ids: set
     image_hw: dict  # image id -> (height, width), for images that have both
-    cat_ids: list  # sorted
     cat_names: dict  # id -> name
     warnings: list = field(default_factory=list)  # valid but suspicious input
 
@@ -183,7 +182,7 @@ def validate_gt(gt: Any, iou_type: str = "bbox", label: str = "GT") -> GtIndex:
         )
     if not anns:
         notes.append(f"{label} has no annotations: every metric is undefined")
-    return GtIndex(image_ids, image_hw, sorted(cat_names), cat_names, notes)
+    return GtIndex(image_ids, image_hw, cat_names, notes)
 
 
 def _check_gt_layout(gt: Any, label: str) -> None:

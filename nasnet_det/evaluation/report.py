@@ -68,7 +68,6 @@ class CocoEvalResult:
     num_images: int
     num_detections: int
     workers: int = 1
-    seconds: dict = field(default_factory=dict)
     warnings: list = field(default_factory=list)
 
     def category_ap(self, k: int, iou: float | None = None) -> float:

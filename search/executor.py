@@ -7,6 +7,7 @@ worker process that dies (killed, out of memory) fails its children here instead
 
 from __future__ import annotations
 
+import importlib.util
 import multiprocessing as mp
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -15,7 +16,14 @@ from typing import Any
 
 from nasnet_det.search.child import run_child, worker_init
 
-__all__ = ["build_executor", "InlineExecutor", "LocalExecutor", "RayExecutor", "BACKENDS"]
+__all__ = [
+    "check_executor",
+    "build_executor",
+    "InlineExecutor",
+    "LocalExecutor",
+    "RayExecutor",
+    "BACKENDS",
+]
 
 BACKENDS = ("local", "ray")
 
@@ -143,6 +151,20 @@ class RayExecutor:
             self.started = False
 
 
+def check_executor(backend: str, train_fn: Callable | None = None) -> None:
+    """Refuse, before a search writes anything, an executor :func:`build_executor` would refuse."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
+    if backend == "ray":
+        if train_fn is not None:
+            raise ValueError(
+                "the ray backend trains with a registered execution.train_fn; a train_fn "
+                "callable runs in this process only (backend local)"
+            )
+        if importlib.util.find_spec("ray") is None:
+            raise ValueError("the ray backend needs Ray: pip install ray")
+
+
 def build_executor(
     backend: str,
     num_workers: int,
@@ -152,14 +174,8 @@ def build_executor(
 ):
     """``local`` with ``num_workers: 0`` (or a ``train_fn`` callable) runs in-process; otherwise
     each task carries its (registered) training function to the workers."""
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
+    check_executor(backend, train_fn)
     if backend == "ray":
-        if train_fn is not None:
-            raise ValueError(
-                "the ray backend trains with a registered execution.train_fn; a train_fn "
-                "callable runs in this process only (backend local)"
-            )
         return RayExecutor(num_workers, address, gpus_per_child)
     if num_workers == 0 or train_fn is not None:
         return InlineExecutor(train_fn)

@@ -21,7 +21,7 @@ import numpy as np
 from nasnet_det.search.child import TrainFn, get_train_fn
 from nasnet_det.search.config import SEARCH_KEYS, apply_overrides, resolve_config, to_plain
 from nasnet_det.search.data import check_dataset
-from nasnet_det.search.executor import build_executor
+from nasnet_det.search.executor import build_executor, check_executor
 from nasnet_det.search.history import History, HistoryError
 from nasnet_det.search.outputs import OUTPUT_FILES, write_outputs
 from nasnet_det.search.space import Decisions, SearchSpace
@@ -115,6 +115,7 @@ class SearchRunner:
         self.train_fn = train_fn  # an explicit callable runs in this process
         self._task_fn = train_fn or get_train_fn(cfg.execution.train_fn)
         check_dataset(**cfg.data)
+        check_executor(cfg.execution.backend, train_fn)
         self.scorer = None
         if cfg.mode == "weight_sharing":
             from nasnet_det.search.weight_sharing import SharedScorer

@@ -42,10 +42,11 @@ def compare(run_dirs: list[str], output: str) -> int:
 
     from nasnet_det.io import check_output_file
 
+    if Path(output).is_dir():
+        raise ValueError(f"--output {output!r} is a folder; with --compare it names a PNG file")
     missing = [d for d in run_dirs if not (Path(d) / "leaderboard.csv").is_file()]
     if missing:
         raise ValueError(f"no leaderboard.csv in {missing} (expected finished search folders)")
-    check_output_file(output, "--output plot")
     print(plot_rewards(run_dirs, output))
     return 0
 

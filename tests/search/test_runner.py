@@ -172,3 +172,59 @@ def test_round_size_decouples_parallelism_from_the_update(tmp_path, instant_conf
     assert {c["round"] for c in res.children} == {0}
     with pytest.raises(ValueError, match="round_size"):
         instant_config("round_size", "0")
+
+
+def test_runner_steps_one_round_per_call(tmp_path, instant_config):
+    """``SearchRunner.step()`` trains and checkpoints exactly one round; stepping by hand gives
+    the children ``run_search`` gives."""
+    from nasnet_det.search import SearchRunner
+    from nasnet_det.search.history import History
+
+    fn = lambda g, c, d, s: {"reward": (s % 1000) / 1000.0, "params": 1}  # noqa: E731
+    cfg = instant_config("strategy.name", "ppo", "max_children", "7", "strategy.batch_size", "3")
+    with SearchRunner(cfg, tmp_path / "steps", train_fn=fn) as runner:
+        sizes = []
+        while runner.step():
+            sizes.append(len(runner.history.children()))
+            assert runner.history.load_checkpoint()[:2] == (len(sizes), sizes[-1])
+        assert sizes == [3, 6, 7] and runner.done and not runner.step()
+        stepped = runner.finish()
+    ref = run_search(cfg, tmp_path / "ref", train_fn=fn)
+    assert [(c["key"], c["reward"]) for c in stepped.children] == [
+        (c["key"], c["reward"]) for c in ref.children
+    ]
+    assert stepped.best_child_id == ref.best_child_id
+    # The finished history needs no more rounds when opened again.
+    with SearchRunner(cfg, tmp_path / "steps", resume=True, train_fn=fn) as runner:
+        assert runner.done and not runner.step()
+    h = History(tmp_path / "steps" / "history.sqlite", create=False)
+    assert len(h.children()) == 7
+    h.close()
+
+
+def test_overwrite_removes_only_search_files(tmp_path, instant_config):
+    fn = lambda g, c, d, s: {"reward": 0.5}  # noqa: E731
+    cfg = instant_config("max_children", "2", "outputs.plot", "false", "outputs.diagrams", "false")
+    run_search(cfg, tmp_path, train_fn=fn)
+    (tmp_path / "notes.txt").write_text("mine")
+    (tmp_path / "data").mkdir()
+    run_search(cfg, tmp_path, overwrite=True, train_fn=fn)
+    assert (tmp_path / "notes.txt").read_text() == "mine" and (tmp_path / "data").is_dir()
+
+
+def test_no_function_in_the_search_is_longer_than_80_lines():
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "search"
+    # The search core (weight_sharing.py, demo.py, diagram.py and ranking.py have their own).
+    core = ["config", "runner", "child", "executor", "history", "outputs", "space", "data"]
+    paths = [root / f"{m}.py" for m in core] + sorted((root / "strategies").glob("*.py"))
+    long = []
+    for path in paths:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                n = node.end_lineno - node.lineno + 1
+                if n > 80:
+                    long.append(f"{path.name}:{node.name} ({n} lines)")
+    assert not long, long

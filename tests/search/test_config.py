@@ -12,6 +12,7 @@ from nasnet_det.search import (
     load_config,
     register_train_fn,
     resolve_config,
+    run_search,
 )
 from nasnet_det.search.child import TRAIN_FNS
 from nasnet_det.search.demo import DEMO_CONFIG
@@ -144,18 +145,36 @@ def test_bad_values_are_refused_at_load_naming_the_key(overrides, message):
     assert message in str(e.value) and "\n" not in str(e.value)
 
 
+EVIL_MODULE = """
+import os
+open(os.environ["PWN_MARKER"], "w").close()  # runs on import
+
+
+def train(genotype, child_cfg, data_cfg, seed):
+    open(os.environ["PWN_MARKER"], "w").close()
+    return {"reward": 1.0}
+"""
+
+
 def test_train_fn_registry_never_imports_from_a_config(tmp_path, monkeypatch):
     marker = tmp_path / "PWNED"
     monkeypatch.setenv("PWN_MARKER", str(marker))
+    (tmp_path / "evilmod.py").write_text(EVIL_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))  # importable: the old loader would have run it
     # 'module:function' strings (the old way) and any other unregistered name are refused.
-    for spec in ("os:system", "subprocess:call", "nasnet_det.search.child:train_child"):
+    for spec in ("evilmod:train", "os:system", "nasnet_det.search.child:train_child"):
         with pytest.raises(ValueError, match="expected one of train_child"):
             load_config(INSTANT, ["execution.train_fn", spec])
     evil = tmp_path / "evil.yaml"
-    evil.write_text(f"_BASE_: {INSTANT}\nexecution:\n  train_fn: 'os:system'\n")
+    evil.write_text(f"_BASE_: {INSTANT}\nexecution:\n  train_fn: 'evilmod:train'\n")
     with pytest.raises(ValueError, match="register_train_fn"):
         load_config(evil)
-    assert not marker.exists()
+    with pytest.raises(ValueError, match="not a registered training function"):
+        run_search(
+            {"data": {"name": "digits"}, "execution": {"train_fn": "evilmod:train"}}, tmp_path / "o"
+        )
+    assert not marker.exists() and "evilmod" not in sys.modules
+    assert not (tmp_path / "o").exists()
     # What a user does instead: register a function in Python, then name it.
     monkeypatch.setitem(TRAIN_FNS, "mine", None)
     register_train_fn("mine")(lambda g, c, d, s: {"reward": 0.5})

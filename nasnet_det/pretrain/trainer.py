@@ -75,21 +75,21 @@ class TrainerBase:
         finally:
             self.after_train()
 
-    def before_train(self) -> None:
+    def _run_hooks(self, stage: str) -> None:
         for h in self._hooks:
-            h.before_train()
+            getattr(h, stage)()
+
+    def before_train(self) -> None:
+        self._run_hooks("before_train")
 
     def after_train(self) -> None:
-        for h in self._hooks:
-            h.after_train()
+        self._run_hooks("after_train")
 
     def before_step(self) -> None:
-        for h in self._hooks:
-            h.before_step()
+        self._run_hooks("before_step")
 
     def after_step(self) -> None:
-        for h in self._hooks:
-            h.after_step()
+        self._run_hooks("after_step")
 
     def run_step(self) -> None:
         raise NotImplementedError

@@ -71,6 +71,9 @@ def test_kill_9_mid_epoch_then_resume_gives_identical_weights(dataset, tmp_path)
         for name, value in ref[key].items():
             assert torch.equal(got[key][name], value), f"{key}.{name} differs after resume"
     assert got["metrics"] == ref["metrics"]
+    # one line per epoch, as in the uninterrupted run (the killed run had written none of epoch 2)
+    ref_lines = (tmp_path / "ref" / "metrics.jsonl").read_text()
+    assert (out / "metrics.jsonl").read_text() == ref_lines and ref_lines.count("\n") == 2
     assert not [p.name for p in out.iterdir() if ".tmp" in p.name]
 
 

@@ -4,7 +4,7 @@ Until ``population_size`` children have been observed, proposals are random. Aft
 proposal picks ``sample_size`` members of the population at random, mutates the best of them in
 one decision, and each observed child joins the population while the oldest member leaves.
 Defaults P = 100, S = 25 (values Real et al. use); on the synthetic benchmark
-(``nasnet_det.search.benchmark``) they beat P = 50, S = 10.
+(``bench/search_efficiency.py``) they beat P = 50, S = 10.
 """
 
 from __future__ import annotations

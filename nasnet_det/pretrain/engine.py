@@ -404,7 +404,7 @@ def _clear_run(output: Path) -> None:
 
 
 def train(
-    cfg: CfgNode,
+    cfg: CfgNode | dict[str, Any],
     data_dir: str | os.PathLike,
     output: str | os.PathLike,
     resume: bool = False,
@@ -413,7 +413,8 @@ def train(
     progress: bool = True,
     on_step: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
-    """Train (or continue training) per ``cfg`` (see :mod:`nasnet_det.pretrain.config`).
+    """Train (or continue training) per ``cfg`` (see :mod:`nasnet_det.pretrain.config`; a plain
+    dict holds deltas on the defaults).
 
     Writes ``OUT/last.pth`` (training checkpoint), ``OUT/metrics.jsonl`` (one line per epoch),
     ``OUT/config.yaml`` and TensorBoard scalars under ``OUT/tb``; returns the last epoch's
@@ -423,6 +424,8 @@ def train(
     raises ``ValueError``/``OSError`` before anything is written.
     """
     output = Path(output)
+    if not isinstance(cfg, CfgNode):  # a plain nested dict from Python: deltas on the defaults
+        cfg = from_dict(cfg, "config")
     validate(cfg)
     _check_run_folder(output, resume, overwrite)
     ckpt = None
@@ -433,6 +436,9 @@ def train(
             log("resume: using the configuration stored in the checkpoint")
         cfg = stored
     trainer = PretrainTrainer(cfg, data_dir, output, log, ckpt)
+    if trainer.start_iter >= trainer.budget:
+        log(f"the run in {str(output)!r} is complete (step {trainer.start_iter}); nothing to do")
+        return trainer.state.metrics
     trainer.register_hooks(trainer.build_hooks(progress, on_step))
     if trainer.dist.main:
         check_output_dir(output)

@@ -141,6 +141,10 @@ def _prepare(how: str, out: Path, run: Path, monkeypatch) -> None:
         torch.save({"model": {}, "hook": _Opaque()}, out / "last.pth")
     if how == "read-only":
         monkeypatch.setattr(os, "access", lambda path, mode, **kw: False)
+    if how == "run+disk-full":  # as if stopped at step 1 of 12: resuming has work to do
+        ckpt = torch.load(out / "last.pth", weights_only=True)
+        ckpt["config"]["train"].update(max_steps=0, epochs=2)
+        torch.save(ckpt, out / "last.pth")
     if how.endswith("disk-full"):
         monkeypatch.setattr(os, "fsync", _no_space)
 
@@ -167,9 +171,9 @@ def test_table_covers_at_least_fifteen_inputs():
     assert len(CASES) >= 15 and len({c[0] for c in CASES}) == len(CASES)
 
 
-def test_overwrite_starts_over_and_resume_continues(previous_run, tmp_path):
-    """The two ways into an existing run: --overwrite replaces it, --resume continues it, and
-    metrics.jsonl holds each epoch once."""
+def test_overwrite_starts_over_and_resume_of_a_finished_run_writes_nothing(previous_run, tmp_path):
+    """The two ways into an existing run: --overwrite replaces it (other files stay); --resume
+    of a finished run says so and changes nothing. (Resuming an interrupted run: test_train.py.)"""
     data, run = previous_run
     out = tmp_path / "out"
     shutil.copytree(run, out)
@@ -179,10 +183,12 @@ def test_overwrite_starts_over_and_resume_continues(previous_run, tmp_path):
     assert res.rc == 0, res.stderr
     first = torch.load(out / "last.pth", weights_only=True)
     assert (first["epoch"], first["step"]) == (1, 6) and (out / "notes.txt").read_text() == "mine"
-    res = run_tool(TOOL, *base, "--resume", "train.epochs", "1")  # the stored config wins
-    assert res.rc == 0, res.stderr
     lines = (out / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 1 and '"epoch": 1' in lines[0]
+    before = snapshot(out)
+    res = run_tool(TOOL, *base, "--resume")
+    assert res.rc == 0 and "is complete (step 6); nothing to do" in res.stdout, res.stderr
+    assert snapshot(out) == before
 
 
 class _Opaque:

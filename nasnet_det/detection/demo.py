@@ -1,13 +1,17 @@
 """The detection demo: a small NASNet Faster R-CNN learns the built-in digits dataset on CPU.
 
 :func:`run_demo` trains the ``configs/Demo/faster_rcnn_nasnet_a_digits_cpu.yaml`` detector
-(any genotype: a registered name or a cell search's JSON) within a time budget, evaluates it
-with Detectron2's ``COCOEvaluator``, prints the COCO AP table and saves a picture of its
-detections on validation images.
+(any genotype: a registered name or a cell search's JSON) for ``SOLVER.MAX_ITER`` iterations
+from ``SEED``, evaluates it with Detectron2's ``COCOEvaluator``, prints the COCO AP table and
+saves a picture of its detections on validation images. The budget is an iteration count, never
+a wall clock: the same seed on the same machine gives the same AP.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import io
 import math
 import os
 import time
@@ -29,16 +33,30 @@ from detectron2.utils.env import seed_all_rng
 from detectron2.utils.events import EventStorage
 from detectron2.utils.logger import create_small_table
 
-import nasnet_det.data  # noqa: F401  (registers the built-in datasets)
-from nasnet_det import model_zoo
+import nasnet_det.detection  # noqa: F401  (registers the NASNet parts and built-in datasets)
+from nasnet_det.detection import model_zoo
+from nasnet_det.detection.checkpoint import classification_to_detectron2
+from nasnet_det.detection.config import nasnet_config_from_cfg
 from nasnet_det.detection.engine import write_metrics
 from nasnet_det.detection.hooks import set_drop_path_progress
 from nasnet_det.genotypes import get_genotype
+from nasnet_det.io import atomic_write_bytes
+from nasnet_det.nasnet import NASNet
 
-__all__ = ["DEMO_CONFIG", "demo_config", "run_demo", "save_detections"]
+__all__ = [
+    "DEMO_CONFIG",
+    "Pretrain",
+    "classifier_accuracy",
+    "demo_config",
+    "digit_crops",
+    "evaluate",
+    "pretrain_classifier",
+    "run_demo",
+    "save_detections",
+    "train",
+]
 
 DEMO_CONFIG = "Demo/faster_rcnn_nasnet_a_digits_cpu.yaml"
-_EVAL_RESERVE_S = 60.0  # evaluation on 200 val images plus the picture (~25 s), headroom
 
 
 def demo_config(genotype: str = "nasnet_a", opts: list[str] | None = None) -> CfgNode:
@@ -48,6 +66,8 @@ def demo_config(genotype: str = "nasnet_a", opts: list[str] | None = None) -> Cf
     cfg.MODEL.NASNET.GENOTYPE = os.fspath(genotype)
     if opts:
         cfg.merge_from_list(list(opts))
+    if cfg.SOLVER.MAX_ITER < 1:
+        raise ValueError(f"SOLVER.MAX_ITER must be a positive integer, got {cfg.SOLVER.MAX_ITER}")
     return cfg
 
 
@@ -62,30 +82,32 @@ def _lr_factor(progress: float, it: int, warmup: int, hold: float = 0.6) -> floa
     return warm * 0.5 * (1.0 + math.cos(math.pi * p))
 
 
-def _train(cfg: CfgNode, model: torch.nn.Module, budget_s: float) -> dict[str, float]:
-    """Train until SOLVER.MAX_ITER or ``budget_s`` seconds, annealing over whichever ends first.
+def train(cfg: CfgNode, model: torch.nn.Module, progress: bool = True) -> dict[str, float]:
+    """Train ``model`` for exactly ``SOLVER.MAX_ITER`` iterations; returns the final losses.
 
-    AdamW at ``SOLVER.BASE_LR``, gradient norm clipped at ``SOLVER.CLIP_GRADIENTS.CLIP_VALUE``.
+    AdamW at ``SOLVER.BASE_LR`` (from scratch and a few hundred steps, AdamW gets much further
+    than SGD), linear warmup over ``SOLVER.WARMUP_ITERS``, held, then a cosine over the last 40%
+    (:func:`_lr_factor`), gradient norm clipped at ``SOLVER.CLIP_GRADIENTS.CLIP_VALUE``.
     """
-    # From scratch and a few hundred steps: AdamW gets much further than SGD in that budget.
+    from tqdm import tqdm
+
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(
         params, lr=cfg.SOLVER.BASE_LR, weight_decay=cfg.SOLVER.WEIGHT_DECAY
     )
     base_lrs = [g["lr"] for g in optimizer.param_groups]
     loader = iter(build_detection_train_loader(cfg))
+    total = int(cfg.SOLVER.MAX_ITER)
     model.train()
     start = time.monotonic()
-    it, losses = 0, {}
-    with EventStorage() as storage:
-        while True:
-            progress = max(it / cfg.SOLVER.MAX_ITER, (time.monotonic() - start) / budget_s)
-            if progress >= 1.0:
-                break
-            factor = _lr_factor(progress, it, cfg.SOLVER.WARMUP_ITERS)
+    losses: dict[str, float] = {}
+    bar = tqdm(total=total, unit="it", desc="detector", disable=not progress, dynamic_ncols=True)
+    with EventStorage() as storage, bar:
+        for it in range(total):
+            factor = _lr_factor(it / total, it, cfg.SOLVER.WARMUP_ITERS)
             for g, lr in zip(optimizer.param_groups, base_lrs):
                 g["lr"] = lr * factor
-            set_drop_path_progress(model, progress)
+            set_drop_path_progress(model, it / total)
             storage.iter = it
             loss_dict = model(next(loader))
             loss = sum(loss_dict.values())
@@ -98,13 +120,24 @@ def _train(cfg: CfgNode, model: torch.nn.Module, budget_s: float) -> dict[str, f
             losses = {
                 k: losses.get(k, v.item()) * 0.9 + v.item() * 0.1 for k, v in loss_dict.items()
             }
-            if it % 50 == 0:
-                elapsed = time.monotonic() - start
-                terms = "  ".join(f"{k} {v:.3f}" for k, v in losses.items())
-                lr = base_lrs[0] * factor
-                print(f"iter {it:5d}  {elapsed:6.0f}s  lr {lr:.5f}  {terms}", flush=True)
-            it += 1
-    return {"iterations": it, "train_seconds": time.monotonic() - start, **losses}
+            bar.update(1)
+            if it % 25 == 0 or it == total - 1:
+                bar.set_postfix(loss=f"{sum(losses.values()):.3f}", refresh=False)
+    return {"iterations": total, "train_seconds": time.monotonic() - start, **losses}
+
+
+def evaluate(cfg: CfgNode, model: torch.nn.Module, output_dir: str) -> dict[str, float]:
+    """COCO box metrics of ``model`` on ``DATASETS.TEST[0]`` (pycocotools' prints captured)."""
+    val = cfg.DATASETS.TEST[0]
+    evaluator = COCOEvaluator(
+        val, output_dir=os.path.join(output_dir, "inference"), use_fast_impl=False
+    )
+    model.eval()
+    # pycocotools prints its progress ("Loading and preparing results...", the 12-line
+    # summary) to stdout; the demo prints its own table instead.
+    with contextlib.redirect_stdout(io.StringIO()):
+        results = inference_on_dataset(model, build_detection_test_loader(cfg, val), evaluator)
+    return dict(results["bbox"])
 
 
 def save_detections(
@@ -112,7 +145,7 @@ def save_detections(
     dataset_name: str,
     path: str | os.PathLike,
     num_images: int = 6,
-    score_thresh: float = 0.3,
+    score_thresh: float = 0.5,
 ) -> str:
     """Draw ``model``'s detections on the first val images into one PNG grid (atomic write)."""
     import cv2
@@ -123,8 +156,7 @@ def save_detections(
     tiles = []
     model.eval()
     for d in dicts:
-        bgr = cv2.imread(d["file_name"])
-        rgb = bgr[:, :, ::-1]
+        rgb = cv2.imread(d["file_name"])[:, :, ::-1]
         image = torch.as_tensor(np.ascontiguousarray(rgb.transpose(2, 0, 1)).astype("float32"))
         with torch.no_grad():
             inst = model([{"image": image, "height": rgb.shape[0], "width": rgb.shape[1]}])
@@ -138,79 +170,189 @@ def save_detections(
         pad = np.full_like(rows[0], 255)
         pad[:, : rows[-1].shape[1]] = rows[-1]
         rows[-1] = pad
-    grid = np.concatenate(rows, 0)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.png")
-    if not cv2.imwrite(str(tmp), grid[:, :, ::-1]):
-        raise OSError(f"could not write {tmp}")
-    os.replace(tmp, path)
+    ok, png = cv2.imencode(".png", np.ascontiguousarray(np.concatenate(rows, 0)[:, :, ::-1]))
+    if not ok:
+        raise OSError(f"could not encode the detections picture {str(path)!r}")
+    atomic_write_bytes(path, png.tobytes(), what="detections picture")
     return str(path)
+
+
+@dataclasses.dataclass(frozen=True)
+class Pretrain:
+    """Classification pretraining of the detector's NASNet on digit crops (the paper's recipe,
+    ImageNet then COCO, in miniature): ``iters`` AdamW steps of ``batch_size`` crops of
+    ``crop`` px around each training digit, at ``lr`` with a cosine decay. ``iters=0`` trains
+    the detector from scratch."""
+
+    iters: int = 300
+    batch_size: int = 32
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    crop: int = 64
+
+
+def digit_crops(dataset_name: str, crop: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    """A ``crop`` x ``crop`` window (photo background included) centred on every annotated
+    object of a registered detection dataset, RGB scaled to [-1, 1] as the demo's
+    ``PIXEL_MEAN``/``PIXEL_STD`` do; ``(x [n, 3, crop, crop] float32, y [n] int64)``."""
+    import cv2
+
+    xs, ys = [], []
+    half = crop // 2
+    for d in DatasetCatalog.get(dataset_name):
+        rgb = cv2.imread(d["file_name"])[:, :, ::-1]
+        padded = cv2.copyMakeBorder(rgb, half, half, half, half, cv2.BORDER_REFLECT)
+        for a in d.get("annotations", []):
+            x, y, w, h = a["bbox"]  # XYWH_ABS, as load_coco_json returns it
+            cx, cy = int(round(x + w / 2)) + half, int(round(y + h / 2)) + half
+            xs.append(padded[cy - half : cy - half + crop, cx - half : cx - half + crop])
+            ys.append(a["category_id"])
+    if not xs:
+        raise ValueError(f"dataset {dataset_name!r} has no annotated objects to crop")
+    x = torch.from_numpy(np.ascontiguousarray(np.stack(xs).transpose(0, 3, 1, 2)))
+    return (x.float() - 127.5) / 127.5, torch.tensor(ys, dtype=torch.int64)
+
+
+def _classifier(cfg: CfgNode, num_classes: int) -> NASNet:
+    """The whole NASNet that the detector is cut from (same genotype, N, F), with a head."""
+    ncfg = dataclasses.replace(
+        nasnet_config_from_cfg(cfg), num_classes=num_classes, use_aux_head=False
+    )
+    return NASNet(ncfg)
+
+
+def classifier_accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    """Top-1 accuracy of ``model`` on ``(x, y)`` (eval mode, batches of 256)."""
+    model.eval()
+    correct = 0
+    with torch.no_grad():
+        for i in range(0, len(x), 256):
+            correct += int((model(x[i : i + 256]).argmax(1) == y[i : i + 256]).sum())
+    return correct / len(x)
+
+
+def pretrain_classifier(
+    cfg: CfgNode, spec: Pretrain, seed: int, progress: bool = True
+) -> tuple[NASNet, dict[str, float]]:
+    """Train the detector's NASNet as a digit classifier on crops of ``DATASETS.TRAIN[0]``;
+    returns the model and ``{"iterations", "seconds", "val_accuracy"}`` (crops of
+    ``DATASETS.TEST[0]``). Deterministic given ``seed`` on one thread."""
+    from tqdm import tqdm
+
+    start = time.monotonic()
+    xt, yt = digit_crops(cfg.DATASETS.TRAIN[0], spec.crop)
+    xv, yv = digit_crops(cfg.DATASETS.TEST[0], spec.crop)
+    torch.manual_seed(seed)
+    model = _classifier(cfg, cfg.MODEL.ROI_HEADS.NUM_CLASSES)
+    opt = torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
+    gen = torch.Generator().manual_seed(seed)
+    perm, pos = torch.randperm(len(xt), generator=gen), 0
+    model.train()
+    bar = tqdm(total=spec.iters, unit="it", desc="pretrain", disable=not progress)
+    with bar:
+        for it in range(spec.iters):
+            if pos + spec.batch_size > len(perm):
+                perm, pos = torch.randperm(len(xt), generator=gen), 0
+            idx = perm[pos : pos + spec.batch_size]
+            pos += spec.batch_size
+            for g in opt.param_groups:
+                g["lr"] = spec.lr * 0.5 * (1 + math.cos(math.pi * it / spec.iters))
+            loss = torch.nn.functional.cross_entropy(model(xt[idx]), yt[idx])
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"pretraining loss became {loss.item()} at step {it}")
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            opt.step()
+            bar.update(1)
+    acc = classifier_accuracy(model, xv, yv) if spec.iters else None
+    return model, {
+        "iterations": spec.iters,
+        "seconds": time.monotonic() - start,
+        "val_accuracy": acc,
+    }
+
+
+def load_pretrained(detector: torch.nn.Module, classifier: NASNet, cfg: CfgNode) -> int:
+    """Copy ``classifier``'s stem and cells into ``detector`` (backbone and second stage);
+    returns how many tensors were copied. Shapes must match (same MODEL.NASNET)."""
+    weights = classification_to_detectron2(classifier.state_dict(), cfg)
+    own = detector.state_dict()
+    bad = [k for k, v in weights.items() if k not in own or own[k].shape != v.shape]
+    if bad:
+        raise ValueError(f"pretrained tensors do not fit the detector, e.g. {bad[0]!r}")
+    detector.load_state_dict(weights, strict=False)
+    return len(weights)
 
 
 def run_demo(
     output_dir: str,
     genotype: str = "nasnet_a",
-    max_minutes: float = 10.0,
     *,
     opts: list[str] | None = None,
+    pretrain: Pretrain | None = None,
+    progress: bool = True,
 ) -> dict[str, Any]:
-    """Train, evaluate and draw the demo detector; everything within ``max_minutes``.
+    """Pretrain, train, evaluate and draw the demo detector, all from ``SEED``.
 
     ``genotype``: a registered name or a genotype JSON path. ``opts``: extra KEY VALUE config
-    overrides. Returns ``{"metrics": COCO bbox metrics (AP, AP50, ...), "image": PNG path,
-    "train": iterations/seconds/final losses}``; also writes ``coco_metrics.json`` there.
+    overrides (e.g. ``["SOLVER.MAX_ITER", "100", "SEED", "1"]``). ``pretrain``: the
+    classification pretraining (default :class:`Pretrain`; ``Pretrain(iters=0)``: none).
+    Returns ``{"metrics": COCO bbox metrics (AP, AP50, ...), "image": PNG path, "train":
+    iterations/seconds/final losses, "pretrain": iterations/seconds/val_accuracy, "params":
+    parameter count}``; also writes ``coco_metrics.json`` there.
     """
-    if max_minutes <= 0:
-        raise ValueError(f"max_minutes must be positive, got {max_minutes}")
     # One thread: on a shared machine OpenMP's spinning threads slow a multi-threaded step
-    # down several-fold, and for a model this small a second thread gains little (measured on
-    # 2 cores: 0.47 s vs 0.40 s per iteration uncontended).
+    # down several-fold, and for a model this small a second thread gains little; one thread
+    # also makes the floating-point sums, and so the AP, repeat exactly.
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return _run_demo(output_dir, genotype, max_minutes, opts)
+        return _run_demo(output_dir, genotype, opts, pretrain or Pretrain(), progress)
     finally:
         torch.set_num_threads(threads)
 
 
 def _run_demo(
-    output_dir: str, genotype: str, max_minutes: float, opts: list[str] | None
+    output_dir: str, genotype: str, opts: list[str] | None, spec: Pretrain, progress: bool
 ) -> dict[str, Any]:
     t0 = time.monotonic()
     cfg = demo_config(genotype, opts)
     cfg.OUTPUT_DIR = str(output_dir)
     cfg.freeze()
     os.makedirs(output_dir, exist_ok=True)
-    seed_all_rng(cfg.SEED)
-    print(f"demo: NASNet genotype {genotype!r}, budget {max_minutes:.1f} min", flush=True)
     for name in cfg.DATASETS.TRAIN + cfg.DATASETS.TEST:
         DatasetCatalog.get(name)  # written once to the cache on first use
+    seed_all_rng(cfg.SEED)
     model = build_model(cfg)
     n_params = sum(p.numel() for p in model.parameters())
-    print(f"demo: detector with {n_params / 1e6:.2f}M parameters", flush=True)
-
-    budget = max_minutes * 60.0 - (time.monotonic() - t0) - _EVAL_RESERVE_S
-    if budget < 10:
-        raise ValueError(f"max_minutes={max_minutes} leaves no time to train")
-    train_stats = _train(cfg, model, budget)
+    pre: dict[str, Any] = {"iterations": 0, "seconds": 0.0, "val_accuracy": None}
+    if spec.iters > 0:
+        print(
+            f"pretraining: the NASNet as a digit classifier, {spec.iters} iterations of "
+            f"{spec.batch_size} crops of {spec.crop} px",
+            flush=True,
+        )
+        classifier, pre = pretrain_classifier(cfg, spec, cfg.SEED, progress)
+        load_pretrained(model, classifier, cfg)
+        print(f"pretraining: val crop accuracy {100 * pre['val_accuracy']:.1f}%", flush=True)
     print(
-        f"demo: trained {train_stats['iterations']} iterations in "
-        f"{train_stats['train_seconds']:.0f}s",
+        f"detector: {n_params / 1e6:.2f}M parameters, {cfg.SOLVER.MAX_ITER} iterations at "
+        f"batch {cfg.SOLVER.IMS_PER_BATCH}, seed {cfg.SEED}",
         flush=True,
     )
-
+    train_stats = train(cfg, model, progress=progress)
+    bbox = evaluate(cfg, model, output_dir)
     val = cfg.DATASETS.TEST[0]
-    evaluator = COCOEvaluator(
-        val, output_dir=os.path.join(output_dir, "inference"), use_fast_impl=False
-    )
-    model.eval()
-    results = inference_on_dataset(model, build_detection_test_loader(cfg, val), evaluator)
-    bbox = dict(results["bbox"])
-    print(f"demo: COCO box AP on {val} ({len(DatasetCatalog.get(val))} images)")
+    print(f"COCO box AP on {val} ({len(DatasetCatalog.get(val))} images)")
     print(create_small_table({k: v for k, v in bbox.items() if "-" not in k}))
     image = save_detections(model, val, Path(output_dir) / "detections.png")
-    print(f"demo: detections drawn to {image}")
-    write_metrics(output_dir, {"bbox": bbox, "train": train_stats})
-    print(f"demo: done in {(time.monotonic() - t0) / 60:.1f} min", flush=True)
-    return {"metrics": bbox, "image": image, "train": train_stats}
+    write_metrics(output_dir, {"bbox": bbox, "train": train_stats, "pretrain": pre})
+    print(f"detector: done in {(time.monotonic() - t0) / 60:.1f} min", flush=True)
+    return {
+        "metrics": bbox,
+        "image": image,
+        "train": train_stats,
+        "pretrain": pre,
+        "params": n_params,
+    }

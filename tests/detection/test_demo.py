@@ -1,16 +1,42 @@
-"""The detection demo's pieces: config, schedule, and a few-iteration end-to-end run."""
+"""The detection demo: config, schedule, digit crops, pretraining transfer, and repeatability."""
 
 import json
 import math
 
 import cv2
+import numpy as np
 import pytest
+import torch
 
-from nasnet_det import data
 from nasnet_det.data import DigitsSpec
-from nasnet_det.detection.demo import _lr_factor, demo_config, run_demo
+from nasnet_det.detection.datasets import register_nasnet_digits
+from nasnet_det.detection.demo import (
+    Pretrain,
+    _classifier,
+    _lr_factor,
+    demo_config,
+    digit_crops,
+    load_pretrained,
+    run_demo,
+)
 
 from .test_backbone import TOY
+
+SMALL = DigitsSpec(num_train=12, num_val=4, num_val_mini=2)
+
+
+@pytest.fixture(scope="module")
+def tiny_digits(tmp_path_factory):
+    """A 12-image train / 4-image val copy of the built-in dataset (``demo_test_digits_*``)."""
+    root = tmp_path_factory.mktemp("digits")
+    register_nasnet_digits("demo_test_digits", root=root, spec=SMALL)
+    return root
+
+
+def _opts(iters: int = 3, seed: int = 0) -> list[str]:
+    return ["SOLVER.MAX_ITER", str(iters), "SEED", str(seed), "SOLVER.IMS_PER_BATCH", "2",
+            "DATASETS.TRAIN", "('demo_test_digits_train',)",
+            "DATASETS.TEST", "('demo_test_digits_val',)"]  # fmt: skip
 
 
 def test_demo_config_takes_a_genotype_json(tmp_path):
@@ -23,6 +49,8 @@ def test_demo_config_takes_a_genotype_json(tmp_path):
         demo_config(str(tmp_path / "missing.json"))
     with pytest.raises(ValueError, match="unknown genotype"):
         demo_config("nasnet_z")
+    with pytest.raises(ValueError, match="SOLVER.MAX_ITER must be a positive integer"):
+        demo_config("nasnet_a", ["SOLVER.MAX_ITER", "0"])
 
 
 def test_lr_schedule_warmup_hold_then_cosine():
@@ -33,24 +61,58 @@ def test_lr_schedule_warmup_hold_then_cosine():
     assert _lr_factor(0.7, 100, 0) == pytest.approx(0.5 * (1 + math.cos(math.pi / 4)))
 
 
+def test_digit_crops_are_centred_on_the_annotated_digits(tiny_digits):
+    x, y = digit_crops("demo_test_digits_val", crop=32)  # writes the dataset on first use
+    coco = json.loads((tiny_digits / "val.json").read_text())
+    assert x.shape == (len(coco["annotations"]), 3, 32, 32)
+    # COCO category ids are digit + 1; Detectron2 maps them to contiguous ids 0..9.
+    assert sorted(y.tolist()) == sorted(a["category_id"] - 1 for a in coco["annotations"])
+    files = {im["id"]: im["file_name"] for im in coco["images"]}
+    a = coco["annotations"][0]
+    rgb = cv2.imread(str(tiny_digits / files[a["image_id"]]))[:, :, ::-1].astype(np.float32)
+    bx, by, bw, bh = a["bbox"]
+    cx, cy = int(round(bx + bw / 2)), int(round(by + bh / 2))
+    expected = (rgb[cy, cx] - 127.5) / 127.5
+    assert torch.allclose(x[0, :, 16, 16], torch.from_numpy(expected))
+
+
+def test_pretrained_classifier_weights_land_in_both_detector_halves():
+    from detectron2.modeling import build_model
+
+    cfg = demo_config("nasnet_a", ["MODEL.NASNET.NUM_CONV_FILTERS", "4"])
+    detector = build_model(cfg)
+    classifier = _classifier(cfg, 10)
+    with torch.no_grad():
+        for p in classifier.parameters():
+            p.uniform_(-1, 1)
+    n = load_pretrained(detector, classifier, cfg)
+    det = detector.state_dict()
+    clf = classifier.state_dict()
+    assert n == len([k for k in clf if not k.startswith("classifier.")])
+    assert torch.equal(det["backbone.stem.conv.weight"], clf["stem.conv.weight"])
+    last = max(int(k.split(".")[1]) for k in clf if k.startswith("cells."))
+    key = next(k for k in clf if k.startswith(f"cells.{last}.") and k.endswith("weight"))
+    assert torch.equal(det["roi_heads.second_stage." + key], clf[key])
+
+
 @pytest.mark.slow
-def test_run_demo_few_iterations(tmp_path):
-    small = DigitsSpec(num_train=16, num_val=4, num_val_mini=2)
-    data.register_nasnet_digits("demo_test_digits", root=tmp_path / "cache", spec=small)
-    # A searched cell arrives as a JSON path (tools/demo.py passes the search's best genotype).
-    geno = tmp_path / "searched.json"
-    geno.write_text(json.dumps(TOY))
-    out = run_demo(
-        str(tmp_path / "out"),
-        genotype=str(geno),
-        max_minutes=3.0,
-        opts=["SOLVER.MAX_ITER", "3", "DATASETS.TRAIN", "('demo_test_digits_train',)",
-              "DATASETS.TEST", "('demo_test_digits_val',)"],
-    )  # fmt: skip
-    assert out["train"]["iterations"] == 3
-    assert {"AP", "AP50", "AP75"} <= set(out["metrics"])
-    assert out["image"].endswith(".png")
-    picture = cv2.imread(out["image"])
+def test_same_seed_same_ap_and_losses(tmp_path, tiny_digits):
+    # The demo's budget is an iteration count: two runs from one seed must agree exactly
+    # (losses, AP, pretraining accuracy); another seed must not give the same losses.
+    spec = Pretrain(iters=2, batch_size=8, crop=32)
+    runs = [
+        run_demo(str(tmp_path / f"run{i}"), "nasnet_a", opts=_opts(3, seed), pretrain=spec,
+                 progress=False)
+        for i, seed in enumerate((0, 0, 1))
+    ]  # fmt: skip
+    a, b, c = runs
+    assert a["train"]["iterations"] == 3
+    assert json.dumps(a["metrics"], sort_keys=True) == json.dumps(b["metrics"], sort_keys=True)
+    assert a["pretrain"]["val_accuracy"] == b["pretrain"]["val_accuracy"]
+    losses = {k: v for k, v in a["train"].items() if k.startswith("loss")}
+    assert losses and losses == {k: b["train"][k] for k in losses}
+    assert losses != {k: c["train"][k] for k in losses}
+    picture = cv2.imread(a["image"])
     assert picture.shape == (2 * 128 * 3, 2 * 128 * 3, 3)  # 4 val images, 2 x 2, drawn at 3x
-    saved = json.loads((tmp_path / "out" / "coco_metrics.json").read_text())
-    assert saved["bbox"]["AP"] == pytest.approx(out["metrics"]["AP"])
+    saved = json.loads((tmp_path / "run0" / "coco_metrics.json").read_text())
+    assert saved["bbox"]["AP"] == pytest.approx(a["metrics"]["AP"], nan_ok=True)

@@ -38,7 +38,7 @@ def build(name: str, train: bool):
 
     source, path = MODELS[name]
     if source == "nasnet":
-        from nasnet_det import model_zoo
+        from nasnet_det.detection import model_zoo
 
         cfg = model_zoo.get_config(path)
     else:

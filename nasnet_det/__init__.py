@@ -1,55 +1,46 @@
-"""nasnet-det: NASNet (Zoph et al., CVPR 2018) as data, exact networks, Detectron2 parts."""
+"""nasnet-det: NASNet (Zoph et al., CVPR 2018) as data, exact networks, Detectron2 parts.
 
-from nasnet_det.genotypes import (
-    GENOTYPES,
-    NASNET_A,
-    Block,
-    Branch,
-    Genotype,
-    get_genotype,
-    register_genotype,
-)
-from nasnet_det.nasnet import NASNet, NASNetConfig, build_nasnet, list_presets
-from nasnet_det.ops import OP_NAMES, OPS
+``import nasnet_det`` is cheap: the core names below (genotypes, ops, the builder; torch) load on
+first use (PEP 562), so tools that need none of them, such as COCO evaluation, start in a fraction
+of a second. The Detectron2 parts register when ``nasnet_det.detection`` is imported, as
+Detectron2 projects do.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "GENOTYPES",
-    "NASNET_A",
-    "OPS",
-    "OP_NAMES",
-    "Block",
-    "Branch",
-    "Genotype",
-    "NASNet",
-    "NASNetConfig",
-    "build_nasnet",
-    "get_genotype",
-    "list_presets",
-    "register_genotype",
-]
+#: public name -> the core module that defines it
+_LAZY = {
+    "GENOTYPES": "nasnet_det.genotypes",
+    "NASNET_A": "nasnet_det.genotypes",
+    "Block": "nasnet_det.genotypes",
+    "Branch": "nasnet_det.genotypes",
+    "Genotype": "nasnet_det.genotypes",
+    "get_genotype": "nasnet_det.genotypes",
+    "register_genotype": "nasnet_det.genotypes",
+    "NASNet": "nasnet_det.nasnet",
+    "NASNetConfig": "nasnet_det.nasnet",
+    "build_nasnet": "nasnet_det.nasnet",
+    "list_presets": "nasnet_det.nasnet",
+    "nasnet_config": "nasnet_det.nasnet",
+    "OPS": "nasnet_det.ops",
+    "OP_NAMES": "nasnet_det.ops",
+}
+
+__all__ = sorted(_LAZY)
 
 
-def _register_detectron2_parts() -> bool:
-    """Importing nasnet_det registers its Detectron2 backbone, ROI heads and built-in datasets
-    when Detectron2 is installed (the core works without it)."""
-    import warnings
-
-    try:
-        import detectron2  # noqa: F401
-    except ImportError:
-        return False
-    with warnings.catch_warnings():
-        # Detectron2 0.7.2 decorates functions with torch.jit.script, deprecated in this torch.
-        warnings.filterwarnings("ignore", category=FutureWarning, message=".*torch.jit.script")
-        import nasnet_det.detection  # noqa: F401
-
-    return True
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'nasnet_det' has no attribute {name!r}")
 
 
-HAS_DETECTRON2 = _register_detectron2_parts()
-if HAS_DETECTRON2:
-    from nasnet_det.detection import add_nasnet_config as add_nasnet_config
-
-    __all__.append("add_nasnet_config")
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

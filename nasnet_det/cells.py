@@ -9,17 +9,17 @@ output's shape when needed.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nasnet_det.drop_path import drop_path
+from nasnet_det.drop_path import drop_path, scheduled_keep_prob
 from nasnet_det.genotypes import Block
 from nasnet_det.ops import FactorizedReduction, OpConfig, ReLUConvBN, build_op
 
-__all__ = ["Cell", "CellBlock"]
+__all__ = ["Cell", "CellBlock", "CellStack", "cell_out_channels"]
 
 
 def _apply(op: nn.Module, states, relus, i: int) -> torch.Tensor:
@@ -30,6 +30,15 @@ def _apply(op: nn.Module, states, relus, i: int) -> torch.Tensor:
 
 def _starts_with_relu(op: nn.Module) -> bool:
     return getattr(op, "starts_with_relu", False)
+
+
+def cell_out_channels(blocks: Sequence[Block], concat: Sequence[int], c: int) -> int:
+    """Output width of a cell with filter count ``c``, known without building it.
+
+    Input states joining the concat are always brought to ``c`` channels; a block contributes
+    ``c`` (add) or ``2c`` (concat).
+    """
+    return sum(c if s < 2 else (2 * c if blocks[s - 2].combine == "concat" else c) for s in concat)
 
 
 class CellBlock(nn.Module):
@@ -134,7 +143,7 @@ class Cell(nn.Module):
             for op, i in ((block.left, block.inputs[0]), (block.right, block.inputs[1])):
                 readers[i] += _starts_with_relu(op)
         self.shared_relu = tuple(n > 1 for n in readers)
-        self.drop_path_keep_prob = 1.0  # set by NASNet.set_drop_path_progress
+        self.drop_path_keep_prob = 1.0  # set by CellStack.set_drop_path_progress
 
     def forward(self, x: torch.Tensor, x_prev: torch.Tensor | None) -> torch.Tensor:
         s0 = self.pre0(x)
@@ -149,3 +158,68 @@ class Cell(nn.Module):
             reduce = self.concat_reduce[str(s)] if str(s) in self.concat_reduce else None
             out.append(states[s] if reduce is None else reduce(states[s]))
         return torch.cat(out, 1)
+
+
+class CellStack(nn.ModuleDict):
+    """A span of a NASNet's cells, keyed by their index in the whole network, and the one place
+    cells are run.
+
+    Hidden states are numbered as network outputs: the stem is output 0 and cell ``i`` writes
+    output ``i + 1``, reading output ``i`` and output ``prev_index[i]`` (or nothing). Keys are
+    ``str(i)``, so parameter names read ``cells.{i}.*`` in the classifier and in each detector
+    half alike; ``stack[i]`` also takes an int. The stack owns ScheduledDropPath's schedule for
+    its cells (``set_drop_path_progress``), counted over ``total_cells`` of the whole network.
+    """
+
+    def __init__(
+        self,
+        cells: Mapping[int, Cell],
+        prev_index: Mapping[int, int | None],
+        total_cells: int,
+        drop_path_keep_prob: float = 1.0,
+    ) -> None:
+        super().__init__({str(i): cell for i, cell in sorted(cells.items())})
+        self.indices = sorted(cells)
+        self.prev_index = {i: prev_index[i] for i in self.indices}
+        self.total_cells = int(total_cells)
+        self.drop_path_keep_prob = float(drop_path_keep_prob)
+        # The last cell of this span that reads each output: after it, the output can go.
+        self._last_read: dict[int, int] = {}
+        for i in self.indices:
+            for j in (i, self.prev_index[i]):
+                if j is not None:
+                    self._last_read[j] = i
+        self.set_drop_path_progress(0.0)
+
+    def __getitem__(self, key: int | str) -> nn.Module:
+        return super().__getitem__(str(key))
+
+    def __setitem__(self, key: int | str, module: nn.Module) -> None:
+        super().__setitem__(str(key), module)
+
+    def set_drop_path_progress(self, progress: float) -> None:
+        """ScheduledDropPath's ``t = min(1, step / total_steps)`` for every cell of the span."""
+        self.drop_path_progress = float(progress)
+        for i in self.indices:
+            self[i].drop_path_keep_prob = scheduled_keep_prob(
+                self.drop_path_keep_prob, i, self.total_cells, progress
+            )
+
+    def forward(
+        self, outs: Mapping[int, torch.Tensor], keep: Iterable[int] = ()
+    ) -> dict[int, torch.Tensor]:
+        """Run the span over the hidden states ``outs`` (output index -> tensor).
+
+        Returns the states after the span: the last cell's output, the outputs in ``keep``, and
+        nothing else (each output is dropped once no later cell of the span reads it, which
+        bounds memory in inference).
+        """
+        keep = set(keep)
+        outs = dict(outs)
+        for i in self.indices:
+            p = self.prev_index[i]
+            outs[i + 1] = self[i](outs[i], None if p is None else outs[p])
+            for j in [j for j in outs if j not in keep and j != i + 1]:
+                if self._last_read.get(j, -1) <= i:
+                    del outs[j]
+        return outs

@@ -9,7 +9,6 @@ Detectron2, fvcore and torch) are filtered by :func:`quiet_warnings` before thos
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import warnings
 from collections.abc import Callable
@@ -46,7 +45,6 @@ def quiet_warnings() -> None:
         warnings.filterwarnings("ignore", message=msg)
     for category in (FutureWarning, DeprecationWarning):
         warnings.filterwarnings("ignore", category=category)
-    os.environ.setdefault("PYTHONWARNINGS", "ignore::FutureWarning,ignore::DeprecationWarning")
     logging.getLogger("fvcore").setLevel(logging.WARNING)
 
 

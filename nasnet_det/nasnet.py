@@ -8,32 +8,46 @@ parameter sets. The module offers timm's surface (``forward_features``, ``forwar
 from __future__ import annotations
 
 import math
-import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nasnet_det.cells import Cell
-from nasnet_det.drop_path import scheduled_keep_prob
-from nasnet_det.genotypes import Genotype, get_genotype
+from nasnet_det.cells import Cell, CellStack, cell_out_channels
+from nasnet_det.genotypes import NASNET_A, Genotype, get_genotype
 from nasnet_det.ops import OpConfig, SameConv2d
 
-__all__ = ["NASNet", "NASNetConfig", "NASNetOutput", "PRESETS", "build_nasnet", "list_presets"]
+__all__ = [
+    "CellPlan",
+    "NASNet",
+    "NASNetConfig",
+    "NASNetLayout",
+    "NASNetOutput",
+    "PRESETS",
+    "SecondStageSplit",
+    "build_cells",
+    "build_nasnet",
+    "build_stem",
+    "list_presets",
+    "nasnet_config",
+    "plan_nasnet",
+]
 
 
 @dataclass(frozen=True)
 class NASNetConfig:
     """Every argument of :class:`NASNet` (checkpoints store it, presets are instances of it).
 
-    ``num_cells`` is N, the normal cells per stack (the network has 3N normal cells);
-    ``num_conv_filters`` is TF-slim's: the penultimate width is F = 24 x num_conv_filters for
-    NASNet-A.
+    ``genotype`` is resolved on construction: a :class:`Genotype`, a registered name, a ``.json``
+    path or an inline dict all become the :class:`Genotype` object, so the config alone rebuilds
+    the network (:meth:`to_dict` writes the genotype inline). ``num_cells`` is N, the normal cells
+    per stack (the network has 3N normal cells); ``num_conv_filters`` is TF-slim's: the
+    penultimate width is F = 24 x num_conv_filters for NASNet-A.
     """
 
-    genotype: str = "nasnet_a"
+    genotype: Genotype = NASNET_A
     num_cells: int = 4
     num_conv_filters: int = 44
     stem: str = "imagenet"  # "imagenet" (3x3/2 conv + two reduction cells) or "cifar"
@@ -52,6 +66,9 @@ class NASNetConfig:
     pool_pad: str = "tf"
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "genotype", get_genotype(self.genotype))
+        if self.pool_pad not in ("tf", "timm"):
+            raise ValueError(f"pool_pad must be 'tf' or 'timm', got {self.pool_pad!r}")
         if self.stem not in ("imagenet", "cifar"):
             raise ValueError(f"stem must be 'imagenet' or 'cifar', got {self.stem!r}")
         for key in ("num_cells", "num_conv_filters", "num_classes", "image_size", "in_chans"):
@@ -62,14 +79,31 @@ class NASNetConfig:
                 or v < (0 if key == "num_classes" else 1)
             ):
                 raise ValueError(f"{key} must be a positive integer, got {v!r}")
-        if not 0.0 < self.drop_path_keep_prob <= 1.0:
+        for key in ("stem_multiplier", "filter_scaling_rate"):
+            if not float(getattr(self, key)) > 0.0:
+                raise ValueError(f"{key} must be positive, got {getattr(self, key)!r}")
+        for key in ("drop_path_keep_prob", "dense_dropout_keep_prob"):
+            if not 0.0 < getattr(self, key) <= 1.0:
+                raise ValueError(f"{key} must be in (0, 1], got {getattr(self, key)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able values; the genotype inline (see :meth:`Genotype.to_dict`)."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["genotype"] = self.genotype.to_dict()
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "NASNet config") -> NASNetConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are an error naming them."""
+        if not isinstance(data, dict):
+            raise ValueError(f"{source}: expected a mapping, got {type(data).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
             raise ValueError(
-                f"drop_path_keep_prob must be in (0, 1], got {self.drop_path_keep_prob}"
+                f"{source}: unknown key(s) {unknown}; expected some of {sorted(known)}"
             )
-        if not 0.0 < self.dense_dropout_keep_prob <= 1.0:
-            raise ValueError(
-                f"dense_dropout_keep_prob must be in (0, 1], got {self.dense_dropout_keep_prob}"
-            )
+        return cls(**data)
 
 
 #: TF-slim's three hyperparameter sets (``cifar_config``, ``mobile_imagenet_config``,
@@ -130,154 +164,244 @@ class AuxHead(nn.Module):
         return self.fc(torch.flatten(x, 1))
 
 
-class NASNet(nn.Module):
-    """A NASNet built from a genotype; see :class:`NASNetConfig` for the arguments.
+@dataclass(frozen=True)
+class CellPlan:
+    """Where one cell sits and what it is built from; known without building anything.
 
-    ``cells`` holds every cell in forward order (ImageNet stem cells, normal and reduction
-    cells); ``prev_index[i]`` says which earlier output cell ``i`` reads as its second input
-    (outputs are numbered from the stem conv, 0). ``feature_info[j]`` describes output ``j``:
-    ``num_chs``, ``reduction`` (stride) and ``module``.
+    Outputs are numbered from the stem (0); cell ``index`` writes output ``index + 1`` and reads
+    output ``index`` and output ``prev`` (``None``: no second input).
     """
 
-    def __init__(self, cfg: NASNetConfig, genotype: Genotype | None = None) -> None:
+    index: int
+    name: str
+    reduction: bool
+    c: int  # TF-slim filter_size
+    c_cur: int
+    c_prev: int | None
+    prev: int | None
+    prev_larger: bool
+    out_channels: int
+    stride: int
+    size: int
+
+
+@dataclass(frozen=True)
+class SecondStageSplit:
+    """Where the paper's detector splits a NASNet (TF Object Detection API, Faster R-CNN).
+
+    ``start``: index of the first second-stage cell (the last reduction cell). ``inputs``: the
+    output indices that second-stage cells read from the first stage, in concat order;
+    ``channels``: their widths; ``stride``: their common stride.
+    """
+
+    start: int
+    inputs: tuple[int, ...]
+    channels: tuple[int, ...]
+    stride: int
+
+
+@dataclass(frozen=True)
+class NASNetLayout:
+    """The arithmetic of a NASNet: stem width, every cell's plan, where the aux head reads.
+
+    ``feature_info[j]`` describes output ``j`` as timm does: ``num_chs``, ``reduction``,
+    ``module`` (and ``name`` for cells).
+    """
+
+    stem_filters: int
+    stem_stride: int
+    stem_size: int
+    cells: tuple[CellPlan, ...]
+    aux_after: int | None
+
+    @property
+    def num_features(self) -> int:
+        return self.cells[-1].out_channels
+
+    @property
+    def feature_info(self) -> list[dict[str, Any]]:
+        info = [dict(num_chs=self.stem_filters, reduction=self.stem_stride, module="stem")]
+        for c in self.cells:
+            info.append(
+                dict(num_chs=c.out_channels, reduction=c.stride, module=f"cells.{c.index}",
+                     name=c.name)
+            )  # fmt: skip
+        return info
+
+    def second_stage_split(self) -> SecondStageSplit:
+        """The split for any genotype, N@F and skip_reduction_layer_input setting.
+
+        The second stage starts at the last reduction cell. It reads the output before it and,
+        through ``prev``, possibly older ones (with skip_reduction_layer_input the cell after
+        the reduction reads the output two steps back): all of them form the RPN concat.
+        """
+        reductions = [c.index for c in self.cells if c.name.startswith("reduction_cell")]
+        if not reductions:
+            raise ValueError("the network has no reduction cell to start the second stage at")
+        start = reductions[-1]
+        needed = {start} | {
+            c.prev for c in self.cells[start:] if c.prev is not None and c.prev <= start
+        }
+        inputs = tuple(sorted(needed))
+        info = self.feature_info
+        strides = {info[j]["reduction"] for j in inputs}
+        if len(strides) != 1:
+            raise ValueError(
+                f"second-stage inputs {inputs} have different strides {sorted(strides)}; "
+                "they cannot be concatenated into one RPN map"
+            )
+        channels = tuple(info[j]["num_chs"] for j in inputs)
+        return SecondStageSplit(start, inputs, channels, strides.pop())
+
+
+def plan_nasnet(cfg: NASNetConfig) -> NASNetLayout:
+    """Lay out the network ``cfg`` describes (TF-slim's ``_build_nasnet_base`` order)."""
+    g = cfg.genotype
+    total_normal = 3 * cfg.num_cells
+    reduction_at = [
+        int(k / (cfg.num_reduction_layers + 1) * total_normal)
+        for k in range(1, cfg.num_reduction_layers + 1)
+    ]
+    imagenet = cfg.stem == "imagenet"
+    stem_filters = int((32 if imagenet else cfg.num_conv_filters) * cfg.stem_multiplier)
+    stem_size = (cfg.image_size - 3) // 2 + 1 if imagenet else cfg.image_size
+    # Per output: channels, stride, spatial size (output 0 is the stem conv).
+    chans, strides, sizes = [stem_filters], [2 if imagenet else 1], [stem_size]
+    plans: list[CellPlan] = []
+
+    def add(prev: int | None, c: int, reduction: bool, name: str) -> None:
+        cur = len(chans) - 1
+        blocks, concat = (g.reduce, g.reduce_concat) if reduction else (g.normal, g.normal_concat)
+        plan = CellPlan(
+            index=len(plans), name=name, reduction=reduction, c=c, c_cur=chans[cur],
+            c_prev=None if prev is None else chans[prev], prev=prev,
+            prev_larger=prev is not None and strides[prev] < strides[cur],
+            out_channels=cell_out_channels(blocks, concat, c),
+            stride=strides[cur] * (2 if reduction else 1),
+            size=math.ceil(sizes[cur] / 2) if reduction else sizes[cur],
+        )  # fmt: skip
+        plans.append(plan)
+        chans.append(plan.out_channels)
+        strides.append(plan.stride)
+        sizes.append(plan.size)
+
+    # TF-slim keeps a list of outputs, None standing for "no cell before the stem".
+    outputs: list[int | None] = [None, 0]
+    if imagenet:
+        scaling = 1.0 / cfg.filter_scaling_rate**2
+        for j in range(2):
+            add(outputs[-2], int(cfg.num_conv_filters * scaling), True, f"cell_stem_{j}")
+            outputs.append(len(chans) - 1)
+            scaling *= cfg.filter_scaling_rate
+    scaling = 1.0
+    aux_after = None
+    aux_cell = reduction_at[1] - 1 if len(reduction_at) >= 2 else None
+    for n in range(total_normal):
+        prev = outputs[-2]
+        if n in reduction_at:
+            scaling *= cfg.filter_scaling_rate
+            c = int(cfg.num_conv_filters * scaling)
+            add(outputs[-2], c, True, f"reduction_cell_{reduction_at.index(n)}")
+            outputs.append(len(chans) - 1)
+        if not cfg.skip_reduction_layer_input:
+            prev = outputs[-2]
+        add(prev, int(cfg.num_conv_filters * scaling), False, f"cell_{n}")
+        outputs.append(len(chans) - 1)
+        if n == aux_cell:
+            aux_after = len(plans) - 1
+    return NASNetLayout(stem_filters, strides[0], stem_size, tuple(plans), aux_after)
+
+
+def op_config(cfg: NASNetConfig) -> OpConfig:
+    return OpConfig(bn_eps=cfg.bn_eps, bn_momentum=cfg.bn_momentum, pool_pad=cfg.pool_pad)
+
+
+def build_stem(cfg: NASNetConfig, layout: NASNetLayout) -> nn.Sequential:
+    """The 3x3 stem conv and its BN (stride 2 unpadded for ImageNet, SAME for CIFAR)."""
+    f = layout.stem_filters
+    if cfg.stem == "imagenet":
+        conv: nn.Module = nn.Conv2d(cfg.in_chans, f, 3, stride=2, padding=0, bias=False)
+    else:
+        conv = SameConv2d(cfg.in_chans, f, 3, 1)
+    stem = nn.Sequential()
+    stem.add_module("conv", conv)
+    stem.add_module("bn", op_config(cfg).bn(f))
+    return stem
+
+
+def build_cells(cfg: NASNetConfig, layout: NASNetLayout, indices: range) -> CellStack:
+    """A :class:`CellStack` of the cells ``indices`` only (each detector half builds its own)."""
+    g, ocfg = cfg.genotype, op_config(cfg)
+    cells = {}
+    for i in indices:
+        p = layout.cells[i]
+        cells[i] = Cell(
+            g.reduce if p.reduction else g.normal,
+            g.reduce_concat if p.reduction else g.normal_concat,
+            c_cur=p.c_cur, c_prev=p.c_prev, prev_larger=p.prev_larger, c=p.c,
+            reduction=p.reduction, cfg=ocfg,
+        )  # fmt: skip
+    prev_index = {i: layout.cells[i].prev for i in indices}
+    return CellStack(cells, prev_index, len(layout.cells), cfg.drop_path_keep_prob)
+
+
+class NASNet(nn.Module):
+    """A NASNet built from a :class:`NASNetConfig` (its genotype included).
+
+    ``cells`` (a :class:`CellStack`) holds every cell in forward order (ImageNet stem cells,
+    normal and reduction cells); ``layout`` has each cell's plan and ``feature_info[j]``
+    describes output ``j`` (``num_chs``, ``reduction``, ``module``).
+    """
+
+    def __init__(self, cfg: NASNetConfig) -> None:
         super().__init__()
         self.config = cfg
-        self.genotype = genotype if genotype is not None else get_genotype(cfg.genotype)
-        g = self.genotype
-        ocfg = OpConfig(bn_eps=cfg.bn_eps, bn_momentum=cfg.bn_momentum, pool_pad=cfg.pool_pad)
+        self.layout = layout = plan_nasnet(cfg)
         self.num_classes = cfg.num_classes
-        total_normal = 3 * cfg.num_cells
-        reduction_at = [
-            int(k / (cfg.num_reduction_layers + 1) * total_normal)
-            for k in range(1, cfg.num_reduction_layers + 1)
-        ]
-
-        # Output 0 is the stem conv. Track channels and stride of every output.
-        stem_filters = int(
-            (32 if cfg.stem == "imagenet" else cfg.num_conv_filters) * cfg.stem_multiplier
-        )
-        if cfg.stem == "imagenet":
-            conv = nn.Conv2d(cfg.in_chans, stem_filters, 3, stride=2, padding=0, bias=False)
-            stride, spatial = 2, (cfg.image_size - 3) // 2 + 1
-        else:
-            conv = SameConv2d(cfg.in_chans, stem_filters, 3, 1)
-            stride, spatial = 1, cfg.image_size
-        self.stem = nn.Sequential()
-        self.stem.add_module("conv", conv)
-        self.stem.add_module("bn", ocfg.bn(stem_filters))
-        chans, strides, sizes = [stem_filters], [stride], [spatial]
-        feature_info = [dict(num_chs=stem_filters, reduction=stride, module="stem")]
-
-        self.cells = nn.ModuleList()
-        prev_index: list[int | None] = []
-        cell_names: list[str] = []
-
-        def add_cell(prev: int | None, c: int, reduction: bool, name: str) -> None:
-            cur = len(chans) - 1
-            cell = Cell(
-                g.reduce if reduction else g.normal,
-                g.reduce_concat if reduction else g.normal_concat,
-                c_cur=chans[cur],
-                c_prev=None if prev is None else chans[prev],
-                prev_larger=prev is not None and strides[prev] < strides[cur],
-                c=c,
-                reduction=reduction,
-                cfg=ocfg,
-            )
-            self.cells.append(cell)
-            prev_index.append(prev)
-            cell_names.append(name)
-            chans.append(cell.out_channels)
-            strides.append(strides[cur] * (2 if reduction else 1))
-            sizes.append(math.ceil(sizes[cur] / 2) if reduction else sizes[cur])
-            feature_info.append(
-                dict(num_chs=cell.out_channels, reduction=strides[-1],
-                     module=f"cells.{len(self.cells) - 1}", name=name)
-            )  # fmt: skip
-
-        # TF-slim keeps a list of outputs, None standing for "no cell before the stem".
-        outputs: list[int | None] = [None, 0]
-        if cfg.stem == "imagenet":
-            scaling = 1.0 / cfg.filter_scaling_rate**2
-            for j in range(2):
-                add_cell(outputs[-2], int(cfg.num_conv_filters * scaling), True, f"cell_stem_{j}")
-                outputs.append(len(chans) - 1)
-                scaling *= cfg.filter_scaling_rate
-        scaling = 1.0
-        self.aux_after: int | None = None
-        aux_cell = reduction_at[1] - 1 if len(reduction_at) >= 2 else None
-        for n in range(total_normal):
-            prev = outputs[-2]
-            if n in reduction_at:
-                scaling *= cfg.filter_scaling_rate
-                add_cell(
-                    outputs[-2], int(cfg.num_conv_filters * scaling), True,
-                    f"reduction_cell_{reduction_at.index(n)}",
-                )  # fmt: skip
-                outputs.append(len(chans) - 1)
-            if not cfg.skip_reduction_layer_input:
-                prev = outputs[-2]
-            add_cell(prev, int(cfg.num_conv_filters * scaling), False, f"cell_{n}")
-            outputs.append(len(chans) - 1)
-            if n == aux_cell:
-                self.aux_after = len(self.cells) - 1
-
-        self.prev_index = prev_index
-        self.cell_names = cell_names
-        self.feature_info = feature_info
-        self.num_features = chans[-1]
+        self.stem = build_stem(cfg, layout)
+        self.cells = build_cells(cfg, layout, range(len(layout.cells)))
+        self.aux_after = layout.aux_after
+        self.feature_info = layout.feature_info
+        self.num_features = layout.num_features
         self.aux_head: AuxHead | None = None
         if cfg.use_aux_head and cfg.num_classes > 0 and self.aux_after is not None:
-            j = self.aux_after + 1
-            self.aux_head = AuxHead(chans[j], cfg.num_classes, sizes[j], ocfg)
+            p = layout.cells[self.aux_after]
+            self.aux_head = AuxHead(p.out_channels, cfg.num_classes, p.size, op_config(cfg))
         self.dropout = nn.Dropout(1.0 - cfg.dense_dropout_keep_prob)
         self.classifier = (
             nn.Linear(self.num_features, cfg.num_classes) if cfg.num_classes > 0 else nn.Identity()
         )
-        self.set_drop_path_progress(0.0)
 
-    # ------------------------------------------------------------------ drop path
+    @property
+    def genotype(self) -> Genotype:
+        return self.config.genotype
+
+    @property
+    def cell_names(self) -> list[str]:
+        return [c.name for c in self.layout.cells]
+
+    @property
+    def prev_index(self) -> list[int | None]:
+        return [c.prev for c in self.layout.cells]
+
     def set_drop_path_progress(self, progress: float) -> None:
         """Set ScheduledDropPath's ``t = min(1, step / total_training_steps)`` for every cell."""
-        self._drop_path_progress = float(progress)
-        for i, cell in enumerate(self.cells):
-            cell.drop_path_keep_prob = scheduled_keep_prob(
-                self.config.drop_path_keep_prob, i, len(self.cells), progress
-            )
+        self.cells.set_drop_path_progress(progress)
 
     @property
     def drop_path_progress(self) -> float:
-        return self._drop_path_progress
+        return self.cells.drop_path_progress
 
     # ------------------------------------------------------------------ forward
-    def run_cells(
-        self, x: torch.Tensor, end: int | None = None, collect: bool = False
-    ) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor | None]:
-        """Run the stem and cells ``0 .. end-1`` (all by default).
-
-        Returns the last output, all outputs (stem first) when ``collect`` or when needed for
-        skip inputs, and the auxiliary head's input (or ``None``).
-        """
-        end = len(self.cells) if end is None else end
-        outs = [self.stem(x)]
-        aux_in = None
-        for i in range(end):
-            p = self.prev_index[i]
-            outs.append(self.cells[i](outs[-1], None if p is None else outs[p]))
-            if i == self.aux_after:
-                aux_in = outs[-1]
-            if not collect:
-                # Only the last three outputs can still be read (skip_reduction_layer_input).
-                keep = {len(outs) - 1} | {
-                    q for q in self.prev_index[i + 1 : i + 3] if q is not None
-                }
-                outs = [o if j in keep else None for j, o in enumerate(outs)]  # type: ignore
-        return outs[-1], outs, aux_in  # type: ignore[return-value]
+    def forward_outputs(
+        self, x: torch.Tensor, keep: tuple[int, ...] = ()
+    ) -> dict[int, torch.Tensor]:
+        """The stem and all cells; the last output plus the outputs in ``keep``."""
+        return self.cells({0: self.stem(x)}, keep=keep)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """``[N, 3, H, W]`` to the final ReLU'd feature map ``[N, num_features, H/32, W/32]``."""
-        y, _, _ = self.run_cells(x)
-        return F.relu(y)
+        return F.relu(self.forward_outputs(x)[len(self.cells)])
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         x = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
@@ -285,35 +409,34 @@ class NASNet(nn.Module):
         return x if pre_logits else self.classifier(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | NASNetOutput:
-        y, _, aux_in = self.run_cells(x)
-        logits = self.forward_head(F.relu(y))
-        if self.training and self.aux_head is not None and aux_in is not None:
-            return NASNetOutput(logits, self.aux_head(aux_in))
+        aux = self.training and self.aux_head is not None
+        keep = (self.aux_after + 1,) if aux else ()
+        outs = self.forward_outputs(x, keep)
+        logits = self.forward_head(F.relu(outs[len(self.cells)]))
+        if aux:
+            return NASNetOutput(logits, self.aux_head(outs[self.aux_after + 1]))
         return logits
 
 
 def build_nasnet(preset: str = "nasnet_a_mobile", **overrides: Any) -> NASNet:
     """Build a NASNet from a preset and keyword overrides of :class:`NASNetConfig`.
 
-    ``genotype`` may be a :class:`Genotype`, a registered name or a ``.json`` path. Example::
+    ``genotype`` may be a :class:`Genotype`, a registered name, a ``.json`` path or a dict.
+    Example::
 
         model = build_nasnet("nasnet_a_mobile", num_classes=10, num_cells=2)
     """
+    return NASNet(nasnet_config(preset, **overrides))
+
+
+def nasnet_config(preset: str = "nasnet_a_mobile", **overrides: Any) -> NASNetConfig:
+    """A preset's :class:`NASNetConfig` with keyword overrides (errors name unknown keys)."""
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; expected one of {', '.join(list_presets())}")
-    fields = set(NASNetConfig.__dataclass_fields__)
-    unknown = sorted(set(overrides) - fields)
+    known = {f.name for f in fields(NASNetConfig)}
+    unknown = sorted(set(overrides) - known)
     if unknown:
         raise ValueError(
-            f"unknown build_nasnet argument(s) {unknown}; expected some of {sorted(fields)}"
+            f"unknown build_nasnet argument(s) {unknown}; expected some of {sorted(known)}"
         )
-    genotype = overrides.pop("genotype", None)
-    geno_obj = None
-    if genotype is not None:
-        geno_obj = get_genotype(genotype)
-        if isinstance(genotype, Genotype):
-            overrides["genotype"] = genotype.name or "<object>"
-        else:
-            overrides["genotype"] = os.fspath(genotype)
-    cfg = replace(PRESETS[preset], **overrides)
-    return NASNet(cfg, geno_obj)
+    return replace(PRESETS[preset], **overrides)

@@ -24,9 +24,9 @@ def test_model_sets_keep_rate_per_cell_and_step():
     # CIFAR: 18 normal + 2 reduction cells = 20 cells, drop_path_keep_prob 0.6.
     m = build_nasnet("nasnet_a_cifar", num_conv_filters=4)
     assert len(m.cells) == 20
-    assert all(c.drop_path_keep_prob == 1.0 for c in m.cells)
+    assert all(c.drop_path_keep_prob == 1.0 for c in m.cells.values())
     m.set_drop_path_progress(0.25)
-    for i, cell in enumerate(m.cells):
+    for i, cell in enumerate(m.cells.values()):
         assert cell.drop_path_keep_prob == pytest.approx(1 - 0.25 * (i + 1) / 20 * 0.4)
 
 

@@ -114,8 +114,9 @@ def test_any_genotype_builds_and_trains(tmp_path, random_genotype):
         assert all(p.grad is not None for p in m.classifier.parameters())
         # Reported channels and strides are the real ones.
         m.eval()
-        _, outs, _ = m.run_cells(torch.randn(1, 3, size, size), collect=True)
-        for info, y in zip(m.feature_info, outs):
+        outs = m.forward_outputs(torch.randn(1, 3, size, size), keep=range(len(m.cells) + 1))
+        assert sorted(outs) == list(range(len(m.feature_info)))
+        for info, y in zip(m.feature_info, (outs[j] for j in sorted(outs))):
             assert y.shape[1] == info["num_chs"]
             assert y.shape[2] == -(-size // info["reduction"]) or info["module"] == "stem"
 

@@ -1,17 +1,35 @@
-"""Installation surface: the package imports, registers its Detectron2 parts, ships search."""
+"""Installation surface: a light core, Detectron2 parts registered by their own subpackage,
+search shipped inside the package."""
 
 import importlib
+import subprocess
+import sys
 
 
-def test_import_registers_detectron2_parts():
-    import nasnet_det
+def _modules_after(statement: str) -> set[str]:
+    code = f"import sys; {statement}; print(' '.join(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return set(out.stdout.split())
 
-    assert nasnet_det.HAS_DETECTRON2
+
+def test_core_import_loads_no_detectron2():
+    mods = _modules_after("import nasnet_det; nasnet_det.build_nasnet('nasnet_a_mobile')")
+    assert "torch" in mods
+    heavy = sorted(m for m in mods if m.split(".")[0] in ("detectron2", "fvcore", "timm", "cv2"))
+    assert heavy == []
+
+
+def test_detection_import_registers_detectron2_parts():
+    from detectron2.data import DatasetCatalog
     from detectron2.modeling import BACKBONE_REGISTRY, ROI_HEADS_REGISTRY
 
+    import nasnet_det.detection
+
     assert BACKBONE_REGISTRY.get("build_nasnet_backbone") is not None
+    assert BACKBONE_REGISTRY.get("build_nasnet_fpn_backbone") is not None
     assert ROI_HEADS_REGISTRY.get("NASNetROIHeads") is not None
-    assert callable(nasnet_det.add_nasnet_config)
+    assert "nasnet_digits_train" in DatasetCatalog.list()
+    assert callable(nasnet_det.detection.add_nasnet_config)
 
 
 def test_search_folder_installs_as_nasnet_det_search():

@@ -66,7 +66,9 @@ def main(argv: list[str] | None = None) -> int:
             converted = convert_state_dict(args.source, args.arch, unwrap_state_dict(obj))
         state_dict, meta = converted.state_dict, converted.meta()
         if args.target == "detectron2":
-            state_dict, cfg = ours.to_detectron2(converted, args.det_config)
+            from nasnet_det.detection.convert import to_detectron2
+
+            state_dict, cfg = to_detectron2(converted, args.det_config)
             meta["for"] = "detectron2"
         save_checkpoint(args.output, state_dict, meta)
     except ValueError as e:

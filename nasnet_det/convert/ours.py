@@ -15,7 +15,6 @@ from typing import Any
 import torch
 
 from nasnet_det.convert import Converted, check_against_model
-from nasnet_det.genotypes import Genotype
 from nasnet_det.nasnet import PRESETS
 
 __all__ = ["ARCHS", "convert", "convert_checkpoint", "is_training_checkpoint"]
@@ -24,8 +23,8 @@ ARCHS = tuple(sorted(PRESETS))
 
 
 class OursConverted(Converted):
-    """:class:`Converted` whose overrides may hold a genotype dict (searched cells), and which
-    records the evaluation preprocessing the network was trained for."""
+    """:class:`Converted` that records the evaluation preprocessing the network was trained for
+    (its overrides may hold a genotype dict: searched cells, resolved by NASNetConfig)."""
 
     preprocessing: dict[str, Any] | None = None
 
@@ -34,14 +33,6 @@ class OursConverted(Converted):
         if self.preprocessing:
             meta["preprocessing"] = self.preprocessing
         return meta
-
-    def build_model(self):
-        from nasnet_det.nasnet import build_nasnet
-
-        overrides = dict(self.overrides)
-        if isinstance(overrides.get("genotype"), dict):
-            overrides["genotype"] = Genotype.from_dict(overrides["genotype"], "checkpoint genotype")
-        return build_nasnet(self.preset, **overrides)
 
 
 def is_training_checkpoint(obj: Any) -> bool:
@@ -99,69 +90,3 @@ def preprocessing(obj: dict[str, Any]) -> dict[str, Any] | None:
         return None
     keys = ("image_size", "crop_pct", "interpolation", "mean", "std")
     return {k: data[k] for k in keys if k in data}
-
-
-#: The model-zoo detection config of each preset (``--for detectron2`` without ``--det-config``).
-DETECTION_CONFIGS = {
-    "nasnet_a_mobile": "COCO-Detection/faster_rcnn_nasnet_a_mobile_1x.yaml",
-    "nasnet_a_large": "COCO-Detection/faster_rcnn_nasnet_a_large_1x.yaml",
-}
-
-
-def to_detectron2(conv: Converted, config_file: str | None = None):
-    """Rename converted classification weights for the NASNet Faster R-CNN.
-
-    Without ``config_file`` the preset's model-zoo config is used, with ``MODEL.NASNET`` set to
-    the weights' N@F; with one, its ``MODEL.NASNET`` must describe the same network. Returns
-    ``(state_dict, cfg)``: the state dict uses the detector's names (backbone and second
-    stage), as :func:`nasnet_det.detection.checkpoint.classification_to_detectron2` maps them.
-    """
-    from nasnet_det import model_zoo
-    from nasnet_det.detection.backbone import nasnet_from_cfg
-    from nasnet_det.detection.checkpoint import classification_to_detectron2
-    from nasnet_det.detection.config import get_nasnet_cfg
-    from nasnet_det.genotypes import GENOTYPES
-
-    cfg = get_nasnet_cfg()
-    if config_file is not None:
-        try:
-            cfg.merge_from_file(config_file)
-        except (OSError, KeyError, AssertionError, ValueError) as e:
-            raise ValueError(f"detection config {config_file!r} could not be read: {e}") from None
-    else:
-        if conv.preset not in DETECTION_CONFIGS:
-            raise ValueError(
-                f"no detection config for preset {conv.preset!r}; pass a Detectron2 config "
-                "(--det-config)"
-            )
-        cfg.merge_from_file(model_zoo.get_config_file(DETECTION_CONFIGS[conv.preset]))
-        model = conv.build_model()
-        c = model.config
-        cells = lambda g: (g.normal, g.normal_concat, g.reduce, g.reduce_concat)  # noqa: E731
-        names = [n for n, g in GENOTYPES.items() if cells(g) == cells(model.genotype)]
-        if not names:
-            raise ValueError(
-                "the weights use an unregistered genotype: pass a Detectron2 config whose "
-                "MODEL.NASNET.GENOTYPE points to its .json file (--det-config)"
-            )
-        n = cfg.MODEL.NASNET
-        n.PRESET, n.GENOTYPE = conv.preset, names[0]
-        n.NUM_CELLS, n.NUM_CONV_FILTERS = c.num_cells, c.num_conv_filters
-        n.STEM_MULTIPLIER = float(c.stem_multiplier)
-        n.SKIP_REDUCTION_LAYER_INPUT = bool(c.skip_reduction_layer_input)
-    trunk = {
-        k: v for k, v in conv.state_dict.items() if not k.startswith(("classifier.", "aux_head."))
-    }  # noqa: E501
-    check_against_model(trunk, nasnet_from_cfg(cfg), "weights for the detection config")
-    out = classification_to_detectron2(conv.state_dict, cfg)
-    # detectron2 >= 0.7's FrozenBatchNorm2d.convert_frozen_batchnorm keeps num_batches_tracked,
-    # which the mapping drops for FrozenBN: put the counters back wherever the running
-    # statistics went, so the detector reports no missing keys.
-    prefixes = ("backbone.", "backbone.bottom_up.", "roi_heads.second_stage.")
-    for key, value in conv.state_dict.items():
-        if key.endswith(".num_batches_tracked"):
-            stats = key[: -len("num_batches_tracked")] + "running_mean"
-            for prefix in prefixes:
-                if prefix + stats in out and prefix + key not in out:
-                    out[prefix + key] = value
-    return out, cfg

@@ -4,7 +4,8 @@ The paper (TF Object Detection API, ``faster_rcnn_nas_feature_extractor.py``) cu
 after the last normal cell of the middle stack. The RPN map is the channel concat of the cells
 that the second stage reads: the last two cells of that stack (stride 16). The second stage
 (:class:`~nasnet_det.detection.roi_heads.NASNetROIHeads`) splits ROI crops of it back into
-those hidden states. Both halves take their modules from one :func:`build_nasnet` model, so any
+those hidden states. Each half builds only its own cells from one
+:class:`~nasnet_det.nasnet.NASNetConfig` (the split comes from the layout arithmetic), so any
 genotype and any ``N@F`` work and parameter names mirror the classification model
 (``stem.*``, ``cells.{i}.*``).
 """
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 from detectron2.config import CfgNode
@@ -22,94 +22,22 @@ from detectron2.modeling import BACKBONE_REGISTRY, Backbone
 from detectron2.modeling.backbone.fpn import FPN, LastLevelMaxPool
 from torch import nn
 
-from nasnet_det.detection.config import NORMS
-from nasnet_det.drop_path import scheduled_keep_prob
-from nasnet_det.nasnet import NASNet, build_nasnet
+from nasnet_det.detection.config import NORMS, nasnet_config_from_cfg
+from nasnet_det.nasnet import NASNetConfig, build_cells, build_stem, plan_nasnet
 
 __all__ = [
     "C4_FEATURE",
     "FPN_FEATURES",
     "NASNetBackbone",
-    "SecondStageLayout",
     "build_nasnet_backbone",
     "build_nasnet_fpn_backbone",
     "convert_norm",
-    "nasnet_from_cfg",
-    "second_stage_layout",
 ]
 
 #: Name of the paper's RPN feature map (concat of the middle stack's last two cells).
 C4_FEATURE = "nasnet_16"
 #: Names of the last cell output at stride 4, 8, 16, 32 (FPN's C2..C5).
 FPN_FEATURES = {"c2": 4, "c3": 8, "c4": 16, "c5": 32}
-
-
-def nasnet_from_cfg(cfg: CfgNode) -> NASNet:
-    """Build the classification-shaped :class:`NASNet` that ``cfg.MODEL.NASNET`` describes.
-
-    Both detector halves take their modules from such a model; the classifier is left out.
-    """
-    n = cfg.MODEL.NASNET
-    if n.NORM not in NORMS:
-        raise ValueError(f"MODEL.NASNET.NORM must be one of {', '.join(NORMS)}, got {n.NORM!r}")
-    extra = {}
-    if n.POOL_PAD:
-        extra["pool_pad"] = n.POOL_PAD
-    return build_nasnet(
-        n.PRESET,
-        **extra,
-        genotype=n.GENOTYPE,
-        num_cells=n.NUM_CELLS,
-        num_conv_filters=n.NUM_CONV_FILTERS,
-        stem_multiplier=float(n.STEM_MULTIPLIER),
-        skip_reduction_layer_input=bool(n.SKIP_REDUCTION_LAYER_INPUT),
-        drop_path_keep_prob=float(n.DROP_PATH_KEEP_PROB),
-        bn_momentum=float(n.BN_MOMENTUM),
-        num_classes=0,
-        use_aux_head=False,
-    )
-
-
-@dataclass(frozen=True)
-class SecondStageLayout:
-    """Where the paper's split falls in a :class:`NASNet`.
-
-    ``start``: index of the first second-stage cell (the last reduction cell). ``inputs``: the
-    output indices (stem = 0, cell ``i`` = ``i + 1``) that second-stage cells read from the first
-    stage, in concat order; ``channels``: their widths; ``stride``: their common stride.
-    """
-
-    start: int
-    inputs: tuple[int, ...]
-    channels: tuple[int, ...]
-    stride: int
-
-
-def second_stage_layout(model: NASNet) -> SecondStageLayout:
-    """Find the split for any genotype, N@F and skip_reduction_layer_input setting.
-
-    The second stage starts at the last reduction cell. It reads the output before it and,
-    through ``prev_index``, possibly older ones (with skip_reduction_layer_input the cell after
-    the reduction reads the output two steps back): all of them go into the RPN concat.
-    """
-    reductions = [i for i, name in enumerate(model.cell_names) if name.startswith("reduction_cell")]
-    if not reductions:
-        raise ValueError("the network has no reduction cell to start the second stage at")
-    start = reductions[-1]
-    needed = {start}  # the reduction cell's current input: output `start` (cell start - 1)
-    for i in range(start, len(model.cells)):
-        p = model.prev_index[i]
-        if p is not None and p <= start:
-            needed.add(p)
-    inputs = tuple(sorted(needed))
-    strides = {model.feature_info[j]["reduction"] for j in inputs}
-    if len(strides) != 1:
-        raise ValueError(
-            f"second-stage inputs {inputs} have different strides {sorted(strides)}; "
-            "they cannot be concatenated into one RPN map"
-        )
-    channels = tuple(model.feature_info[j]["num_chs"] for j in inputs)
-    return SecondStageLayout(start, inputs, channels, strides.pop())
 
 
 def _group_norm(bn: nn.BatchNorm2d) -> nn.GroupNorm:
@@ -143,81 +71,49 @@ def _freeze(module: nn.Module) -> nn.Module:
 
 
 class NASNetBackbone(Backbone):
-    """The stem and the first cells of a :class:`NASNet`, returning named feature maps.
+    """The stem and the first cells of a NASNet, returning named feature maps.
 
     Args:
-        model: a NASNet (its classifier is ignored); its stem and cells are taken over.
+        cfg: the network (its classifier settings are ignored); only the stem and the cells up
+            to the last requested output are built.
         out_features: any of ``"nasnet_16"`` (the paper's RPN map, concat of the hidden states
             the second stage reads) and ``"c2"``..``"c5"`` (last output at stride 4..32).
         freeze_at: freeze the first ``freeze_at`` outputs (stem conv, then cells).
-        drop_path_keep_prob: ScheduledDropPath's final keep probability.
 
     ``forward`` maps ``[N, 3, H, W]`` to ``{name: [N, C, ~H/s, ~W/s]}``; ``output_shape()``
     gives each name's channels and nominal stride.
     """
 
     def __init__(
-        self,
-        model: NASNet,
-        out_features: Sequence[str] = (C4_FEATURE,),
-        freeze_at: int = 0,
-        drop_path_keep_prob: float = 1.0,
+        self, cfg: NASNetConfig, out_features: Sequence[str] = (C4_FEATURE,), freeze_at: int = 0
     ) -> None:
         super().__init__()
         if not out_features:
             raise ValueError("out_features must name at least one feature")
-        info = model.feature_info
-        self._feature_outputs: dict[str, tuple[int, ...]] = {}
-        self._out_feature_channels: dict[str, int] = {}
-        self._out_feature_strides: dict[str, int] = {}
-        for name in out_features:
-            if name == C4_FEATURE:
-                layout = second_stage_layout(model)
-                outs = layout.inputs
-            elif name in FPN_FEATURES:
-                at = [j for j, f in enumerate(info) if f["reduction"] == FPN_FEATURES[name]]
-                if not at:
-                    raise ValueError(f"the network has no output at stride {FPN_FEATURES[name]}")
-                outs = (at[-1],)
-            else:
-                raise ValueError(
-                    f"unknown NASNet feature {name!r}; expected {C4_FEATURE!r} or one of "
-                    f"{', '.join(FPN_FEATURES)}"
-                )
-            self._feature_outputs[name] = outs
-            self._out_feature_channels[name] = sum(info[j]["num_chs"] for j in outs)
-            self._out_feature_strides[name] = info[outs[-1]]["reduction"]
+        layout = plan_nasnet(cfg)
+        info = layout.feature_info
+        self._feature_outputs = {name: _feature_outputs(name, layout) for name in out_features}
+        self._out_feature_channels = {
+            name: sum(info[j]["num_chs"] for j in outs)
+            for name, outs in self._feature_outputs.items()
+        }
+        self._out_feature_strides = {
+            name: info[outs[-1]]["reduction"] for name, outs in self._feature_outputs.items()
+        }
         self._out_features = list(out_features)
-
         end = max(max(o) for o in self._feature_outputs.values())  # outputs 0..end are needed
         if not 0 <= freeze_at <= end + 1:
             raise ValueError(
                 f"freeze_at must be in 0..{end + 1} for this backbone, got {freeze_at}"
             )
-        self.stem = model.stem
-        self.cells = nn.ModuleList(model.cells[:end])
-        self.prev_index = list(model.prev_index[:end])
-        self.cell_names = list(model.cell_names[:end])
-        self.total_cells = len(model.cells)
-        self.drop_path_keep_prob = drop_path_keep_prob
-        # Last cell that reads each output, so forward can drop the rest early.
-        wanted = {j for o in self._feature_outputs.values() for j in o}
-        self._last_use = {j: (end if j in wanted else j) for j in range(end + 1)}
-        for i, p in enumerate(self.prev_index):
-            if p is not None:
-                self._last_use[p] = max(self._last_use[p], i)
+        self.stem = build_stem(cfg, layout)
+        self.cells = build_cells(cfg, layout, range(end))
+        self.cell_names = [c.name for c in layout.cells[:end]]
+        self._keep = tuple(sorted({j for o in self._feature_outputs.values() for j in o}))
         if freeze_at >= 1:
             self.stem = _freeze(self.stem)
         for i in range(max(0, freeze_at - 1)):
             self.cells[i] = _freeze(self.cells[i])
-        self.set_drop_path_progress(0.0)
-
-    def set_drop_path_progress(self, progress: float) -> None:
-        """ScheduledDropPath's ``t``; cells keep their classification-network indices."""
-        for i, cell in enumerate(self.cells):
-            cell.drop_path_keep_prob = scheduled_keep_prob(
-                self.drop_path_keep_prob, i, self.total_cells, progress
-            )
 
     @property
     def size_divisibility(self) -> int:
@@ -225,12 +121,7 @@ class NASNetBackbone(Backbone):
         return 32 if any(n in FPN_FEATURES for n in self._out_features) else 0
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        outs: dict[int, torch.Tensor] = {0: self.stem(x)}
-        for i, cell in enumerate(self.cells):
-            p = self.prev_index[i]
-            outs[i + 1] = cell(outs[i], None if p is None else outs[p])
-            for j in [j for j in outs if self._last_use[j] <= i]:
-                del outs[j]
+        outs = self.cells({0: self.stem(x)}, keep=self._keep)
         return {
             name: outs[o[0]] if len(o) == 1 else torch.cat([outs[j] for j in o], 1)
             for name, o in self._feature_outputs.items()
@@ -246,15 +137,26 @@ class NASNetBackbone(Backbone):
         }
 
 
-def _backbone_from_cfg(cfg: CfgNode, out_features: Sequence[str]) -> NASNetBackbone:
-    n = cfg.MODEL.NASNET
-    backbone = NASNetBackbone(
-        nasnet_from_cfg(cfg),
-        out_features=out_features,
-        freeze_at=n.FREEZE_AT,
-        drop_path_keep_prob=float(n.DROP_PATH_KEEP_PROB),
+def _feature_outputs(name: str, layout) -> tuple[int, ...]:
+    """The output indices a feature name stands for (several for the concat ``nasnet_16``)."""
+    if name == C4_FEATURE:
+        return layout.second_stage_split().inputs
+    if name in FPN_FEATURES:
+        at = [j for j, f in enumerate(layout.feature_info) if f["reduction"] == FPN_FEATURES[name]]
+        if not at:
+            raise ValueError(f"the network has no output at stride {FPN_FEATURES[name]}")
+        return (at[-1],)
+    raise ValueError(
+        f"unknown NASNet feature {name!r}; expected {C4_FEATURE!r} or one of "
+        f"{', '.join(FPN_FEATURES)}"
     )
-    return convert_norm(backbone, n.NORM)
+
+
+def _backbone_from_cfg(cfg: CfgNode, out_features: Sequence[str]) -> NASNetBackbone:
+    backbone = NASNetBackbone(
+        nasnet_config_from_cfg(cfg), out_features=out_features, freeze_at=cfg.MODEL.NASNET.FREEZE_AT
+    )
+    return convert_norm(backbone, cfg.MODEL.NASNET.NORM)
 
 
 @BACKBONE_REGISTRY.register()

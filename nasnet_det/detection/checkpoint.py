@@ -18,7 +18,8 @@ import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import CfgNode
 
-from nasnet_det.detection.backbone import nasnet_from_cfg, second_stage_layout
+from nasnet_det.detection.config import nasnet_config_from_cfg
+from nasnet_det.nasnet import plan_nasnet
 
 __all__ = [
     "CheckpointMismatchError",
@@ -54,8 +55,7 @@ def classification_to_detectron2(
     and so are BN statistics the chosen ``MODEL.NASNET.NORM`` has no place for. Shapes are not
     checked here (the checkpointer does that against the model).
     """
-    with torch.device("meta"):  # only the cell layout is needed, not real tensors
-        start = second_stage_layout(nasnet_from_cfg(cfg)).start
+    start = plan_nasnet(nasnet_config_from_cfg(cfg)).second_stage_split().start
     fpn = cfg.MODEL.BACKBONE.NAME == "build_nasnet_fpn_backbone"
     prefix = "backbone.bottom_up." if fpn else "backbone."
     second = (
@@ -63,11 +63,10 @@ def classification_to_detectron2(
         if cfg.MODEL.ROI_HEADS.NAME == "NASNetROIHeads" and not fpn
         else None
     )
-    norm = cfg.MODEL.NASNET.NORM
+    # BN statistics go wherever the detector keeps them: Detectron2's FrozenBatchNorm2d, made
+    # from a BatchNorm2d, keeps running_mean/var and num_batches_tracked; GroupNorm has none.
     drop: tuple[str, ...] = ()
-    if norm == "FrozenBN":
-        drop = ("num_batches_tracked",)  # FrozenBatchNorm2d has no such buffer
-    elif norm == "GN":
+    if cfg.MODEL.NASNET.NORM == "GN":
         drop = ("num_batches_tracked", "running_mean", "running_var")
     out: dict[str, torch.Tensor] = {}
     for key, value in state_dict.items():

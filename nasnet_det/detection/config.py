@@ -9,7 +9,9 @@ from __future__ import annotations
 from detectron2.config import CfgNode as CN
 from detectron2.config import get_cfg
 
-__all__ = ["NORMS", "add_nasnet_config", "get_nasnet_cfg"]
+from nasnet_det.nasnet import NASNetConfig, nasnet_config
+
+__all__ = ["NORMS", "add_nasnet_config", "get_nasnet_cfg", "nasnet_config_from_cfg"]
 
 #: Values accepted by ``MODEL.NASNET.NORM``.
 NORMS = ("FrozenBN", "BN", "SyncBN", "GN")
@@ -68,3 +70,31 @@ def add_nasnet_config(cfg: CN) -> CN:
 def get_nasnet_cfg() -> CN:
     """Detectron2's default config plus ``MODEL.NASNET``."""
     return add_nasnet_config(get_cfg())
+
+
+def nasnet_config_from_cfg(cfg: CN) -> NASNetConfig:
+    """The one translation of ``cfg.MODEL.NASNET`` into a :class:`NASNetConfig` (classifier off).
+
+    The genotype is resolved here, once; everything downstream (both detector halves, the
+    checkpointer, the weight converter) takes the returned object.
+    """
+    n = cfg.MODEL.NASNET
+    if n.NORM not in NORMS:
+        raise ValueError(f"MODEL.NASNET.NORM must be one of {', '.join(NORMS)}, got {n.NORM!r}")
+    extra = {"pool_pad": n.POOL_PAD} if n.POOL_PAD else {}
+    try:
+        return nasnet_config(
+            n.PRESET,
+            **extra,
+            genotype=n.GENOTYPE,
+            num_cells=n.NUM_CELLS,
+            num_conv_filters=n.NUM_CONV_FILTERS,
+            stem_multiplier=float(n.STEM_MULTIPLIER),
+            skip_reduction_layer_input=bool(n.SKIP_REDUCTION_LAYER_INPUT),
+            drop_path_keep_prob=float(n.DROP_PATH_KEEP_PROB),
+            bn_momentum=float(n.BN_MOMENTUM),
+            num_classes=0,
+            use_aux_head=False,
+        )
+    except ValueError as e:
+        raise ValueError(f"MODEL.NASNET: {e}") from None

@@ -23,7 +23,8 @@ from detectron2.engine import DefaultTrainer, default_setup
 from detectron2.evaluation import COCOEvaluator
 from detectron2.utils import comm
 
-import nasnet_det.data  # noqa: F401  (registers the built-in datasets)
+import nasnet_det.detection  # noqa: F401  (registers the NASNet parts and built-in datasets)
+from nasnet_det.detection import model_zoo
 from nasnet_det.detection.checkpoint import NASNetCheckpointer
 from nasnet_det.detection.config import get_nasnet_cfg
 from nasnet_det.detection.hooks import DropPathHook
@@ -55,8 +56,6 @@ class Trainer(DefaultTrainer):
 def load_config(config_file: str, opts: list[str] | None = None) -> CfgNode:
     """Default config + ``MODEL.NASNET``, merged with a yaml file (a path, or a model-zoo
     name such as ``COCO-Detection/faster_rcnn_nasnet_a_mobile_1x.yaml``) and KEY VALUE opts."""
-    from nasnet_det import model_zoo
-
     cfg = get_nasnet_cfg()
     if config_file:
         path = config_file

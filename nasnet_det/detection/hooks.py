@@ -1,7 +1,7 @@
 """A trainer hook that advances ScheduledDropPath with the iteration count.
 
-The schedule's progress is set explicitly, ``t = min(1, iter / total_steps)``, on every NASNet
-part of the model (backbone, FPN bottom-up, second stage), never by poking attributes.
+The schedule's progress is set explicitly, ``t = min(1, iter / total_steps)``, on every
+:class:`~nasnet_det.cells.CellStack` of the model (backbone, FPN bottom-up, second stage).
 """
 
 from __future__ import annotations
@@ -9,20 +9,18 @@ from __future__ import annotations
 from detectron2.engine import HookBase
 from torch import nn
 
+from nasnet_det.cells import CellStack
 from nasnet_det.drop_path import training_progress
 
 __all__ = ["DropPathHook", "set_drop_path_progress"]
 
 
 def set_drop_path_progress(model: nn.Module, progress: float) -> int:
-    """Call ``set_drop_path_progress(progress)`` on every submodule that offers it.
-
-    Returns how many modules were updated (0 for a model without NASNet parts).
-    """
-    model = getattr(model, "module", model)  # DistributedDataParallel
+    """Set ``progress`` on every :class:`~nasnet_det.cells.CellStack` (the modules that own the
+    schedule) inside ``model``. Returns how many were updated (0 without NASNet parts)."""
     count = 0
     for m in model.modules():
-        if m is not model and callable(getattr(m, "set_drop_path_progress", None)):
+        if isinstance(m, CellStack):
             m.set_drop_path_progress(progress)
             count += 1
     return count

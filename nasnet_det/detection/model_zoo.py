@@ -21,7 +21,7 @@ __all__ = ["DETECTION_FOLDERS", "config_root", "get_config", "get_config_file", 
 
 def config_root() -> Path:
     """The folder holding the model-zoo configs (installed copy first, then the checkout)."""
-    here = Path(__file__).resolve().parent
+    here = Path(__file__).resolve().parents[1]  # the nasnet_det package
     for root in (here / "configs", here.parent / "configs"):
         if (root / "Base-NASNet-C4.yaml").is_file():
             return root
@@ -59,7 +59,6 @@ def get_config_file(config_path: str) -> str:
 
 def get_config(config_path: str) -> CfgNode:
     """Detectron2's default config plus ``MODEL.NASNET``, merged with the model-zoo file."""
-    import nasnet_det.detection  # noqa: F401  (registers the backbone and ROI heads)
     from nasnet_det.detection.config import get_nasnet_cfg
 
     cfg = get_nasnet_cfg()

@@ -2,7 +2,7 @@
 
 Registered beside Detectron2's ``Res5ROIHeads`` (which runs ResNet's res5 on the crops): crops
 of the RPN map are split back into the hidden states they were concatenated from, fed to the
-remaining cells of the same :class:`NASNet` as (previous, current) inputs, then ReLU, average
+remaining cells of the same network as (previous, current) inputs, then ReLU, average
 pooling and Detectron2's ``FastRCNNOutputLayers``.
 """
 
@@ -20,51 +20,37 @@ from detectron2.modeling.roi_heads.fast_rcnn import FastRCNNOutputLayers
 from detectron2.structures import ImageList, Instances
 from torch import nn
 
-from nasnet_det.detection.backbone import convert_norm, nasnet_from_cfg, second_stage_layout
-from nasnet_det.drop_path import scheduled_keep_prob
-from nasnet_det.nasnet import NASNet
+from nasnet_det.detection.backbone import convert_norm
+from nasnet_det.detection.config import nasnet_config_from_cfg
+from nasnet_det.nasnet import NASNetConfig, build_cells, plan_nasnet
 
 __all__ = ["NASNetROIHeads", "NASNetSecondStage"]
 
 
 class NASNetSecondStage(nn.Module):
-    """Cells ``start ..`` of a :class:`NASNet` applied to crops of the first-stage concat.
+    """Cells ``start ..`` of a NASNet applied to crops of the first-stage concat.
 
-    ``forward`` maps crops ``[R, sum(channels), S, S]`` to ReLU'd features
-    ``[R, model.num_features, ceil(S / 2), ceil(S / 2)]``. ``cells`` is keyed by the cells'
-    indices in the classification model, so parameter names read ``cells.{i}.*`` there too.
+    Only those cells are built (from ``cfg`` and the layout's split). ``forward`` maps crops
+    ``[R, sum(channels), S, S]`` to ReLU'd features ``[R, num_features, ceil(S / 2),
+    ceil(S / 2)]``. ``cells`` is keyed by the cells' indices in the classification model, so
+    parameter names read ``cells.{i}.*`` there too.
     """
 
-    def __init__(self, model: NASNet, drop_path_keep_prob: float = 1.0) -> None:
+    def __init__(self, cfg: NASNetConfig) -> None:
         super().__init__()
-        layout = second_stage_layout(model)
-        self.inputs = layout.inputs
-        self.split_channels = list(layout.channels)
-        self.in_channels = sum(layout.channels)
-        self.out_channels = model.num_features
-        self.start = layout.start
-        self.cells = nn.ModuleDict(
-            {str(i): model.cells[i] for i in range(layout.start, len(model.cells))}
-        )
-        self.prev_index = {i: model.prev_index[i] for i in range(layout.start, len(model.cells))}
-        self.total_cells = len(model.cells)
-        self.drop_path_keep_prob = drop_path_keep_prob
-        self.set_drop_path_progress(0.0)
-
-    def set_drop_path_progress(self, progress: float) -> None:
-        """ScheduledDropPath's ``t``; the schedule runs on as in the classification network."""
-        for key, cell in self.cells.items():
-            cell.drop_path_keep_prob = scheduled_keep_prob(
-                self.drop_path_keep_prob, int(key), self.total_cells, progress
-            )
+        layout = plan_nasnet(cfg)
+        split = layout.second_stage_split()
+        self.inputs = split.inputs
+        self.split_channels = list(split.channels)
+        self.in_channels = sum(split.channels)
+        self.out_channels = layout.num_features
+        self.start = split.start
+        self.cells = build_cells(cfg, layout, range(split.start, len(layout.cells)))
+        self._last = len(layout.cells)  # output index of the last cell
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        outs = dict(zip(self.inputs, torch.split(x, self.split_channels, dim=1)))
-        for key, cell in self.cells.items():
-            i = int(key)
-            p = self.prev_index[i]
-            outs[i + 1] = cell(outs[i], None if p is None else outs[p])
-        return F.relu(outs[len(self.cells) + self.start])
+        states = dict(zip(self.inputs, torch.split(x, self.split_channels, dim=1)))
+        return F.relu(self.cells(states)[self._last])
 
 
 @ROI_HEADS_REGISTRY.register()
@@ -104,9 +90,7 @@ class NASNetROIHeads(ROIHeads):
                 f"got {in_features} (backbone gives {sorted(input_shape)})"
             )
         shape = input_shape[in_features[0]]
-        second_stage = NASNetSecondStage(
-            nasnet_from_cfg(cfg), drop_path_keep_prob=float(cfg.MODEL.NASNET.DROP_PATH_KEEP_PROB)
-        )
+        second_stage = NASNetSecondStage(nasnet_config_from_cfg(cfg))
         if shape.channels != second_stage.in_channels:
             raise ValueError(
                 f"feature {in_features[0]!r} has {shape.channels} channels but the second stage "

@@ -276,10 +276,13 @@ def register_genotype(name: str, genotype: Genotype) -> None:
     GENOTYPES[name] = genotype
 
 
-def get_genotype(name_or_path: str | os.PathLike | Genotype) -> Genotype:
-    """Resolve a registered name, a ``.json`` path, or pass a :class:`Genotype` through."""
+def get_genotype(name_or_path: str | os.PathLike | Genotype | dict[str, Any]) -> Genotype:
+    """Resolve a registered name, a ``.json`` path or a :meth:`Genotype.to_dict` dict (as
+    checkpoints inline it), or pass a :class:`Genotype` through."""
     if isinstance(name_or_path, Genotype):
         return name_or_path
+    if isinstance(name_or_path, dict):
+        return Genotype.from_dict(name_or_path, "inline genotype")
     key = os.fspath(name_or_path)
     if key in GENOTYPES:
         return GENOTYPES[key]

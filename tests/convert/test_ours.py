@@ -91,9 +91,9 @@ def _detector_keys_loaded(path: Path, cfg) -> None:
 def test_detectron2_checkpoint_loads_into_mobile_detector(tmp_path):
     """Cadene's full-width NASNet-A Mobile -> detector weights -> the mobile model-zoo config."""
     pretrainedmodels = pytest.importorskip("pretrainedmodels")
-    from nasnet_det.convert.ours import DETECTION_CONFIGS
     from nasnet_det.detection.config import get_nasnet_cfg
-    from nasnet_det.model_zoo import get_config_file
+    from nasnet_det.detection.convert import DETECTION_CONFIGS
+    from nasnet_det.detection.model_zoo import get_config_file
 
     src = tmp_path / "cadene.pth"
     torch.save(pretrainedmodels.nasnetamobile(num_classes=1000, pretrained=None).state_dict(), src)
@@ -106,9 +106,9 @@ def test_detectron2_checkpoint_loads_into_mobile_detector(tmp_path):
 
 
 def test_detectron2_checkpoint_loads_into_large_detector_tiny(tmp_path):
-    from nasnet_det.convert.ours import DETECTION_CONFIGS
     from nasnet_det.detection.config import get_nasnet_cfg
-    from nasnet_det.model_zoo import get_config_file
+    from nasnet_det.detection.convert import DETECTION_CONFIGS
+    from nasnet_det.detection.model_zoo import get_config_file
 
     _training_checkpoint(tmp_path / "last.pth", "nasnet_a_large", use_aux_head=False)
     out = tmp_path / "d2.pth"

@@ -8,7 +8,6 @@ import torch
 from detectron2.layers import FrozenBatchNorm2d, ShapeSpec
 from detectron2.modeling import build_backbone
 
-from nasnet_det.detection import second_stage_layout
 from nasnet_det.detection.config import get_nasnet_cfg
 from nasnet_det.nasnet import build_nasnet
 
@@ -75,7 +74,7 @@ def test_large_331_input_gives_21x21_map_and_skip_input_is_in_the_concat():
     # skip_reduction_layer_input: cell_12 (after reduction_cell_1) reads cell_10's output, so
     # the concat must carry cell_10 and cell_11 (outputs 14 and 15).
     model = build_nasnet("nasnet_a_large", num_conv_filters=4, num_classes=0, use_aux_head=False)
-    layout = second_stage_layout(model)
+    layout = model.layout.second_stage_split()
     assert model.cell_names[layout.start] == "reduction_cell_1"
     assert model.cell_names[layout.start + 1] == "cell_12"
     assert model.prev_index[layout.start + 1] == layout.inputs[0]

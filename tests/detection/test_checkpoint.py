@@ -6,8 +6,7 @@ import pytest
 import torch
 from detectron2.modeling import build_model
 
-from nasnet_det import model_zoo
-from nasnet_det.detection import NASNetCheckpointer, classification_to_detectron2
+from nasnet_det.detection import NASNetCheckpointer, classification_to_detectron2, model_zoo
 from nasnet_det.detection.checkpoint import CheckpointMismatchError
 from nasnet_det.detection.config import get_nasnet_cfg
 from nasnet_det.nasnet import build_nasnet
@@ -45,7 +44,17 @@ def test_key_mapping_splits_at_reduction_cell_1():
     assert "roi_heads.second_stage.cells.5.pre0.conv.weight" in mapped
     assert not any(k.startswith(("backbone.cells.5", "classifier", "aux_head")) for k in mapped)
     assert not any("classifier" in k or "aux_head" in k for k in mapped)
-    assert not any(k.endswith("num_batches_tracked") for k in mapped)  # FrozenBN has none
+    # Exactly the NASNet tensors of Detectron2's model: its FrozenBatchNorm2d (made from BN)
+    # keeps num_batches_tracked in 0.7.2, so the counters are mapped too; GN keeps no stats.
+    for norm in ("FrozenBN", "GN"):
+        cfg = tiny_cfg(norm)
+        mapped = classification_to_detectron2(net.state_dict(), cfg)
+        want = {
+            k
+            for k in build_model(cfg).state_dict()
+            if k.startswith(("backbone.", "roi_heads.second_stage."))
+        }
+        assert set(mapped) == want
 
 
 @pytest.mark.parametrize("norm", ["FrozenBN", "GN"])

@@ -6,7 +6,7 @@ import pytest
 import torch
 from detectron2.modeling import build_model
 
-from nasnet_det import model_zoo
+from nasnet_det.detection import model_zoo
 from nasnet_det.detection.config import get_nasnet_cfg
 
 from .test_backbone import TOY

@@ -2,8 +2,8 @@
 
 import pytest
 
-from nasnet_det.detection.backbone import nasnet_from_cfg
-from nasnet_det.detection.config import get_nasnet_cfg
+from nasnet_det.detection.config import get_nasnet_cfg, nasnet_config_from_cfg
+from nasnet_det.nasnet import NASNet
 from nasnet_det.ops import PoolBranch
 
 
@@ -23,11 +23,11 @@ def test_pool_pad_key(pool_pad, expected):
     cfg.MODEL.NASNET.NUM_CONV_FILTERS = 4
     cfg.MODEL.NASNET.POOL_PAD = pool_pad
     # Empty keeps the preset's choice (Large follows timm's port).
-    assert _count_pad(nasnet_from_cfg(cfg)) == expected
+    assert _count_pad(NASNet(nasnet_config_from_cfg(cfg))) == expected
 
 
 def test_bad_pool_pad_is_one_clear_error():
     cfg = get_nasnet_cfg()
     cfg.MODEL.NASNET.POOL_PAD = "reflect"
     with pytest.raises(ValueError, match="pool_pad must be 'tf' or 'timm'"):
-        nasnet_from_cfg(cfg)
+        nasnet_config_from_cfg(cfg)

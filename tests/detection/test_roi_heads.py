@@ -9,8 +9,7 @@ from detectron2.modeling.roi_heads import build_roi_heads
 from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import EventStorage
 
-from nasnet_det import model_zoo
-from nasnet_det.detection import set_drop_path_progress
+from nasnet_det.detection import model_zoo, set_drop_path_progress
 from nasnet_det.detection.config import get_nasnet_cfg
 
 

@@ -183,7 +183,8 @@ def test_train_fn_registry_never_imports_from_a_config(tmp_path, monkeypatch):
 
 def test_python_dicts_resolve_like_files():
     cfg = resolve_config(DEMO_CONFIG)
-    assert cfg["data"]["name"] == "digits" and cfg.strategy.population_size == 12
+    assert cfg.data.name == DEMO_CONFIG["data"]["name"]
+    assert cfg.strategy.population_size == DEMO_CONFIG["strategy"]["population_size"]
     with pytest.raises(ValueError, match="unknown config key chld.epochs"):
         resolve_config({"chld": {"epochs": 1}})
     with pytest.raises(ValueError, match="child.epochs must be an integer >= 1"):

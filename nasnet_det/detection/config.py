@@ -64,6 +64,21 @@ def add_nasnet_config(cfg: CN) -> CN:
     # cells of the middle stack (stride 16) for the C4-style detector. "c2".."c5": the last
     # cell output at stride 4, 8, 16, 32 (for FPN).
     _C.MODEL.NASNET.OUT_FEATURES = ["nasnet_16"]
+
+    # Datasets registered from the config (nasnet_det.detection.datasets.register_from_config,
+    # called by tools/train_net.py and tools/predict.py before anything runs), so that a custom
+    # dataset needs no Python and the config.yaml dumped to OUTPUT_DIR re-creates the run. Each
+    # entry is a list; the names then go into DATASETS.TRAIN / DATASETS.TEST. Relative paths are
+    # relative to the working directory, as Detectron2's own "datasets/" folder is.
+    # COCO format: [name, annotation json, image folder], e.g.
+    #   COCO_JSON: [["trees_train", "datasets/trees/train.json", "datasets/trees/images"]]
+    _C.DATASETS.COCO_JSON = []
+    # Pascal VOC layout: [name, folder, image set, class names], the folder holding
+    # Annotations/<id>.xml, JPEGImages/<id>.jpg|.jpeg|.png and ImageSets/Main/<image set>.txt;
+    # the class names are comma separated ("Tree" or "cat,dog"), or "" to read one name a line
+    # from <folder>/labels.txt. E.g.
+    #   VOC: [["trees_val", "datasets/trees_voc", "val", "Tree"]]
+    _C.DATASETS.VOC = []
     return cfg
 
 

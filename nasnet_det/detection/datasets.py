@@ -1,22 +1,54 @@
-"""Datasets registered with Detectron2 on ``import nasnet_det.detection``.
+"""Datasets for Detectron2: the built-in digits set and datasets named in a config.
 
-``nasnet_digits_train``, ``nasnet_digits_val`` and ``nasnet_digits_val_mini`` (16 val images):
-handwritten digits on real photographs (see :mod:`nasnet_det.data.digits`), generated on
-first use into ``$NASNET_DET_CACHE`` or ``./datasets/nasnet_digits``. Real COCO is registered by
-Detectron2 itself (``coco_2017_train`` etc. under ``$DETECTRON2_DATASETS``).
+Built in (registered on ``import nasnet_det.detection``): ``nasnet_digits_train``,
+``nasnet_digits_val`` and ``nasnet_digits_val_mini`` (16 val images), handwritten digits on real
+photographs (see :mod:`nasnet_det.data.digits`), generated on first use into
+``$NASNET_DET_CACHE`` or ``./datasets/nasnet_digits``. Real COCO is registered by Detectron2
+itself (``coco_2017_train`` etc. under ``$DETECTRON2_DATASETS``).
+
+From the config (:func:`register_from_config`, called by ``tools/train_net.py`` and
+``tools/predict.py`` before anything else runs): ``DATASETS.COCO_JSON`` entries
+``[name, annotation json, image folder]`` and ``DATASETS.VOC`` entries
+``[name, folder, image set, class names]``. Each is read and checked completely at registration,
+so a bad file is one ``ValueError`` (``FileNotFoundError`` for a missing path) naming the file and
+the entry before any output exists; the records are kept and handed out by ``DatasetCatalog``.
+COCO category ids need not be contiguous: Detectron2's ``load_coco_json`` maps them to
+``0..K-1`` and its ``COCOEvaluator`` maps results back through the metadata it records.
 """
 
 from __future__ import annotations
 
+import copy
+import logging
 import os
+import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import Any
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import load_coco_json
+from detectron2.structures import BoxMode
 
 from nasnet_det.data import CLASSES, SPLITS, DigitsSpec, build_digits_dataset, default_root
 
-__all__ = ["register_nasnet_digits"]
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "check_num_classes",
+    "load_voc",
+    "register_coco_json",
+    "register_from_config",
+    "register_nasnet_digits",
+    "register_voc",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Image file suffixes looked for in a VOC folder's JPEGImages/ (in this order).
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
+
+# name -> the config entry it was registered from; these may be re-registered (a second run in
+# the same process, e.g. tests), any other registered name may not be taken.
+_FROM_CONFIG: dict[str, tuple] = {}
 
 
 def register_nasnet_digits(
@@ -51,6 +83,298 @@ def register_nasnet_digits(
             thing_classes=list(CLASSES),
         )
     return names
+
+
+def _free_name(name: str, what: str) -> None:
+    """Make room for ``name``: an earlier config registration is dropped, any other refused."""
+    if name in _FROM_CONFIG:
+        DatasetCatalog.remove(name)
+        MetadataCatalog.remove(name)
+        del _FROM_CONFIG[name]
+    elif name in DatasetCatalog.list():
+        raise ValueError(
+            f"{what}: the name is already registered (a built-in dataset); choose another name"
+        )
+
+
+def _register(name: str, source: tuple, records: list[dict], **metadata: Any) -> None:
+    # The records were read and checked once, at registration; each get() hands out a copy
+    # (Detectron2's mappers mutate what they are given).
+    DatasetCatalog.register(name, lambda records=records: copy.deepcopy(records))
+    MetadataCatalog.get(name).set(evaluator_type="coco", **metadata)
+    _FROM_CONFIG[name] = source
+
+
+def _dir(path: str, what: str) -> Path:
+    p = Path(path)
+    if not p.is_dir():
+        state = "is not a folder" if p.exists() else "does not exist"
+        raise FileNotFoundError(f"{what} {str(p)!r} {state}")
+    return p
+
+
+def _file(path: Path | str, what: str) -> Path:
+    p = Path(path)
+    if not p.is_file():
+        state = "is not a file" if p.exists() else "does not exist"
+        raise FileNotFoundError(f"{what} {str(p)!r} {state}")
+    return p
+
+
+def register_coco_json(name: str, json_file: str, image_root: str) -> list[dict]:
+    """Register a COCO-format annotation file and its image folder as ``name``.
+
+    The file is checked as ``tools/eval_coco.py`` checks ground truth (layout, ids, category
+    references, boxes), every image must exist under ``image_root``, and there must be at least
+    one image and one annotation. Returns the Detectron2 records.
+    """
+    from nasnet_det.evaluation.inputs import load_json_file, validate_gt
+
+    what = f"DATASETS.COCO_JSON {name!r}"
+    _free_name(name, what)
+    _file(json_file, f"{what}: annotation file")
+    root = _dir(image_root, f"{what}: image folder")
+    gt = load_json_file(json_file, f"{what}: annotation")
+    validate_gt(gt, "bbox", f"{what}: {json_file}")
+    if not gt["images"]:
+        raise ValueError(f"{what}: {json_file} has no images (an empty dataset)")
+    if not gt["annotations"]:
+        raise ValueError(f"{what}: {json_file} has no annotations (an empty dataset)")
+    for i, im in enumerate(gt["images"]):
+        if type(im.get("file_name")) is not str:
+            raise ValueError(f"{what}: {json_file}: images[{i}] (id {im['id']}) has no file_name")
+        _file(root / im["file_name"], f"{what}: {json_file}: images[{i}] (id {im['id']}): image")
+    # Detectron2's loader: maps category ids to 0..K-1 and records the mapping in the metadata
+    # (thing_dataset_id_to_contiguous_id) that COCOEvaluator uses to map results back.
+    records = load_coco_json(str(json_file), str(root), name)
+    meta = MetadataCatalog.get(name)
+    mapping = dict(meta.thing_dataset_id_to_contiguous_id)
+    classes = list(meta.thing_classes)
+    _register(
+        name,
+        ("DATASETS.COCO_JSON", name, str(json_file), str(image_root)),
+        records,
+        json_file=str(json_file),
+        image_root=str(root),
+        thing_classes=classes,
+        thing_dataset_id_to_contiguous_id=mapping,
+    )
+    logger.info(
+        "dataset %s: %d images, %d boxes, %d categories from %s",
+        name,
+        len(records),
+        len(gt["annotations"]),
+        len(classes),
+        json_file,
+    )
+    return records
+
+
+def _voc_number(obj: ET.Element, key: str, where: str) -> float:
+    node = obj.find(key)
+    try:
+        return float(node.text)  # type: ignore[union-attr,arg-type]
+    except (AttributeError, TypeError, ValueError):
+        text = None if node is None else node.text
+        raise ValueError(f"{where}: <{key}> is {text!r}, expected a number") from None
+
+
+def load_voc(folder: str, image_set: str, classes: list[str], what: str = "VOC") -> list[dict]:
+    """Read and check a Pascal VOC folder's image set into Detectron2 records.
+
+    ``folder`` holds ``Annotations/<id>.xml``, ``JPEGImages/<id>`` with one of
+    :data:`IMAGE_EXTENSIONS` and ``ImageSets/Main/<image_set>.txt`` (one id a line). Boxes are
+    converted as Detectron2's ``load_voc_instances`` does (VOC pixel indices start at 1, so
+    ``xmin``/``ymin`` move by -1, clipped at 0); image ids are 1, 2, ... in image-set order.
+    A box must lie inside its image (``0 <= xmin < xmax <= width``, same for y) and its label
+    must be in ``classes``; the first violation raises one line naming the xml file and object.
+    """
+    root = _dir(folder, f"{what}: folder")
+    ann_dir = _dir(str(root / "Annotations"), f"{what}: annotation folder")
+    img_dir = _dir(str(root / "JPEGImages"), f"{what}: image folder")
+    list_file = _file(root / "ImageSets" / "Main" / f"{image_set}.txt", f"{what}: image set")
+    ids = [line.split()[0] for line in list_file.read_text().splitlines() if line.strip()]
+    if not ids:
+        raise ValueError(f"{what}: image set {str(list_file)!r} lists no images (an empty dataset)")
+    index = {c: i for i, c in enumerate(classes)}
+    records, num_boxes = [], 0
+    for image_id, fileid in enumerate(ids, start=1):
+        xml = _file(
+            ann_dir / f"{fileid}.xml", f"{what}: {list_file.name} line {image_id}: annotation"
+        )
+        image = next((img_dir / (fileid + e) for e in IMAGE_EXTENSIONS
+                      if (img_dir / (fileid + e)).is_file()), None)  # fmt: skip
+        if image is None:
+            raise FileNotFoundError(
+                f"{what}: {list_file.name} line {image_id}: no image {fileid}"
+                f"{{{','.join(IMAGE_EXTENSIONS)}}} in {str(img_dir)!r}"
+            )
+        try:
+            tree = ET.parse(xml)
+        except ET.ParseError as e:
+            raise ValueError(f"{what}: {str(xml)!r} is not valid XML: {e}") from None
+        size = tree.find("size")
+        if size is None:
+            raise ValueError(f"{what}: {str(xml)!r} has no <size> (width, height)")
+        width = _voc_number(size, "width", f"{what}: {str(xml)!r} <size>")
+        height = _voc_number(size, "height", f"{what}: {str(xml)!r} <size>")
+        if width <= 0 or height <= 0:
+            raise ValueError(f"{what}: {str(xml)!r} has image size {width:g}x{height:g}")
+        annotations = []
+        for k, obj in enumerate(tree.findall("object"), start=1):
+            where = f"{what}: {str(xml)!r} object {k}"
+            label = (obj.findtext("name") or "").strip()
+            if label not in index:
+                raise ValueError(
+                    f"{where} has label {label!r}, which is not in the class list {classes}"
+                )
+            bndbox = obj.find("bndbox")
+            if bndbox is None:
+                raise ValueError(f"{where} ({label}) has no <bndbox>")
+            box = [_voc_number(bndbox, key, f"{where} ({label})")
+                   for key in ("xmin", "ymin", "xmax", "ymax")]  # fmt: skip
+            x0, y0, x1, y1 = box
+            if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
+                raise ValueError(
+                    f"{where} ({label}) has box [xmin {x0:g}, ymin {y0:g}, xmax {x1:g}, "
+                    f"ymax {y1:g}] outside the {width:g}x{height:g} image (or empty)"
+                )
+            annotations.append(
+                {
+                    "bbox": [max(x0 - 1.0, 0.0), max(y0 - 1.0, 0.0), x1, y1],
+                    "bbox_mode": BoxMode.XYXY_ABS,
+                    "category_id": index[label],
+                    "iscrowd": 0,
+                }
+            )
+        num_boxes += len(annotations)
+        records.append(
+            {
+                "file_name": str(image),
+                "image_id": image_id,
+                "height": int(height),
+                "width": int(width),
+                "annotations": annotations,
+            }
+        )
+    if not num_boxes:
+        raise ValueError(
+            f"{what}: the {len(ids)} images of {str(list_file)!r} have no objects "
+            "(an empty dataset)"
+        )
+    return records
+
+
+def _voc_classes(folder: str, classes: str, what: str) -> list[str]:
+    if classes.strip():
+        names = [c.strip() for c in classes.split(",")]
+        source = "the class list"
+    else:
+        labels = _file(Path(folder) / "labels.txt", f"{what}: class list (no class names given)")
+        names = [line.strip() for line in labels.read_text().splitlines() if line.strip()]
+        source = str(labels)
+    if not names or not all(names):
+        raise ValueError(f"{what}: {source} {classes!r} has an empty class name")
+    if len(set(names)) != len(names):
+        raise ValueError(f"{what}: {source} names a class twice: {names}")
+    return names
+
+
+def register_voc(name: str, folder: str, image_set: str, classes: str = "") -> list[dict]:
+    """Register a Pascal VOC folder's ``image_set`` as ``name`` (see :func:`load_voc`).
+
+    ``classes``: comma-separated class names, or ``""`` to read ``<folder>/labels.txt``.
+    Evaluated with COCO metrics (Detectron2's ``COCOEvaluator`` converts the records).
+    """
+    what = f"DATASETS.VOC {name!r}"
+    _free_name(name, what)
+    names = _voc_classes(folder, classes, what)
+    records = load_voc(folder, image_set, names, what)
+    _register(
+        name,
+        ("DATASETS.VOC", name, str(folder), image_set, classes),
+        records,
+        thing_classes=names,
+        dirname=str(folder),
+        split=image_set,
+    )
+    logger.info(
+        "dataset %s: %d images, %d boxes, %d classes from %s (%s)",
+        name,
+        len(records),
+        sum(len(r["annotations"]) for r in records),
+        len(names),
+        folder,
+        image_set,
+    )
+    return records
+
+
+def _entries(cfg, key: str, sizes: tuple[int, ...], shape: str) -> list[list[str]]:
+    out = []
+    for i, entry in enumerate(cfg.DATASETS.get(key, [])):
+        if (
+            not isinstance(entry, (list, tuple))
+            or len(entry) not in sizes
+            or not all(isinstance(v, str) for v in entry)
+            or not entry[0]
+        ):
+            raise ValueError(f"DATASETS.{key}[{i}] must be {shape} (strings), got {entry!r}")
+        out.append(list(entry))
+    names = [e[0] for e in out]
+    return out if len(set(names)) == len(names) else _duplicate(key, names)
+
+
+def _duplicate(key: str, names: list[str]) -> list:
+    twice = sorted({n for n in names if names.count(n) > 1})
+    raise ValueError(f"DATASETS.{key} names {twice} more than once")
+
+
+def register_from_config(cfg) -> list[str]:
+    """Register every ``DATASETS.COCO_JSON`` and ``DATASETS.VOC`` entry, then check that
+    ``DATASETS.TRAIN``/``TEST`` name registered datasets and that the class count matches
+    (:func:`check_num_classes`). Returns the names registered here."""
+    coco = _entries(cfg, "COCO_JSON", (3,), "[name, annotation json, image folder]")
+    voc = _entries(cfg, "VOC", (3, 4), "[name, folder, image set, class names]")
+    both = [e[0] for e in coco] + [e[0] for e in voc]
+    if len(set(both)) != len(both):
+        _duplicate("COCO_JSON and DATASETS.VOC", both)
+    for name, json_file, image_root in coco:
+        register_coco_json(name, json_file, image_root)
+    for name, folder, image_set, *classes in voc:
+        register_voc(name, folder, image_set, classes[0] if classes else "")
+    known = set(DatasetCatalog.list())
+    for key in ("TRAIN", "TEST"):
+        for name in cfg.DATASETS[key]:
+            if name not in known:
+                raise ValueError(
+                    f"DATASETS.{key} names {name!r}, which is not registered; register it with "
+                    "DATASETS.COCO_JSON or DATASETS.VOC, or use a built-in name "
+                    "(nasnet_digits_train, coco_2017_train, ...)"
+                )
+    check_num_classes(cfg)
+    return both
+
+
+def check_num_classes(cfg) -> None:
+    """Raise if the detector's class count differs from a config-registered dataset's.
+
+    Reads ``MODEL.RETINANET.NUM_CLASSES`` for RetinaNet, ``MODEL.ROI_HEADS.NUM_CLASSES``
+    otherwise. Datasets registered elsewhere (built-in, COCO) are the user's responsibility.
+    """
+    retina = cfg.MODEL.META_ARCHITECTURE == "RetinaNet"
+    key = "MODEL.RETINANET.NUM_CLASSES" if retina else "MODEL.ROI_HEADS.NUM_CLASSES"
+    num = cfg.MODEL.RETINANET.NUM_CLASSES if retina else cfg.MODEL.ROI_HEADS.NUM_CLASSES
+    for name in (*cfg.DATASETS.TRAIN, *cfg.DATASETS.TEST):
+        if name not in _FROM_CONFIG:
+            continue
+        classes = MetadataCatalog.get(name).thing_classes
+        if len(classes) != num:
+            shown = ", ".join(classes[:8]) + (", ..." if len(classes) > 8 else "")
+            raise ValueError(
+                f"{key} is {num} but dataset {name!r} has {len(classes)} categories ({shown}); "
+                f"set {key} {len(classes)}"
+            )
 
 
 register_nasnet_digits()

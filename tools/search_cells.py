@@ -40,8 +40,6 @@ def compare(run_dirs: list[str], output: str) -> int:
 
     from nasnet_det.search.outputs import plot_rewards
 
-    from nasnet_det.io import check_output_file
-
     if Path(output).is_dir():
         raise ValueError(f"--output {output!r} is a folder; with --compare it names a PNG file")
     missing = [d for d in run_dirs if not (Path(d) / "leaderboard.csv").is_file()]

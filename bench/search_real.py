@@ -27,9 +27,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -99,14 +99,13 @@ def _load(path: Path) -> dict | None:
 
 
 # ---------------------------------------------------------------------------------- strategies
-def run_strategy(name: str, seed: int, children: int, folder: str) -> dict:
-    """One search run; returns its record (also stored in ``folder/{name}_s{seed}.json``)."""
-    import torch
+def run_strategy(name: str, seed: int, children: int, folder: str) -> Iterator[int]:
+    """One search run, a round per ``next()`` (yields the distinct children trained so far);
+    its record is rewritten to ``folder/{name}_s{seed}.json`` after every child."""
     from nasnet_det.search.strategies import build_strategy
 
     from nasnet_det.io import atomic_write_json
 
-    torch.set_num_threads(1)
     space = _space()
     path = Path(folder) / f"{name}_s{seed}.json"
     stored = _load(path)
@@ -118,7 +117,6 @@ def run_strategy(name: str, seed: int, children: int, folder: str) -> dict:
     rec = {"setup": setup, "proposals": [], "done": False}
     strategy = build_strategy(name, space, seed, **STRATEGY_PARAMS[name])
     known: dict[str, float] = {}
-    t0 = time.time()
     while len(known) < children and len(rec["proposals"]) < 10 * children:
         n = min(strategy.batch_size, children - len(known))
         kids = strategy.propose(n)
@@ -138,22 +136,30 @@ def run_strategy(name: str, seed: int, children: int, folder: str) -> dict:
             rewards.append(row["reward"])
             if i >= len(old):
                 atomic_write_json(path, rec)
-                print(
-                    f"{name} seed {seed}: {len(known)}/{children} children, reward "
-                    f"{row['reward']:.4f}, best {max(known.values()):.4f} "
-                    f"({time.time() - t0:.0f} s)",
-                    flush=True,
-                )
         strategy.observe(kids, rewards)
+        if len(rec["proposals"]) > len(old):
+            print(
+                f"{name} seed {seed}: {len(known)}/{children} children, best "
+                f"{max(known.values()):.4f}",
+                flush=True,
+            )
+        yield len(known)
     rec["done"] = True
     atomic_write_json(path, rec)
-    return rec
 
 
-def _unit(args: tuple) -> str:
-    name, seed, children, folder = args
-    run_strategy(name, seed, children, folder)
-    return f"{name} seed {seed}"
+def _group(units: list[tuple]) -> str:
+    """Advance every run of ``units`` one round in turn, so that all runs have trained about
+    the same number of children whenever the benchmark is stopped."""
+    import torch
+
+    torch.set_num_threads(1)
+    runs = [run_strategy(*u) for u in units]
+    while runs:
+        for r in list(runs):
+            if next(r, None) is None:
+                runs.remove(r)
+    return ", ".join(f"{u[0]} seed {u[1]}" for u in units)
 
 
 def cmd_strategies(a: argparse.Namespace) -> None:
@@ -161,13 +167,13 @@ def cmd_strategies(a: argparse.Namespace) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     units = [(n, s, a.children, str(folder)) for s in range(a.seeds) for n in a.strategies]
     if a.jobs <= 1:
-        for u in units:
-            print("finished", _unit(u), flush=True)
+        print("finished", _group(units), flush=True)
         return
     import multiprocessing as mp
 
-    with mp.get_context("spawn").Pool(a.jobs, maxtasksperchild=1) as pool:
-        for msg in pool.imap_unordered(_unit, units):
+    groups = [units[j :: a.jobs] for j in range(a.jobs)]
+    with mp.get_context("spawn").Pool(a.jobs) as pool:
+        for msg in pool.imap_unordered(_group, groups):
             print("finished", msg, flush=True)
 
 
@@ -187,6 +193,23 @@ WS = {
 }
 
 
+REFERENCE = "2 epochs (search proxy)"
+
+
+def _ranking_children(space, n: int) -> list[tuple[int, ...]]:
+    """The first ``n`` distinct children of random search with seed 0 (uniform samples of the
+    space), so that their search-proxy accuracies come from the strategies benchmark."""
+    from nasnet_det.search.strategies import build_strategy
+
+    strategy = build_strategy("random", space, 0, **STRATEGY_PARAMS["random"])
+    kids: list[tuple[int, ...]] = []
+    while len(kids) < n:
+        for d in strategy.propose(min(strategy.batch_size, n - len(kids))):
+            if d not in kids:
+                kids.append(d)
+    return kids
+
+
 def cmd_ranking(a: argparse.Namespace) -> None:
     import torch
 
@@ -194,56 +217,73 @@ def cmd_ranking(a: argparse.Namespace) -> None:
 
     torch.set_num_threads(1)
     space = _space()
-    folder = Path(a.output) / "ranking"
+    out = Path(a.output)
+    folder = out / "ranking"
     folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(a.ranking_seed)
-    kids: list[tuple[int, ...]] = []
-    while len(kids) < a.ranking_children:
-        d = space.sample(rng)
-        if d not in kids:
-            kids.append(d)
-    # Standalone scores: (label, epochs, seed).
-    variants = [
-        (f"{a.full_epochs} epochs", a.full_epochs, CHILD_SEED),
-        ("2 epochs (search proxy)", 2, CHILD_SEED),
-        ("2 epochs, other seed", 2, CHILD_SEED + 1),
-        ("1 epoch", 1, CHILD_SEED),
-    ]
-    path = folder / "standalone.json"
-    rec = _load(path) or {}
-    for label, epochs, seed in variants:
+    kids = _ranking_children(space, a.ranking_children)
+    path, ws_path = folder / "standalone.json", folder / "weight_sharing.json"
+    rec, ws = _load(path) or {}, _load(ws_path) or {}
+    searched = _load(out / "strategies" / "random_s0.json") or {"proposals": []}
+    rows = rec.setdefault(REFERENCE, {})
+    for p in searched["proposals"]:
+        if not p["duplicate"] and p["key"] in {space.key(d) for d in kids}:
+            rows.setdefault(p["key"], {k: p[k] for k in ("reward", "cpu_s", "wall_s")})
+    # Cheapest and most telling first: each step is complete before the next starts.
+    steps = [(REFERENCE, 2, CHILD_SEED), ("1 epoch", 1, CHILD_SEED), "uniform"]
+    steps += [("2 epochs, another training seed", 2, CHILD_SEED + 1)]
+    steps += [(f"{a.full_epochs} epochs", a.full_epochs, CHILD_SEED), "fair", "candidates"]
+    for step in steps:
+        if isinstance(step, str):
+            if step not in ws:
+                ws[step] = shared_scores(space, kids, step, a.ws_checkpoints, a.recal_batches)
+                atomic_write_json(ws_path, ws)
+            continue
+        label, epochs, seed = step
         rows = rec.setdefault(label, {})
         for i, d in enumerate(kids):
             key = space.key(d)
-            if key in rows:
-                continue
-            rows[key] = _train(space, d, epochs, seed)
-            atomic_write_json(path, rec)
-            print(f"{label}: child {i + 1}/{len(kids)}: {rows[key]['reward']:.4f}", flush=True)
-    ws_path = folder / "weight_sharing.json"
-    ws = _load(ws_path) or {}
-    for sched in a.ws_schedules:
-        if sched in ws:
-            continue
-        ws[sched] = shared_scores(space, kids, sched, a.ws_checkpoints)
-        atomic_write_json(ws_path, ws)
+            if key not in rows:
+                rows[key] = _train(space, d, epochs, seed)
+                atomic_write_json(path, rec)
+                print(f"{label}: child {i + 1}/{len(kids)}: {rows[key]['reward']:.4f}", flush=True)
+        atomic_write_json(path, rec)
 
 
-def shared_scores(space, kids, schedule: str, checkpoints: list[int]) -> dict:
-    """Train one shared network with ``schedule`` (``uniform``: every step a uniformly random
-    child; ``candidates``: the scored children in turn, as a search round does) and score every
-    child after each number of steps in ``checkpoints``."""
+def _fair_paths(space, rng: np.random.Generator, n: int) -> list[tuple[int, ...]]:
+    """FairNAS-style strict fairness for the ops: in every run of ``len(space.ops)`` steps each
+    op decision takes every op once (independent permutations); inputs and combiners uniform."""
+    is_op = [k % 5 in (2, 3) for k in range(space.num_decisions)]
+    m = len(space.ops)
+    paths: list[tuple[int, ...]] = []
+    while len(paths) < n:
+        perms = [rng.permutation(m) if op else None for op in is_op]
+        for j in range(m):
+            d = list(space.sample(rng))
+            paths.append(tuple(int(p[j]) if p is not None else x for p, x in zip(perms, d)))
+    return paths[:n]
+
+
+def shared_scores(space, kids, schedule: str, checkpoints: list[int], recal: int) -> dict:
+    """Train one shared network with ``schedule`` and score every child after each number of
+    steps in ``checkpoints``, with each held-out batch's own BN statistics and with the child's
+    statistics re-estimated on ``recal`` training batches.
+
+    Schedules: ``uniform`` (every step a uniformly random child), ``fair`` (see
+    :func:`_fair_paths`), ``candidates`` (the scored children in turn, as a search round does).
+    """
     import torch
     from nasnet_det.search.weight_sharing import SharedScorer
 
     scorer = SharedScorer(space, WS, DATA, seed=0)
     rng = np.random.default_rng(1)
-    out: dict[str, Any] = {"checkpoints": {}}
+    out: dict[str, Any] = {"checkpoints": {}, "recal_batches": recal}
     done, t_cpu = 0, time.process_time()
     for target in checkpoints:
         n = target - done
         if schedule == "uniform":
             paths = [space.sample(rng) for _ in range(n)]
+        elif schedule == "fair":
+            paths = _fair_paths(space, rng, n)
         else:
             paths = [kids[(done + j) % len(kids)] for j in range(n)]
         scorer.cfg = {**scorer.cfg, "steps_per_round": n}
@@ -253,23 +293,29 @@ def shared_scores(space, kids, schedule: str, checkpoints: list[int]) -> dict:
         t1 = time.process_time()
         with torch.no_grad():
             scores = {space.key(d): scorer.score(d) for d in kids}
+        t2 = time.process_time()
+        with torch.no_grad():
+            recal_scores = {space.key(d): scorer.score(d, recalibrate=recal) for d in kids}
         out["checkpoints"][str(target)] = {
             "scores": scores,
+            "recal_scores": recal_scores,
             "train_cpu_s": train_cpu,
-            "score_cpu_s": time.process_time() - t1,
+            "score_cpu_s": t2 - t1,
+            "recal_cpu_s": time.process_time() - t2,
         }
+        t_cpu += time.process_time() - t1  # scoring is not training
         print(f"weight sharing ({schedule}): {target} steps scored", flush=True)
     return out
 
 
 # ---------------------------------------------------------------------------------- report
-def _best_so_far(run: dict) -> list[float]:
-    best, out = -math.inf, []
-    for p in run["proposals"]:
-        if not p["duplicate"]:
-            best = max(best, p["reward"])
-            out.append(best)
-    return out
+def _rewards(run: dict, n: int | None = None) -> list[float]:
+    """Rewards of the run's distinct children in training order (the first ``n``)."""
+    return [p["reward"] for p in run["proposals"] if not p["duplicate"]][:n]
+
+
+def _best_so_far(run: dict, n: int | None = None) -> list[float]:
+    return list(np.maximum.accumulate(_rewards(run, n)))
 
 
 def _fmt(xs) -> str:
@@ -281,11 +327,12 @@ def report_strategies(folder: Path, plot: str | None) -> str:
     runs: dict[str, list[dict]] = {}
     for f in sorted(folder.glob("*_s*.json")):
         r = json.loads(f.read_text())
-        if r["done"]:
+        if _rewards(r):
             runs.setdefault(r["setup"]["strategy"], []).append(r)
     if not runs:
-        return "no finished strategy runs\n"
-    n = min(len(_best_so_far(r)) for rs in runs.values() for r in rs)
+        return "no strategy runs\n"
+    # Every run is cut to the same number of trained children (runs advance round by round).
+    n = min(len(_rewards(r)) for rs in runs.values() for r in rs)
     marks = sorted({m for m in (n // 4, n // 2, n) if m > 0})
     lines = [
         "| strategy | seeds | "
@@ -297,12 +344,12 @@ def report_strategies(folder: Path, plot: str | None) -> str:
         if name not in runs:
             continue
         rs = runs[name]
-        curves = [_best_so_far(r)[:n] for r in rs]
-        top5 = []
+        curves = [_best_so_far(r, n) for r in rs]
+        top5 = [float(np.mean(sorted(_rewards(r, n), reverse=True)[:5])) for r in rs]
+        cpu_h = []
         for r in rs:
-            rew = sorted((p["reward"] for p in r["proposals"] if not p["duplicate"]), reverse=True)
-            top5.append(float(np.mean(rew[:5])))
-        cpu_h = [sum(p["cpu_s"] for p in r["proposals"]) / 3600 for r in rs]
+            trained = [p for p in r["proposals"] if not p["duplicate"]][:n]
+            cpu_h.append(sum(p["cpu_s"] for p in trained) / 3600)
         cells = [_fmt([c[m - 1] for c in curves]) for m in marks]
         lines.append(
             f"| {name} | {len(rs)} | " + " | ".join(cells) + f" | {_fmt(top5)} | "
@@ -327,7 +374,7 @@ def _plot(runs: dict, n: int, path: str) -> None:
     for name in STRATEGIES:
         if name not in runs:
             continue
-        c = 100 * np.array([_best_so_far(r)[:n] for r in runs[name]])
+        c = 100 * np.array([_best_so_far(r, n) for r in runs[name]])
         (line,) = ax.plot(x, c.mean(0), label=f"{name} ({len(c)} seeds)")
         ax.fill_between(x, c.min(0), c.max(0), color=line.get_color(), alpha=0.15)
     ax.set_xlabel("children trained")
@@ -340,49 +387,52 @@ def _plot(runs: dict, n: int, path: str) -> None:
     plt.close(fig)
 
 
-def report_ranking(folder: Path) -> str:
+def report_ranking(folder: Path, full_label: str) -> str:
     from nasnet_det.search.ranking import rank_correlation
 
-    sa, ws = _load(folder / "standalone.json"), _load(folder / "weight_sharing.json")
-    if not sa:
+    sa, ws = _load(folder / "standalone.json") or {}, _load(folder / "weight_sharing.json") or {}
+    keys = sorted(sa.get(REFERENCE, {}))
+    if not keys:
         return "no ranking results\n"
-    ref_label = next(iter(sa))
-    ref = sa[ref_label]
-    keys = sorted(ref)
-    y = [ref[k]["reward"] for k in keys]
-    lines = [
-        f"Reference: standalone accuracy after {ref_label} ({len(keys)} children).",
-        "",
-        "| score | Kendall tau | Spearman rho | CPU-seconds per child |",
-        "| --- | --- | --- | --- |",
-    ]
+    scores: dict[str, tuple[list[float], float]] = {}  # label -> (scores, CPU-s per child)
     for label, rows in sa.items():
-        if label == ref_label or set(rows) != set(keys):
-            continue
-        c = rank_correlation([rows[k]["reward"] for k in keys], y)
-        cpu = np.mean([rows[k]["cpu_s"] for k in keys])
-        lines.append(f"| standalone, {label} | {c.tau:.2f} | {c.rho:.2f} | {cpu:.1f} |")
-    proxy = sa.get("2 epochs (search proxy)")
-    for sched, res in (ws or {}).items():
+        if set(rows) >= set(keys):
+            cpu = float(np.mean([rows[k]["cpu_s"] for k in keys]))
+            scores[f"standalone, {label}"] = ([rows[k]["reward"] for k in keys], cpu)
+    for sched, res in ws.items():
         for steps, cp in res["checkpoints"].items():
-            s = [cp["scores"][k] for k in keys]
-            c = rank_correlation(s, y)
-            extra = ""
-            if proxy and set(proxy) == set(keys):
-                cp2 = rank_correlation(s, [proxy[k]["reward"] for k in keys])
-                extra = f" (vs 2-epoch proxy: tau {cp2.tau:.2f})"
             cpu = (cp["train_cpu_s"] + cp["score_cpu_s"]) / len(keys)
-            lines.append(
-                f"| weight sharing, {sched} paths, {steps} steps{extra} | {c.tau:.2f} | "
-                f"{c.rho:.2f} | {cpu:.1f} |"
-            )
+            label = f"weight sharing, {sched} paths, {steps} steps"
+            scores[label] = ([cp["scores"][k] for k in keys], cpu)
+            if "recal_scores" in cp:
+                cpu += (cp["recal_cpu_s"] - cp["score_cpu_s"]) / len(keys)
+                label += f", BN recalibrated on {res['recal_batches']} batches"
+                scores[label] = ([cp["recal_scores"][k] for k in keys], cpu)
+    refs = [f"standalone, {REFERENCE}", f"standalone, {full_label}"]
+    refs = [r for r in refs if r in scores]
+    head = " | ".join(f"tau / rho vs {r.split(', ', 1)[1]}" for r in refs)
+    lines = [
+        f"{len(keys)} children (uniform samples of the space).",
+        "",
+        f"| score | {head} | CPU-seconds per child |",
+        "| --- | " + "--- | " * len(refs) + "--- |",
+    ]
+    for label, (x, cpu) in scores.items():
+        cells = []
+        for r in refs:
+            if r == label:
+                cells.append("-")
+            else:
+                c = rank_correlation(x, scores[r][0])
+                cells.append(f"{c.tau:.2f} / {c.rho:.2f}")
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {cpu:.1f} |")
     return "\n".join(lines) + "\n"
 
 
 def cmd_report(a: argparse.Namespace) -> None:
     out = Path(a.output)
     print(report_strategies(out / "strategies", a.plot))
-    print(report_ranking(out / "ranking"))
+    print(report_ranking(out / "ranking", f"{a.full_epochs} epochs"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -396,14 +446,14 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--jobs", type=int, default=1, help="runs trained at once (1 thread each)")
     r = sub.add_parser("ranking")
     r.add_argument("--output", required=True)
-    r.add_argument("--ranking-children", type=int, default=32)
-    r.add_argument("--ranking-seed", type=int, default=123)
-    r.add_argument("--full-epochs", type=int, default=6)
-    r.add_argument("--ws-schedules", nargs="+", default=["uniform", "candidates"])
-    r.add_argument("--ws-checkpoints", type=int, nargs="+", default=[200, 800, 2400])
+    r.add_argument("--ranking-children", type=int, default=30)
+    r.add_argument("--full-epochs", type=int, default=4)
+    r.add_argument("--ws-checkpoints", type=int, nargs="+", default=[250, 1000, 2000])
+    r.add_argument("--recal-batches", type=int, default=8, help="BN recalibration batches")
     o = sub.add_parser("report")
     o.add_argument("--output", required=True)
     o.add_argument("--plot", default=None)
+    o.add_argument("--full-epochs", type=int, default=4)
     a = p.parse_args(argv)
     {"strategies": cmd_strategies, "ranking": cmd_ranking, "report": cmd_report}[a.what](a)
     return 0

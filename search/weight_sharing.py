@@ -7,49 +7,62 @@ minibatch, in turn) and then scores each child on the same held-out batches with
 weights: an estimate of its standalone accuracy at a tiny fraction of the cost. The runner
 retrains the best few standalone at the end.
 
+The shared network is the children's network as far as sharing allows: its skeleton comes from
+the core's layout (:func:`~nasnet_det.nasnet.plan_nasnet` of the CIFAR preset: stem, which
+cells reduce, which earlier output each cell reads), each cell's input preprocessing is the core
+:class:`~nasnet_det.cells.Cell`'s, the cells run through a :class:`~nasnet_det.cells.CellStack`,
+and a child's decisions become blocks and concat lists through the search space's
+:meth:`~nasnet_det.search.space.SearchSpace.decode`.
+
 Differences from a standalone child, kept deliberately simple: a ``concat`` block is brought back
 to ``c`` channels by a shared 1x1 convolution, and a cell's output has room for every block
-(unused ones are zeros), so the next cell's 1x1 input convolution has fixed weights (ENAS does
-the same by slicing). Batch norm always uses batch statistics (the running averages of many
-children mixed together would describe none of them).
+(blocks outside the child's concat list are zeros), so the next cell's 1x1 input convolution has
+fixed weights (ENAS does the same by slicing); for the same reason a cell always preprocesses its
+second input with that convolution, where a child whose earlier output already has the cell's
+width passes it on untouched. Batch norm always uses batch statistics (the
+running averages of many children mixed together would describe none of them).
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+from nasnet_det.search.data import cached_dataset
 from nasnet_det.search.space import Decisions, SearchSpace
 from torch import nn
 
-from nasnet_det.ops import FactorizedReduction, OpConfig, ReLUConvBN, build_op
+from nasnet_det.cells import Cell, CellStack
+from nasnet_det.genotypes import Block, Branch, Genotype
+from nasnet_det.nasnet import CellPlan, build_stem, nasnet_config, op_config, plan_nasnet
+from nasnet_det.ops import OpConfig, ReLUConvBN, build_op
 
 __all__ = ["SharedNet", "SharedScorer"]
 
-CellArch = list[tuple[int, int, int, int, int]]
+
+def _full_width_genotype(num_blocks: int) -> Genotype:
+    """A stand-in genotype for the layout: cells that output every block, added (``B x c``
+    channels), the width of a shared cell whatever the child."""
+    block = Block(Branch("identity", 0), Branch("identity", 1), "add")
+    blocks = (block,) * num_blocks
+    concat = tuple(range(2, num_blocks + 2))
+    return Genotype(blocks, concat, blocks, concat, name="shared-width")
 
 
-class SharedCell(nn.Module):
-    def __init__(
-        self,
-        space: SearchSpace,
-        c_cur: int,
-        c_prev: int,
-        prev_larger: bool,
-        c: int,
-        reduction: bool,
-        cfg: OpConfig,
-    ) -> None:
-        super().__init__()
-        self.space, self.c, self.reduction = space, c, reduction
-        self.pre0 = ReLUConvBN(c_cur, c, 1, 1, cfg)
-        self.pre1 = (
-            FactorizedReduction(c_prev, c, cfg, stride=2, relu=True)
-            if prev_larger
-            else ReLUConvBN(c_prev, c, 1, 1, cfg)
-        )
+class SharedCell(Cell):
+    """A cell holding every op of the space in every branch; ``active`` (blocks and concat list
+    of one cell of a child's genotype) says which path ``forward(x, x_prev)`` runs.
+
+    The core :class:`Cell` (built without blocks) provides the input preprocessing.
+    """
+
+    def __init__(self, space: SearchSpace, plan: CellPlan, cfg: OpConfig) -> None:
+        c, reduction = plan.c, plan.reduction
+        super().__init__((), (), plan.c_cur, plan.c_prev, plan.prev_larger, c, reduction, cfg)
+        self.space = space
         self.ops = nn.ModuleDict()
         for k in range(space.num_blocks):
             for side in ("a", "b"):
@@ -61,23 +74,25 @@ class SharedCell(nn.Module):
             ReLUConvBN(2 * c, c, 1, 1, cfg) for _ in range(space.num_blocks)
         )
         self.out_channels = space.num_blocks * c
+        self.active: tuple[Sequence[Block], Sequence[int]] | None = None
 
-    def forward(self, x: torch.Tensor, x_prev: torch.Tensor, arch: CellArch) -> torch.Tensor:
-        states = [self.pre0(x), self.pre1(x_prev)]
-        used: set[int] = set()
-        for k, (ia, ib, oa, ob, cb) in enumerate(arch):
+    def forward(self, x: torch.Tensor, x_prev: torch.Tensor | None) -> torch.Tensor:
+        if self.active is None:
+            raise RuntimeError("SharedCell: no child path set (SharedNet.forward sets it)")
+        blocks, concat = self.active
+        states = [self.pre0(x), x if self.pre1 is None else self.pre1(x_prev)]
+        for k, b in enumerate(blocks):
             outs = []
-            for side, i, o in (("a", ia, oa), ("b", ib, ob)):
-                stride = 2 if self.reduction and i < 2 else 1
-                outs.append(self.ops[f"{k}{side}_{self.space.ops[o]}_{stride}"](states[i]))
-                used.add(i)
-            if self.space.combiners[cb] == "add":
+            for side, br in (("a", b.left), ("b", b.right)):
+                # As in the core's CellBlock: only ops reading the cell's inputs stride.
+                stride = 2 if self.reduction and br.input < 2 else 1
+                outs.append(self.ops[f"{k}{side}_{br.op}_{stride}"](states[br.input]))
+            if b.combine == "add":
                 states.append(outs[0] + outs[1])
             else:
                 states.append(self.squeeze[k](torch.cat(outs, 1)))
-        ref = states[-1]
-        zeros = ref.new_zeros(ref.shape)
-        return torch.cat([s if j + 2 not in used else zeros for j, s in enumerate(states[2:])], 1)
+        zeros = states[-1].new_zeros(states[-1].shape)
+        return torch.cat([states[s] if s in concat else zeros for s in range(2, len(states))], 1)
 
 
 class SharedNet(nn.Module):
@@ -91,59 +106,91 @@ class SharedNet(nn.Module):
         num_conv_filters: int,
         num_classes: int,
         stem_multiplier: float = 1.0,
+        image_size: int = 32,
     ) -> None:
         super().__init__()
         self.space = space
-        cfg = OpConfig(bn_eps=1e-5, bn_momentum=0.1)
-        c = num_conv_filters
-        c_stem = int(c * stem_multiplier)
-        self.stem = nn.Sequential(nn.Conv2d(3, c_stem, 3, padding=1, bias=False), cfg.bn(c_stem))
-        self.cells = nn.ModuleList()
-        c_cur = c_prev = c_stem
-        prev_larger = False
-        for stack in range(3):
-            if stack > 0:
-                c *= 2
-                cell = SharedCell(space, c_cur, c_prev, prev_larger, c, True, cfg)
-                self.cells.append(cell)
-                c_prev, c_cur, prev_larger = c_cur, cell.out_channels, True
-            for _ in range(num_cells):
-                cell = SharedCell(space, c_cur, c_prev, prev_larger, c, False, cfg)
-                self.cells.append(cell)
-                c_prev, c_cur, prev_larger = c_cur, cell.out_channels, False
-        self.classifier = nn.Linear(c_cur, num_classes)
+        cfg = nasnet_config(
+            "nasnet_a_cifar",
+            genotype=_full_width_genotype(space.num_blocks),
+            num_cells=num_cells,
+            num_conv_filters=num_conv_filters,
+            stem_multiplier=stem_multiplier,
+            num_classes=num_classes,
+            use_aux_head=False,
+            drop_path_keep_prob=1.0,
+            image_size=image_size,
+        )
+        layout = plan_nasnet(cfg)
+        ocfg = op_config(cfg)
+        self.stem = build_stem(cfg, layout)
+        self.cells = CellStack(
+            {p.index: SharedCell(space, p, ocfg) for p in layout.cells},
+            {p.index: p.prev for p in layout.cells},
+            len(layout.cells),
+        )
+        self.classifier = nn.Linear(layout.num_features, num_classes)
         for m in self.modules():
             if isinstance(m, nn.BatchNorm2d):
                 m.track_running_stats = False
                 m.running_mean = m.running_var = m.num_batches_tracked = None
 
     def forward(self, x: torch.Tensor, decisions: Sequence[int]) -> torch.Tensor:
-        half = 5 * self.space.num_blocks
-        cells = []
-        for c in range(2):
-            d = decisions[c * half : (c + 1) * half]
-            cells.append([tuple(d[5 * k : 5 * k + 5]) for k in range(self.space.num_blocks)])
-        x = self.stem(x)
-        x_prev = x
-        for cell in self.cells:
-            x, x_prev = cell(x, x_prev, cells[1] if cell.reduction else cells[0]), x
-        return self.classifier(F.adaptive_avg_pool2d(F.relu(x), 1).flatten(1))
+        g = self.space.decode(decisions)
+        for i in self.cells.indices:
+            cell = self.cells[i]
+            cell.active = (
+                (g.reduce, g.reduce_concat) if cell.reduction else (g.normal, g.normal_concat)
+            )
+        y = self.cells({0: self.stem(x)})[len(self.cells)]
+        return self.classifier(F.adaptive_avg_pool2d(F.relu(y), 1).flatten(1))
+
+
+@contextlib.contextmanager
+def _child_statistics(net: nn.Module, enabled: bool) -> Iterator[None]:
+    """Within the block, every batch norm of ``net`` accumulates fresh running statistics (an
+    equal-weight average over the batches it sees in train mode) and uses them in eval mode;
+    afterwards the network is as before (no running statistics, its train/eval mode)."""
+    if not enabled:
+        yield
+        return
+    bns = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    training, momenta = net.training, [m.momentum for m in bns]
+    for m in bns:
+        p = next(m.parameters(), None)
+        device = p.device if p is not None else None
+        m.running_mean = torch.zeros(m.num_features, device=device)
+        m.running_var = torch.ones(m.num_features, device=device)
+        m.num_batches_tracked = torch.zeros((), dtype=torch.long, device=device)
+        m.track_running_stats, m.momentum = True, None
+    net.train()
+    try:
+        yield
+    finally:
+        for m, momentum in zip(bns, momenta):
+            m.running_mean = m.running_var = m.num_batches_tracked = None
+            m.track_running_stats, m.momentum = False, momentum
+        net.train(training)
 
 
 class SharedScorer:
     """Trains the shared network round by round and scores children on it (in this process)."""
 
     def __init__(self, space: SearchSpace, ws_cfg: dict, data_cfg: dict, seed: int) -> None:
-        from nasnet_det.search.child import _data
-
         self.cfg = ws_cfg
-        (self.xt, self.yt), (self.xv, self.yv) = _data(data_cfg)
+        (self.xt, self.yt), (self.xv, self.yv) = cached_dataset(data_cfg)
         num_classes = int(max(int(self.yt.max()), int(self.yv.max())) + 1)
         torch.manual_seed(seed)
         device = ws_cfg["device"]
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.net = SharedNet(space, ws_cfg["num_cells"], ws_cfg["num_conv_filters"], num_classes)
+        self.net = SharedNet(
+            space,
+            ws_cfg["num_cells"],
+            ws_cfg["num_conv_filters"],
+            num_classes,
+            image_size=int(self.xt.shape[-1]),
+        )
         self.net.to(device)
         self.xt, self.yt, self.xv, self.yv = (
             t.to(device) for t in (self.xt, self.yt, self.xv, self.yv)
@@ -174,12 +221,25 @@ class SharedScorer:
             self.opt.step()
 
     @torch.no_grad()
-    def score(self, decisions: Decisions) -> float:
+    def score(self, decisions: Decisions, recalibrate: int = 0) -> float:
+        """Held-out accuracy of the child's path with the shared weights.
+
+        Batch norm normalises each held-out batch with its own statistics, unless
+        ``recalibrate`` > 0: then the child's statistics are first estimated on that many
+        training batches (the first ones, so scoring draws no random numbers) and every batch
+        norm uses them, as a trained standalone child is evaluated.
+        """
         x, y = self.val
-        correct = 0
-        for i in range(0, len(x), self.cfg["batch_size"]):
-            logits = self.net(x[i : i + self.cfg["batch_size"]], decisions)
-            correct += int((logits.argmax(1) == y[i : i + self.cfg["batch_size"]]).sum())
+        bs = self.cfg["batch_size"]
+        with _child_statistics(self.net, recalibrate > 0):
+            if recalibrate > 0:
+                for i in range(0, min(len(self.xt), recalibrate * bs), bs):
+                    self.net(self.xt[i : i + bs], decisions)
+                self.net.eval()
+            correct = 0
+            for i in range(0, len(x), bs):
+                logits = self.net(x[i : i + bs], decisions)
+                correct += int((logits.argmax(1) == y[i : i + bs]).sum())
         return correct / len(x)
 
     def run_round(self, proposals: Sequence[Decisions], todo: Sequence[dict]) -> Iterator[dict]:

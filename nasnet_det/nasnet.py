@@ -97,13 +97,15 @@ class NASNetConfig:
         """Inverse of :meth:`to_dict`; unknown keys are an error naming them."""
         if not isinstance(data, dict):
             raise ValueError(f"{source}: expected a mapping, got {type(data).__name__}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(
-                f"{source}: unknown key(s) {unknown}; expected some of {sorted(known)}"
-            )
+        _check_fields(data, f"{source}: unknown key(s)")
         return cls(**data)
+
+
+def _check_fields(names: Any, what: str) -> None:
+    known = {f.name for f in fields(NASNetConfig)}
+    unknown = sorted(set(names) - known)
+    if unknown:
+        raise ValueError(f"{what} {unknown}; expected some of {sorted(known)}")
 
 
 #: TF-slim's three hyperparameter sets (``cifar_config``, ``mobile_imagenet_config``,
@@ -433,10 +435,5 @@ def nasnet_config(preset: str = "nasnet_a_mobile", **overrides: Any) -> NASNetCo
     """A preset's :class:`NASNetConfig` with keyword overrides (errors name unknown keys)."""
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; expected one of {', '.join(list_presets())}")
-    known = {f.name for f in fields(NASNetConfig)}
-    unknown = sorted(set(overrides) - known)
-    if unknown:
-        raise ValueError(
-            f"unknown build_nasnet argument(s) {unknown}; expected some of {sorted(known)}"
-        )
+    _check_fields(overrides, "unknown build_nasnet argument(s)")
     return replace(PRESETS[preset], **overrides)

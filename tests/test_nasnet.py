@@ -1,12 +1,13 @@
 """The builder against the paper's tables and the reference ports' structure."""
 
+import json
 import random
 
 import pytest
 import torch
 
 from nasnet_det import build_nasnet, list_presets
-from nasnet_det.nasnet import NASNetOutput
+from nasnet_det.nasnet import NASNet, NASNetConfig, NASNetOutput, nasnet_config
 
 
 def n_params(model) -> int:
@@ -131,3 +132,15 @@ def test_bad_builder_arguments():
         build_nasnet("nasnet_a_mobile", num_cells=0)
     with pytest.raises(ValueError, match="does not exist"):
         build_nasnet("nasnet_a_mobile", genotype="missing/cell.json")
+
+
+def test_config_rebuilds_its_network_from_json_alone(random_genotype):
+    # A checkpoint stores NASNetConfig.to_dict(): the genotype inline, no separate file needed.
+    g = random_genotype(random.Random(7), num_blocks=3)
+    cfg = nasnet_config("nasnet_a_mobile", genotype=g, num_cells=1, num_conv_filters=4)
+    back = NASNetConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
+    assert back == cfg and back.genotype == g
+    a, b = NASNet(cfg).state_dict(), NASNet(back).state_dict()
+    assert {k: v.shape for k, v in a.items()} == {k: v.shape for k, v in b.items()}
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['cells'\]"):
+        NASNetConfig.from_dict({**cfg.to_dict(), "cells": 3})

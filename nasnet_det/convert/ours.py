@@ -15,24 +15,21 @@ from typing import Any
 import torch
 
 from nasnet_det.convert import Converted, check_against_model
+from nasnet_det.convert.hub import Weights
 from nasnet_det.nasnet import PRESETS
 
-__all__ = ["ARCHS", "convert", "convert_checkpoint", "is_training_checkpoint"]
+__all__ = ["ARCHS", "PRETRAINED", "convert", "convert_checkpoint", "is_training_checkpoint"]
 
 ARCHS = tuple(sorted(PRESETS))
 
 
-class OursConverted(Converted):
-    """:class:`Converted` that records the evaluation preprocessing the network was trained for
-    (its overrides may hold a genotype dict: searched cells, resolved by NASNetConfig)."""
+#: Our own weights are not published: a training checkpoint carries its preprocessing (its
+#: ``config.data``), returned by :func:`preprocessing`.
+PRETRAINED: dict = {}
 
-    preprocessing: dict[str, Any] | None = None
-
-    def meta(self) -> dict[str, Any]:
-        meta = super().meta()
-        if self.preprocessing:
-            meta["preprocessing"] = self.preprocessing
-        return meta
+#: A converted checkpoint with the evaluation preprocessing the network was trained for (its
+#: overrides may hold a genotype dict: searched cells, resolved by NASNetConfig).
+OursConverted = Weights
 
 
 def is_training_checkpoint(obj: Any) -> bool:

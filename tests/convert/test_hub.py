@@ -1,0 +1,156 @@
+"""Published weights by name, served from a local folder (file:// URLs): nothing touches the
+internet. The served file is a Cadene ``nasnetamobile`` with random weights."""
+
+import hashlib
+import os
+from dataclasses import replace
+
+import pytest
+import torch
+
+from nasnet_det.convert import hub
+from nasnet_det.convert import pretrainedmodels as cadene_source
+
+
+@pytest.fixture(scope="module")
+def cadene_file(tmp_path_factory):
+    """A Cadene NASNet-A Mobile state dict saved as the publisher's file, and its model."""
+    from pretrainedmodels.models.nasnet_mobile import NASNetAMobile
+
+    torch.manual_seed(0)
+    model = NASNetAMobile(num_classes=1000).eval()
+    folder = tmp_path_factory.mktemp("served")
+    path = folder / "nasnetamobile-served.pth"
+    torch.save(model.state_dict(), path)
+    return path, model
+
+
+@pytest.fixture
+def served(cadene_file, tmp_path, monkeypatch):
+    """Declare ``nasnetamobile`` at a file:// URL with the file's true sha256 prefix; the cache
+    is a fresh folder. Returns a function re-declaring it with other fields."""
+    path, _ = cadene_file
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    monkeypatch.setenv(hub.CACHE_ENV, str(tmp_path / "cache"))
+    base = replace(
+        cadene_source.PRETRAINED["nasnetamobile"],
+        url=path.as_uri(),
+        file_name="nasnetamobile-served.pth",
+        sha256_prefix=digest[:8],
+    )
+
+    def declare(**fields):
+        decl = replace(base, **fields)
+        monkeypatch.setitem(cadene_source.PRETRAINED, "nasnetamobile", decl)
+        return decl
+
+    declare()
+    return declare, digest
+
+
+def test_names_parse_and_unknown_names_list_the_known_ones(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert hub.parse_weight_name("nasnet://timm/nasnetalarge") == ("timm", "nasnetalarge")
+    assert hub.parse_weight_name("pretrainedmodels:nasnetamobile") == (
+        "pretrainedmodels",
+        "nasnetamobile",
+    )
+    assert hub.parse_weight_name("weights/model.pth") is None
+    with pytest.raises(ValueError, match="nasnet://pretrainedmodels/nasnetamobile"):
+        hub.parse_weight_name("nasnet://timm/nasnetamobile")
+    # A file that happens to be called like a short name is a file.
+    (tmp_path / "timm:nasnetalarge").write_bytes(b"x")
+    assert hub.parse_weight_name("timm:nasnetalarge") is None
+
+
+def test_download_check_convert_load_keeps_cadenes_tensors(served, cadene_file, tmp_path):
+    _, digest = served
+    _, cadene = cadene_file
+    w = hub.load_weights("nasnet://pretrainedmodels/nasnetamobile", progress=False)
+    assert w.source == "pretrainedmodels:nasnetamobile"
+    assert w.preprocessing == {
+        "image_size": 224,
+        "crop_pct": 0.875,
+        "interpolation": "bilinear",
+        "mean": [0.5, 0.5, 0.5],
+        "std": [0.5, 0.5, 0.5],
+    }
+    cached = tmp_path / "cache" / "hub" / "pretrainedmodels" / "nasnetamobile-served.pth"
+    assert cached.is_file()
+    # The full sha256 is pinned on first use.
+    assert cached.with_name(cached.name + ".sha256").read_text().strip() == digest
+    # The tensors are Cadene's, under our names (the mapping itself is checked against
+    # Cadene's logits in test_pretrainedmodels.py).
+    ref = cadene.state_dict()
+    torch.testing.assert_close(w.state_dict["stem.conv.weight"], ref["conv0.conv.weight"])
+    torch.testing.assert_close(w.state_dict["classifier.weight"], ref["last_linear.weight"])
+    assert len(w.state_dict) == len(ref)
+    model = w.build_model()
+    model.load_state_dict(w.state_dict)  # strict: every tensor has its place
+
+
+def test_downloaded_once_then_used_from_the_cache(served, monkeypatch):
+    declare, _ = served
+    hub.fetch("pretrainedmodels", "nasnetamobile", progress=False)
+    # The URL now points nowhere: the cached file is used.
+    declare(url="http://127.0.0.1:9/nasnetamobile-served.pth")
+    path = hub.fetch("pretrainedmodels", "nasnetamobile", progress=False)
+    assert path.is_file()
+
+
+def test_wrong_checksum_is_refused_and_nothing_is_kept(served, tmp_path):
+    declare, digest = served
+    wrong = "0" * 8 if not digest.startswith("0" * 8) else "1" * 8
+    declare(sha256_prefix=wrong)
+    with pytest.raises(ValueError, match="does not match its checksum"):
+        hub.load_weights("pretrainedmodels:nasnetamobile", progress=False)
+    folder = tmp_path / "cache" / "hub" / "pretrainedmodels"
+    assert list(folder.iterdir()) == []
+    # A full recorded sha256 is checked on a placed file too.
+    declare(sha256="f" * 64, sha256_prefix=digest[:8])
+    (folder / "nasnetamobile-served.pth").write_bytes(b"not the published file")
+    with pytest.raises(ValueError, match="expected f{64}"):
+        hub.fetch("pretrainedmodels", "nasnetamobile", progress=False)
+
+
+def test_right_full_sha256_passes(served):
+    declare, digest = served
+    declare(sha256=digest)
+    path = hub.fetch("pretrainedmodels", "nasnetamobile", progress=False)
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == digest
+
+
+def test_a_changed_cached_file_no_longer_matches_its_pin(served):
+    path = hub.fetch("pretrainedmodels", "nasnetamobile", progress=False)
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="pinned in .* on first download"):
+        hub.fetch("pretrainedmodels", "nasnetamobile", progress=False)
+
+
+def test_offline_error_names_url_and_place_and_a_placed_file_is_used(served, cadene_file):
+    declare, _ = served
+    path, _ = cadene_file
+    url = "http://127.0.0.1:9/nasnetamobile-served.pth"
+    declare(url=url)
+    with pytest.raises(ValueError) as err:
+        hub.fetch("pretrainedmodels", "nasnetamobile", progress=False)
+    target = hub.cache_dir() / "hub" / "pretrainedmodels" / "nasnetamobile-served.pth"
+    assert url in str(err.value) and str(target) in str(err.value)
+    assert "\n" not in str(err.value)
+    target.write_bytes(path.read_bytes())  # placed by hand
+    assert hub.fetch("pretrainedmodels", "nasnetamobile", progress=False) == target
+
+
+def test_resolve_weights_path_gives_a_converted_checkpoint_the_detector_reads(served):
+    out = hub.resolve_weights_path("nasnet://pretrainedmodels/nasnetamobile", progress=False)
+    obj = torch.load(out, map_location="cpu", weights_only=True)
+    assert obj["meta"]["source"] == "pretrainedmodels:nasnetamobile"
+    assert obj["meta"]["preprocessing"]["image_size"] == 224
+    assert any(k.startswith("cells.") for k in obj["model"])
+    mtime = os.stat(out).st_mtime_ns
+    # Converted once: the second call reuses the file.
+    assert hub.resolve_weights_path("pretrainedmodels:nasnetamobile", progress=False) == out
+    assert os.stat(out).st_mtime_ns == mtime
+    assert hub.resolve_weights_path("output/model_final.pth") == "output/model_final.pth"

@@ -3,13 +3,18 @@ internet. The served file is a Cadene ``nasnetamobile`` with random weights."""
 
 import hashlib
 import os
+import sys
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
 
 from nasnet_det.convert import hub
 from nasnet_det.convert import pretrainedmodels as cadene_source
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "reliability"))
+from harness import run_tool  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -154,3 +159,32 @@ def test_resolve_weights_path_gives_a_converted_checkpoint_the_detector_reads(se
     assert hub.resolve_weights_path("pretrainedmodels:nasnetamobile", progress=False) == out
     assert os.stat(out).st_mtime_ns == mtime
     assert hub.resolve_weights_path("output/model_final.pth") == "output/model_final.pth"
+
+
+def test_convert_weights_input_name_uses_the_cache(served, tmp_path):
+    out = tmp_path / "mobile.pth"
+    name = "nasnet://pretrainedmodels/nasnetamobile"
+    r = run_tool("convert_weights.py", "--source", "pretrainedmodels", "--input", name,
+                 "--output", out)  # fmt: skip
+    assert r.rc == 0, r.stderr
+    assert torch.load(out, weights_only=True)["meta"]["source"] == "pretrainedmodels:nasnetamobile"
+    r = run_tool("convert_weights.py", "--source", "timm", "--input", name, "--output", out)
+    assert r.rc == 2 and "is pretrainedmodels's nasnetamobile" in r.stderr
+
+
+def test_model_weights_name_loads_into_the_detector(served, cadene_file):
+    from detectron2.modeling import build_model
+
+    from nasnet_det.detection import NASNetCheckpointer
+    from nasnet_det.detection.engine import load_config
+
+    _, cadene = cadene_file
+    cfg = load_config(
+        "configs/quick_schedules/faster_rcnn_nasnet_a_mobile_instant_test.yaml",
+        ["MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", "pretrainedmodels:nasnetamobile"],
+    )
+    model = build_model(cfg)
+    NASNetCheckpointer(model, cfg=cfg).load(cfg.MODEL.WEIGHTS)
+    torch.testing.assert_close(
+        model.backbone.stem.conv.weight, cadene.state_dict()["conv0.conv.weight"]
+    )

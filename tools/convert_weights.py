@@ -57,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(
                 "--for detectron2 writes a .pth file (Detectron2 reads no safetensors)"
             )
+        from nasnet_det.convert.hub import resolve_raw_input  # --input nasnet://SOURCE/ARCH
+
+        args.input, args.arch = resolve_raw_input(args.input, args.source, args.arch)
         obj = load_state_dict_file(args.input, allow_pickle=args.allow_pickle)
         if args.source == "nasnet_det" and ours.is_training_checkpoint(obj):
             converted = ours.convert_checkpoint(obj, ema=not args.no_ema, arch=args.arch)

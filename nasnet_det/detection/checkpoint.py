@@ -102,6 +102,9 @@ class NASNetCheckpointer(DetectionCheckpointer):
         self._path = ""
 
     def load(self, path: str, *args, **kwargs):
+        from nasnet_det.convert.hub import resolve_weights_path  # names: nasnet://SOURCE/ARCH
+
+        path = resolve_weights_path(path)
         self._path = path
         if path and not os.path.isfile(path):
             raise FileNotFoundError(f"checkpoint {path!r} does not exist (MODEL.WEIGHTS)")

@@ -54,6 +54,10 @@ class OpConfig:
 
 def same_pad_amounts(size: int, kernel: int, stride: int, dilation: int = 1) -> tuple[int, int]:
     """TF SAME padding (before, after) along one axis: the extra pixel goes after."""
+    if torch.jit.is_tracing():
+        # A traced size is a tensor: use its value, so an exported graph (ONNX, TorchScript,
+        # Detectron2's TracingAdapter) keeps the static SAME padding of the traced input size.
+        size = int(size)
     total = max((math.ceil(size / stride) - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
     return total // 2, total - total // 2
 

@@ -14,27 +14,36 @@ The logic lives in nasnet_det.detection.engine; COCO metrics land in OUTPUT_DIR/
 
 import sys
 
-from detectron2.engine import default_argument_parser, launch
-
 
 def main() -> int:
-    args = default_argument_parser().parse_args()
+    from nasnet_det.cli import quiet_warnings
+
+    quiet_warnings()  # before Detectron2 and torch load
+    from detectron2.engine import default_argument_parser, launch
+
+    parser = default_argument_parser()
+    parser.add_argument(
+        "--allow-pickle",
+        action="store_true",
+        help="let MODEL.WEIGHTS / --resume unpickle a .pkl file (runs code: only files you "
+        "trust; also NASNET_DET_ALLOW_PICKLE=1)",
+    )
+    args = parser.parse_args()
     from nasnet_det.detection import engine
 
-    try:
-        launch(
-            engine.main,
-            args.num_gpus,
-            num_machines=args.num_machines,
-            machine_rank=args.machine_rank,
-            dist_url=args.dist_url,
-            args=(args,),
-        )
-    except (ValueError, FileNotFoundError, KeyError) as e:
-        print(f"train_net.py: error: {e}", file=sys.stderr)
-        return 2
+    engine.check_num_gpus(args.num_gpus)
+    launch(
+        engine.main,
+        args.num_gpus,
+        num_machines=args.num_machines,
+        machine_rank=args.machine_rank,
+        dist_url=args.dist_url,
+        args=(args,),
+    )
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from nasnet_det.cli import run_tool
+
+    sys.exit(run_tool("train_net.py", main))

@@ -13,6 +13,7 @@ import importlib
 import json
 import os
 import pickle
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ import torch
 __all__ = [
     "Converted",
     "SOURCES",
+    "check_weights_file",
     "convert_state_dict",
     "load_state_dict_file",
     "save_checkpoint",
@@ -78,36 +80,89 @@ def convert_state_dict(source: str, arch: str, state_dict: dict[str, torch.Tenso
     return out
 
 
-def load_state_dict_file(path: str | os.PathLike, allow_pickle: bool = False) -> dict[str, Any]:
+def check_weights_file(path: str | os.PathLike, what: str = "checkpoint") -> str:
+    """Check a weights file before anything reads it; returns its kind.
+
+    The kind is ``"safetensors"``, ``"zip"`` (a PyTorch file: a zip archive whose members all
+    pass their CRC-32 check, so truncated or flipped bytes are found here) or ``"pickle"`` (a
+    legacy PyTorch file or Detectron2's ``.pkl``). A folder, a missing or empty file, a damaged
+    archive or a file of another kind raises one ``ValueError`` naming ``path``.
+    """
+    p = Path(path)
+    if p.is_dir():
+        raise ValueError(f"{what} {str(p)!r} is a folder, expected a weights file")
+    if not p.is_file():
+        raise ValueError(f"{what} {str(p)!r} does not exist")
+    try:
+        size = p.stat().st_size
+        with open(p, "rb") as f:
+            head = f.read(8)
+    except OSError as e:
+        raise ValueError(f"{what} {str(p)!r} cannot be read: {e.strerror}") from None
+    if size == 0:
+        raise ValueError(f"{what} {str(p)!r} is empty (0 bytes)")
+    if p.suffix == ".safetensors":
+        return "safetensors"  # its header carries sizes; safetensors checks them on load
+    if head.startswith(b"PK"):
+        try:
+            with zipfile.ZipFile(p) as z:
+                bad = z.testzip()
+        except Exception as e:  # BadZipFile, zlib/struct errors, EOF: all mean damage
+            raise ValueError(
+                f"{what} {str(p)!r} is truncated or damaged: its zip archive cannot be read "
+                f"({str(e).splitlines()[0] if str(e) else type(e).__name__})"
+            ) from None
+        if bad is not None:
+            raise ValueError(
+                f"{what} {str(p)!r} is corrupt: archive member {bad!r} fails its CRC-32 check "
+                "(flipped or overwritten bytes)"
+            )
+        return "zip"
+    if head[:1] == b"\x80":
+        return "pickle"
+    raise ValueError(
+        f"{what} {str(p)!r} is not a PyTorch or safetensors weights file "
+        f"(starts with {head[:4]!r}, expected a zip archive or a pickle)"
+    )
+
+
+def load_state_dict_file(
+    path: str | os.PathLike,
+    allow_pickle: bool = False,
+    what: str = "checkpoint",
+    opt_in: str = "--allow-pickle",
+) -> dict[str, Any]:
     """Read a ``.pth``/``.pt``/``.bin`` or ``.safetensors`` file into a dict.
 
-    Pickled objects other than tensors and plain containers are refused unless ``allow_pickle``
-    (only for files you trust: unpickling runs code).
+    The file is checked first (:func:`check_weights_file`: CRCs of a PyTorch zip). Pickled
+    objects other than tensors and plain containers are refused unless ``allow_pickle`` (only for
+    files you trust: unpickling runs code); ``opt_in`` names how the user grants it.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"checkpoint {str(path)!r} does not exist")
-    if path.suffix == ".safetensors":
+    kind = check_weights_file(path, what)
+    if kind == "safetensors":
         from safetensors.torch import load_file
 
         try:
             return dict(load_file(str(path)))
         except Exception as e:
             raise ValueError(
-                f"checkpoint {str(path)!r} is not a valid safetensors file: {e}"
+                f"{what} {str(path)!r} is not a valid safetensors file: "
+                f"{str(e).splitlines()[0] if str(e) else type(e).__name__}"
             ) from None
     try:
         obj = torch.load(path, map_location="cpu", weights_only=not allow_pickle)
     except pickle.UnpicklingError as e:
         raise ValueError(
-            f"checkpoint {str(path)!r} holds pickled objects beyond tensors and plain containers; "
-            f"refusing to unpickle it. Re-run with --allow-pickle only if you trust the file "
-            f"({str(e).splitlines()[0]})"
+            f"{what} {str(path)!r} holds pickled objects beyond tensors and plain containers; "
+            f"refusing to unpickle it (that can run code). Use {opt_in} only if you trust the "
+            f"file ({str(e).splitlines()[0]})"
         ) from None
     except Exception as e:
-        raise ValueError(f"checkpoint {str(path)!r} could not be read: {e}") from None
+        text = str(e).splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"{what} {str(path)!r} could not be read: {text}") from None
     if not isinstance(obj, dict):
-        raise ValueError(f"checkpoint {str(path)!r}: expected a dict, got {type(obj).__name__}")
+        raise ValueError(f"{what} {str(path)!r}: expected a dict, got {type(obj).__name__}")
     return obj
 
 
@@ -170,18 +225,15 @@ def save_checkpoint(
 ) -> None:
     """Write atomically: ``.safetensors`` (meta as JSON metadata) or ``.pth``
     ``{"model": state_dict, "meta": meta}``, loadable with ``weights_only=True``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import save_file
+    from nasnet_det.io import atomic_call, atomic_save_torch
 
-            tensors = {k: v.contiguous() for k, v in state_dict.items()}
-            save_file(tensors, str(tmp), metadata={"meta": json.dumps(meta)})
-        else:
-            torch.save({"model": state_dict, "meta": meta}, tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        from safetensors.torch import save_file
+
+        tensors = {k: v.contiguous() for k, v in state_dict.items()}
+        atomic_call(
+            path, lambda tmp: save_file(tensors, tmp, metadata={"meta": json.dumps(meta)}), "output"
+        )
+    else:
+        atomic_save_torch({"model": state_dict, "meta": meta}, path, "output")

@@ -5,24 +5,37 @@
 :class:`NASNetCheckpointer` lets ``MODEL.WEIGHTS`` be such a classification checkpoint (a
 ``.pth`` with a ``"model"`` entry) or a Detectron2 one, loads with ``weights_only=True`` and
 refuses a checkpoint made for another architecture with one error.
+
+Safety (issue 13): weight files are checked against their archive CRCs before loading; a pickle
+(``.pkl``, Detectron2's own format, or a ``.pth`` holding objects beyond tensors) is refused
+unless ``allow_pickle`` (``--allow-pickle`` or ``NASNET_DET_ALLOW_PICKLE=1``); ``last_checkpoint``
+may only name a file inside the output folder; every checkpoint and ``last_checkpoint`` are
+written atomically; ``--resume`` skips a damaged checkpoint for the newest good one.
 """
 
 from __future__ import annotations
 
+import glob
 import logging
 import os
-import pickle
+import re
+from pathlib import Path
 from typing import Any
 
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import CfgNode
 
+from nasnet_det.convert import check_weights_file, load_state_dict_file
 from nasnet_det.detection.config import nasnet_config_from_cfg
+from nasnet_det.io import atomic_save_torch, atomic_write_text
 from nasnet_det.nasnet import plan_nasnet
 
 __all__ = [
+    "ALLOW_PICKLE_ENV",
     "CheckpointMismatchError",
+    "allow_pickle_from_env",
+    "check_weights",
     "NASNetCheckpointer",
     "classification_to_detectron2",
     "is_classification_state_dict",
@@ -31,6 +44,30 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _CLASSIFICATION_ONLY = ("classifier.", "aux_head.")
+
+#: Environment variable that grants unpickling of MODEL.WEIGHTS / resume files (as --allow-pickle).
+ALLOW_PICKLE_ENV = "NASNET_DET_ALLOW_PICKLE"
+_OPT_IN = f"--allow-pickle (or {ALLOW_PICKLE_ENV}=1)"
+_CHECKPOINT_NAME = re.compile(r"model_(\d+|final)\.pth$")
+
+
+def allow_pickle_from_env() -> bool:
+    return os.environ.get(ALLOW_PICKLE_ENV, "").strip().lower() in ("1", "true", "yes")
+
+
+def check_weights(path: str, allow_pickle: bool = False, what: str = "MODEL.WEIGHTS") -> None:
+    """Check a local weights file before any work: exists, is a file, not empty, its archive
+    CRCs match, and it is no pickle unless ``allow_pickle``. URLs (``scheme://``) pass."""
+    if not path or "://" in path:
+        return
+    kind = check_weights_file(path, f"{what} file")
+    # A legacy (non-zip) torch file is read by torch's weights-only unpickler, which refuses
+    # objects; Detectron2's .pkl reader is plain pickle.load and needs the opt-in.
+    if kind == "pickle" and path.endswith(".pkl") and not allow_pickle:
+        raise ValueError(
+            f"{what} file {path!r} is a pickle (Detectron2's .pkl format); "
+            f"unpickling can run code, so it is refused. Use {_OPT_IN} only for a file you trust"
+        )
 
 
 class CheckpointMismatchError(ValueError):
@@ -96,34 +133,113 @@ class NASNetCheckpointer(DetectionCheckpointer):
     :class:`CheckpointMismatchError` instead of being skipped silently.
     """
 
-    def __init__(self, model: torch.nn.Module, save_dir: str = "", *, cfg: CfgNode, **kw) -> None:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        save_dir: str = "",
+        *,
+        cfg: CfgNode,
+        allow_pickle: bool = False,
+        **kw,
+    ) -> None:
         super().__init__(model, save_dir, **kw)
         self.cfg = cfg
+        self.allow_pickle = allow_pickle
         self._path = ""
 
+    # -- writing: every file appears whole or not at all ------------------------------------
+    def save(self, name: str, **kwargs: Any) -> None:
+        """Detectron2's ``save`` through :func:`nasnet_det.io.atomic_save_torch`; then
+        ``last_checkpoint`` names it (also atomic), so it always names a complete file."""
+        if not self.save_dir or not self.save_to_disk:
+            return
+        data = {"model": self.model.state_dict()}
+        for key, obj in self.checkpointables.items():
+            data[key] = obj.state_dict()
+        data.update(kwargs)
+        basename = f"{name}.pth"
+        save_file = os.path.join(self.save_dir, basename)
+        self.logger.info("Saving checkpoint to %s", save_file)
+        atomic_save_torch(data, save_file)
+        self.tag_last_checkpoint(basename)
+
+    def tag_last_checkpoint(self, last_filename_basename: str) -> None:
+        atomic_write_text(
+            os.path.join(self.save_dir, "last_checkpoint"), last_filename_basename, "checkpoint tag"
+        )
+
+    # -- resuming: only files inside save_dir, the newest good one ------------------------
+    def get_checkpoint_file(self) -> str:
+        """The file ``last_checkpoint`` names; it must lie inside ``save_dir``."""
+        tag = os.path.join(self.save_dir, "last_checkpoint")
+        try:
+            name = Path(tag).read_bytes().decode("utf-8").strip()
+        except FileNotFoundError:
+            return ""
+        except (OSError, UnicodeDecodeError) as e:
+            raise ValueError(f"{tag!r} cannot be read: {e}") from None
+        root = os.path.realpath(self.save_dir)
+        target = os.path.realpath(os.path.join(self.save_dir, name))
+        if not name or os.path.commonpath([root, target]) != root or target == root:
+            raise ValueError(
+                f"{tag!r} names {name!r}, which is not a file inside OUTPUT_DIR {root!r}; "
+                "refusing to load it (write the name of a checkpoint in that folder)"
+            )
+        return target
+
+    def good_checkpoint_file(self, warn: bool = True) -> str:
+        """The checkpoint ``--resume`` loads: the one ``last_checkpoint`` names if it is whole,
+        else the newest whole ``model_*.pth`` in ``save_dir`` (with a warning); one
+        ``ValueError`` if there is none."""
+        named = self.get_checkpoint_file()
+        candidates = [named] + sorted(
+            (f for f in glob.glob(os.path.join(self.save_dir, "model_*.pth")) if f != named),
+            key=_iteration_of,
+            reverse=True,
+        )
+        problems = []
+        for path in candidates:
+            if not _CHECKPOINT_NAME.search(os.path.basename(path)) and path != named:
+                continue
+            try:
+                check_weights(path, self.allow_pickle, "checkpoint")
+            except ValueError as e:
+                problems.append(str(e))
+                continue
+            if problems and warn:
+                logger.warning(
+                    "%s; resuming from the newest good checkpoint %s instead", problems[0], path
+                )
+            return path
+        raise ValueError(
+            f"no usable checkpoint to resume from in {self.save_dir!r}: {problems[0]}"
+            + (f" (and {len(problems) - 1} more damaged)" if len(problems) > 1 else "")
+        )
+
+    def resume_or_load(self, path: str, *, resume: bool = True) -> dict[str, Any]:
+        if resume and self.has_checkpoint():
+            _remove_stale_temporaries(self.save_dir)
+            return self.load(self.good_checkpoint_file())
+        return self.load(path, checkpointables=[])
+
+    # -- reading: checked, weights only unless the user opts in -----------------------------
     def load(self, path: str, *args, **kwargs):
         from nasnet_det.convert.hub import resolve_weights_path  # names: nasnet://SOURCE/ARCH
 
         path = resolve_weights_path(path)
         self._path = path
-        if path and not os.path.isfile(path):
-            raise FileNotFoundError(f"checkpoint {path!r} does not exist (MODEL.WEIGHTS)")
+        if path and "://" not in path:
+            check_weights(path, self.allow_pickle)
         return super().load(path, *args, **kwargs)
 
     def _load_file(self, filename: str) -> dict[str, Any]:
-        if not filename.endswith((".pth", ".pt")):
-            return super()._load_file(filename)
-        try:
-            loaded = torch.load(filename, map_location="cpu", weights_only=True)
-        except (pickle.UnpicklingError, RuntimeError, EOFError) as e:
-            raise ValueError(
-                f"checkpoint {filename!r} is not a weights-only torch file: "
-                f"{str(e).splitlines()[0]}"
-            ) from None
-        if not isinstance(loaded, dict):
-            raise ValueError(
-                f"checkpoint {filename!r}: expected a dict, got {type(loaded).__name__}"
-            )
+        if filename.endswith(".pkl"):
+            if not self.allow_pickle:  # checked in load(); kept for direct callers
+                check_weights(filename, False)
+            return super()._load_file(filename)  # Detectron2's pickle reader, opted in
+        loaded = load_state_dict_file(
+            filename, allow_pickle=self.allow_pickle, what="checkpoint", opt_in=_OPT_IN
+        )
         if "model" not in loaded:
             loaded = {"model": loaded}
         state = loaded["model"]
@@ -172,3 +288,22 @@ class NASNetCheckpointer(DetectionCheckpointer):
         else:
             logger.info("backbone weights from %s: all %d tensors loaded", self._path, n_backbone)
         return incompatible
+
+
+def _iteration_of(path: str) -> float:
+    m = _CHECKPOINT_NAME.search(os.path.basename(path))
+    if not m:
+        return -1.0
+    return float("inf") if m.group(1) == "final" else float(m.group(1))
+
+
+def _remove_stale_temporaries(folder: str) -> None:
+    """Temporary files of checkpoint writes a kill interrupted (``.model_*.pth.*.tmp``)."""
+    for tmp in glob.glob(os.path.join(folder, ".model_*.pth.*.tmp")) + glob.glob(
+        os.path.join(folder, ".last_checkpoint.*.tmp")
+    ):
+        logger.info("removing %s, left by an interrupted checkpoint write", tmp)
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass

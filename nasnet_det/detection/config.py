@@ -112,4 +112,8 @@ def nasnet_config_from_cfg(cfg: CN) -> NASNetConfig:
             use_aux_head=False,
         )
     except ValueError as e:
+        # "stem_multiplier must be ..." names its key: MODEL.NASNET.STEM_MULTIPLIER.
+        field = str(e).split(" ", 1)[0]
+        if field.upper() in n:
+            raise ValueError(f"MODEL.NASNET.{field.upper()}{str(e)[len(field) :]}") from None
         raise ValueError(f"MODEL.NASNET: {e}") from None

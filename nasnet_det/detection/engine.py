@@ -9,7 +9,7 @@ classification checkpoints, the drop-path hook, COCO evaluation with pycocotools
 from __future__ import annotations
 
 import argparse
-import json
+import logging
 import math
 import os
 import weakref
@@ -17,34 +17,82 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
+import torch
 from detectron2.config import CfgNode
 from detectron2.data import DatasetCatalog
 from detectron2.engine import DefaultTrainer, default_setup
 from detectron2.evaluation import COCOEvaluator
 from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
 
 import nasnet_det.detection  # noqa: F401  (registers the NASNet parts and built-in datasets)
+from nasnet_det.config import ConfigError, merge_config_file, merge_overrides
 from nasnet_det.detection import model_zoo
-from nasnet_det.detection.checkpoint import NASNetCheckpointer
-from nasnet_det.detection.config import get_nasnet_cfg
+from nasnet_det.detection.checkpoint import NASNetCheckpointer, allow_pickle_from_env, check_weights
+from nasnet_det.detection.config import get_nasnet_cfg, nasnet_config_from_cfg
+from nasnet_det.detection.datasets import register_from_config
 from nasnet_det.detection.hooks import DropPathHook
+from nasnet_det.io import atomic_write_json, check_output_dir
+from nasnet_det.nasnet import plan_nasnet
 
-__all__ = ["Trainer", "load_config", "main", "setup", "write_metrics"]
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "Trainer",
+    "check_config",
+    "check_num_gpus",
+    "load_config",
+    "main",
+    "setup",
+    "write_metrics",
+]
+
+
+class _NoTracebackForUserErrors(logging.Filter):
+    """Detectron2 logs "Exception during training:" with a traceback before re-raising; for a
+    user's error (a full disk, a bad file) the tool's one-line message says it all."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], (OSError, ValueError)):
+            record.exc_info = record.exc_text = None
+        return True
+
+
+logging.getLogger("detectron2.engine.train_loop").addFilter(_NoTracebackForUserErrors())
 
 
 class Trainer(DefaultTrainer):
-    """``DefaultTrainer`` with NASNet checkpoint loading, drop path and COCO evaluation."""
+    """``DefaultTrainer`` with NASNet checkpoint loading, drop path and COCO evaluation.
+
+    ``allow_pickle`` lets ``MODEL.WEIGHTS`` / ``--resume`` unpickle (``--allow-pickle``)."""
+
+    def __init__(self, cfg: CfgNode, allow_pickle: bool = False) -> None:
+        self.allow_pickle = allow_pickle
+        super().__init__(cfg)
 
     def build_hooks(self) -> list:
         # DefaultTrainer made a DetectionCheckpointer just before; ours also reads NASNet
-        # classification checkpoints and refuses mismatching ones.
+        # classification checkpoints, refuses mismatching ones and writes atomically.
         self.checkpointer = NASNetCheckpointer(
-            self._trainer.model, self.cfg.OUTPUT_DIR, cfg=self.cfg, trainer=weakref.proxy(self)
+            self._trainer.model,
+            self.cfg.OUTPUT_DIR,
+            cfg=self.cfg,
+            allow_pickle=self.allow_pickle,
+            trainer=weakref.proxy(self),
         )
         ret = super().build_hooks()
         total = self.cfg.MODEL.NASNET.DROP_PATH_TOTAL_STEPS or self.cfg.SOLVER.MAX_ITER
         ret.insert(0, DropPathHook(total))
         return ret
+
+    def resume_or_load(self, resume: bool = True) -> None:
+        super().resume_or_load(resume=resume)
+        # Killed while writing model_final.pth after the last periodic checkpoint: resuming
+        # starts at MAX_ITER and trains nothing, so write the final checkpoint from that state.
+        final = os.path.join(self.cfg.OUTPUT_DIR, "model_final.pth")
+        if resume and self.start_iter >= self.max_iter and not os.path.isfile(final):
+            logger.info("the run had finished training; writing the missing %s", final)
+            self.checkpointer.save("model_final", iteration=self.start_iter - 1)
 
     @classmethod
     def build_evaluator(cls, cfg: CfgNode, dataset_name: str, output_folder: str | None = None):
@@ -55,40 +103,164 @@ class Trainer(DefaultTrainer):
 
 def load_config(config_file: str, opts: list[str] | None = None) -> CfgNode:
     """Default config + ``MODEL.NASNET``, merged with a yaml file (a path, or a model-zoo
-    name such as ``COCO-Detection/faster_rcnn_nasnet_a_mobile_1x.yaml``) and KEY VALUE opts."""
+    name such as ``COCO-Detection/faster_rcnn_nasnet_a_mobile_1x.yaml``) and KEY VALUE opts.
+
+    YAML is read safely (a Python tag is refused, never run); an unknown key, a wrong type or a
+    broken file is one :class:`~nasnet_det.config.ConfigError` naming the file and the key."""
     cfg = get_nasnet_cfg()
     if config_file:
         path = config_file
-        if not os.path.isfile(path):
+        if not os.path.exists(path):
             try:
                 path = model_zoo.get_config_file(config_file)
-            except FileNotFoundError:
-                raise FileNotFoundError(
+            except (FileNotFoundError, RuntimeError):
+                raise ConfigError(
                     f"config file {config_file!r} does not exist (neither a path nor a "
                     "model-zoo config)"
                 ) from None
-        cfg.merge_from_file(path)
+        merge_config_file(cfg, path)
     if opts:
-        if len(opts) % 2:
-            raise ValueError(f"overrides must be KEY VALUE pairs, got an odd list: {opts}")
-        cfg.merge_from_list(list(opts))
+        merge_overrides(cfg, list(opts))
     return cfg
+
+
+def _need(ok: bool, key: str, expected: str, value: Any) -> None:
+    if not ok:
+        raise ConfigError(f"{key} must be {expected}, got {value!r}")
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+_OUT_FEATURES = ("nasnet_16", "c2", "c3", "c4", "c5")
+
+
+def check_config(cfg: CfgNode, args: argparse.Namespace | None = None) -> None:
+    """Check every value train_net uses before any work or output, naming the key."""
+    s = cfg.SOLVER
+    for key in ("MAX_ITER", "IMS_PER_BATCH", "CHECKPOINT_PERIOD"):
+        _need(_is_int(s[key]) and s[key] >= 1, f"SOLVER.{key}", "an integer >= 1", s[key])
+    _need(_is_number(s.BASE_LR) and s.BASE_LR > 0, "SOLVER.BASE_LR", "a number > 0", s.BASE_LR)
+    _need(_is_int(s.WARMUP_ITERS) and s.WARMUP_ITERS >= 0, "SOLVER.WARMUP_ITERS",
+          "an integer >= 0", s.WARMUP_ITERS)  # fmt: skip
+    for key in ("WEIGHT_DECAY", "MOMENTUM", "GAMMA"):
+        _need(_is_number(s[key]) and s[key] >= 0, f"SOLVER.{key}", "a number >= 0", s[key])
+    _need(all(_is_int(x) and x >= 1 for x in s.STEPS), "SOLVER.STEPS",
+          "iteration numbers >= 1", s.STEPS)  # fmt: skip
+    _need(_is_int(cfg.TEST.EVAL_PERIOD) and cfg.TEST.EVAL_PERIOD >= 0, "TEST.EVAL_PERIOD",
+          "an integer >= 0 (0: evaluate at the end only)", cfg.TEST.EVAL_PERIOD)  # fmt: skip
+    _need(_is_int(cfg.DATALOADER.NUM_WORKERS) and cfg.DATALOADER.NUM_WORKERS >= 0,
+          "DATALOADER.NUM_WORKERS", "an integer >= 0", cfg.DATALOADER.NUM_WORKERS)  # fmt: skip
+    r = cfg.MODEL.ROI_HEADS
+    _need(_is_int(r.NUM_CLASSES) and r.NUM_CLASSES >= 1, "MODEL.ROI_HEADS.NUM_CLASSES",
+          "an integer >= 1", r.NUM_CLASSES)  # fmt: skip
+    for key in ("SCORE_THRESH_TEST", "NMS_THRESH_TEST"):
+        _need(_is_number(r[key]) and 0 <= r[key] <= 1, f"MODEL.ROI_HEADS.{key}", "in [0, 1]",
+              r[key])  # fmt: skip
+    i = cfg.INPUT
+    sizes = i.MIN_SIZE_TRAIN if isinstance(i.MIN_SIZE_TRAIN, (list, tuple)) else [i.MIN_SIZE_TRAIN]
+    _need(len(sizes) > 0 and all(_is_int(x) and x >= 1 for x in sizes), "INPUT.MIN_SIZE_TRAIN",
+          "one or more sizes >= 1", i.MIN_SIZE_TRAIN)  # fmt: skip
+    for key in ("MAX_SIZE_TRAIN", "MIN_SIZE_TEST", "MAX_SIZE_TEST"):
+        _need(_is_int(i[key]) and i[key] >= 0, f"INPUT.{key}", "an integer >= 0", i[key])
+    n = cfg.MODEL.NASNET
+    _need(_is_int(n.FREEZE_AT) and n.FREEZE_AT >= 0, "MODEL.NASNET.FREEZE_AT", "an integer >= 0",
+          n.FREEZE_AT)  # fmt: skip
+    _need(_is_int(n.DROP_PATH_TOTAL_STEPS) and n.DROP_PATH_TOTAL_STEPS >= 0,
+          "MODEL.NASNET.DROP_PATH_TOTAL_STEPS", "an integer >= 0 (0: SOLVER.MAX_ITER)",
+          n.DROP_PATH_TOTAL_STEPS)  # fmt: skip
+    bad = [f for f in n.OUT_FEATURES if f not in _OUT_FEATURES]
+    _need(len(n.OUT_FEATURES) > 0 and not bad, "MODEL.NASNET.OUT_FEATURES",
+          f"some of {', '.join(_OUT_FEATURES)}", list(n.OUT_FEATURES))  # fmt: skip
+    plan_nasnet(nasnet_config_from_cfg(cfg))  # every MODEL.NASNET value, named on error
+    _check_device(cfg.MODEL.DEVICE, getattr(args, "num_gpus", 1) if args else 1)
+    allow_pickle = _allow_pickle(args)
+    check_weights(cfg.MODEL.WEIGHTS, allow_pickle)
+    if args is not None and getattr(args, "eval_only", False):
+        has_run = os.path.isfile(os.path.join(cfg.OUTPUT_DIR, "last_checkpoint"))
+        if not cfg.MODEL.WEIGHTS and not (args.resume and has_run):
+            raise ConfigError(
+                "--eval-only needs MODEL.WEIGHTS (a trained checkpoint), or --resume with a "
+                "checkpoint in OUTPUT_DIR"
+            )
+    if args is not None and getattr(args, "resume", False):
+        ckpt = NASNetCheckpointer(torch.nn.Module(), cfg.OUTPUT_DIR, cfg=cfg,
+                                  allow_pickle=allow_pickle)  # fmt: skip
+        if ckpt.has_checkpoint():
+            ckpt.good_checkpoint_file(warn=False)
+
+
+def check_num_gpus(num_gpus: int) -> None:
+    """``--num-gpus`` against the GPUs present (before ``launch`` starts any process)."""
+    gpus = torch.cuda.device_count()
+    if not _is_int(num_gpus) or num_gpus < 1:
+        raise ConfigError(f"--num-gpus must be >= 1, got {num_gpus}")
+    if num_gpus > 1 and num_gpus > gpus:
+        raise ConfigError(
+            f"--num-gpus {num_gpus} asks for more GPUs than the {gpus} CUDA GPU(s) available"
+        )
+
+
+def _check_device(device: str, num_gpus: int) -> None:
+    check_num_gpus(num_gpus)
+    gpus = torch.cuda.device_count()
+    kind = str(device).split(":", 1)[0]
+    if kind not in ("cpu", "cuda"):
+        raise ConfigError(f"MODEL.DEVICE must be 'cpu' or 'cuda', got {device!r}")
+    if kind == "cuda" and gpus == 0:
+        raise ConfigError(
+            f"MODEL.DEVICE is {device!r} but no CUDA GPU is available (use MODEL.DEVICE cpu)"
+        )
+    if kind == "cpu" and num_gpus > 1:
+        raise ConfigError(f"--num-gpus {num_gpus} needs MODEL.DEVICE cuda, got {device!r}")
+
+
+def _allow_pickle(args: argparse.Namespace | None) -> bool:
+    return bool(getattr(args, "allow_pickle", False)) or allow_pickle_from_env()
 
 
 def setup(args: argparse.Namespace) -> CfgNode:
     cfg = load_config(args.config_file, args.opts)
+    check_config(cfg, args)
+    # DATASETS.COCO_JSON / VOC: read and checked here, before default_setup makes OUTPUT_DIR.
+    register_from_config(cfg)
+    _check_datasets(cfg, args)
+    check_output_dir(cfg.OUTPUT_DIR, "OUTPUT_DIR")
     cfg.freeze()
     default_setup(cfg, args)
+    # Our own log lines (resume fallbacks, checkpoint mapping) beside Detectron2's.
+    setup_logger(
+        cfg.OUTPUT_DIR,
+        distributed_rank=comm.get_rank(),
+        name="nasnet_det",
+        abbrev_name="nasnet_det",
+    )
     return cfg
+
+
+def _check_datasets(cfg: CfgNode, args: argparse.Namespace) -> None:
+    eval_only = getattr(args, "eval_only", False)
+    known = set(DatasetCatalog.list())
+    for key in ("TEST",) if eval_only else ("TRAIN", "TEST"):
+        missing = [v for v in cfg.DATASETS[key] if v not in known]
+        if missing:
+            raise ConfigError(
+                f"DATASETS.{key} names {missing[0]!r}, which is not a registered dataset; "
+                f"known: {', '.join(sorted(known))}"
+            )
+    if not eval_only and not cfg.DATASETS.TRAIN:
+        raise ConfigError("DATASETS.TRAIN is empty; name at least one dataset to train on")
 
 
 def write_metrics(output_dir: str, results: dict[str, Any]) -> str:
     """Write ``results`` (e.g. ``{"bbox": {"AP": ..}}``) to ``output_dir/coco_metrics.json``."""
     path = Path(output_dir) / "coco_metrics.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(_plain(results), indent=2) + "\n")
-    os.replace(tmp, path)
+    atomic_write_json(path, _plain(results), "COCO metrics")
     return str(path)
 
 
@@ -105,14 +277,14 @@ def _plain(obj: Any) -> Any:
 def main(args: argparse.Namespace) -> OrderedDict | dict | None:
     """Train (or with ``--eval-only`` evaluate) as Detectron2's ``tools/train_net.py`` does."""
     cfg = setup(args)
+    allow_pickle = _allow_pickle(args)
     if args.eval_only:
         model = Trainer.build_model(cfg)
-        NASNetCheckpointer(model, cfg.OUTPUT_DIR, cfg=cfg).resume_or_load(
-            cfg.MODEL.WEIGHTS, resume=args.resume
-        )
+        checkpointer = NASNetCheckpointer(model, cfg.OUTPUT_DIR, cfg=cfg, allow_pickle=allow_pickle)
+        checkpointer.resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
         results = Trainer.test(cfg, model)
     else:
-        trainer = Trainer(cfg)
+        trainer = Trainer(cfg, allow_pickle=allow_pickle)
         trainer.resume_or_load(resume=args.resume)
         trainer.train()
         results = getattr(trainer, "_last_eval_results", None)

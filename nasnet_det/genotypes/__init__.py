@@ -227,10 +227,18 @@ class Genotype:
     @classmethod
     def from_json(cls, path: str | os.PathLike) -> Genotype:
         path = Path(path)
+        if path.is_dir():
+            raise ValueError(f"genotype file {str(path)!r} is a folder, expected a .json file")
         if not path.is_file():
             raise ValueError(f"genotype file {str(path)!r} does not exist")
         try:
-            data = json.loads(path.read_text())
+            data = json.loads(path.read_bytes().decode("utf-8"))
+        except UnicodeDecodeError as e:
+            raise ValueError(
+                f"genotype file {str(path)!r} is not UTF-8 text (byte {e.start}); expected JSON"
+            ) from None
+        except OSError as e:
+            raise ValueError(f"genotype file {str(path)!r} cannot be read: {e.strerror}") from None
         except json.JSONDecodeError as e:
             raise ValueError(
                 f"genotype file {str(path)!r} is not valid JSON: {e.msg} at line {e.lineno}, "

@@ -60,7 +60,7 @@ def test_bad_config_gives_one_line_error(tmp_path):
 def test_wrong_type_override_is_one_value_error():
     from nasnet_det.detection.engine import load_config
 
-    with pytest.raises(ValueError, match="Type mismatch"):
-        load_config(CONFIG, ["MODEL.NASNET.NUM_CELLS", "four"])
+    with pytest.raises(ValueError, match="MODEL.NASNET.NUM_CELLS expects a int"):
+        load_config(str(REPO / CONFIG), ["MODEL.NASNET.NUM_CELLS", "four"])
     with pytest.raises(ValueError, match="KEY VALUE pairs"):
-        load_config(CONFIG, ["MODEL.NASNET.NUM_CELLS"])
+        load_config(str(REPO / CONFIG), ["MODEL.NASNET.NUM_CELLS"])

@@ -136,6 +136,7 @@ class Cell(nn.Module):
                 )
                 channels[s] = c
         self.out_channels = sum(channels[s] for s in self.concat)
+        self._concat_keys = tuple((s, str(s)) for s in self.concat)
         # States read by more than one op that starts with a ReLU: compute that ReLU once. It
         # saves the time and, in training, the memory of the duplicate activations.
         readers = [0] * len(channels)
@@ -153,10 +154,8 @@ class Cell(nn.Module):
         for k, block in enumerate(self.blocks):
             states.append(block(states, self.drop_path_keep_prob, relus))
             relus.append(F.relu(states[-1]) if self.shared_relu[k + 2] else None)
-        out = []
-        for s in self.concat:
-            reduce = self.concat_reduce[str(s)] if str(s) in self.concat_reduce else None
-            out.append(states[s] if reduce is None else reduce(states[s]))
+        reduce = self.concat_reduce._modules  # plain dict lookups: this runs per cell call
+        out = [reduce[k](states[s]) if k in reduce else states[s] for s, k in self._concat_keys]
         return torch.cat(out, 1)
 
 

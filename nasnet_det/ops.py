@@ -9,6 +9,7 @@ The search space's vocabulary is this registry's keys.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -62,15 +63,33 @@ def same_pad_amounts(size: int, kernel: int, stride: int, dilation: int = 1) -> 
     return total // 2, total - total // 2
 
 
+@functools.lru_cache(maxsize=4096)
+def _pad_plan(
+    h: int, w: int, kernel: tuple[int, int], stride: tuple[int, int], dilation: tuple[int, int]
+) -> tuple[tuple[int, int], tuple[int, int, int, int] | None]:
+    """SAME padding for one input size, computed once per (size, op geometry).
+
+    Returns ``(conv_padding, extra_pad)``: symmetric amounts for the op itself and, when SAME is
+    asymmetric, the ``F.pad`` amounts ``(left, right, top, bottom)`` instead (padding ``(0, 0)``).
+    Every stride-2 op of a network asks this for every forward; the arithmetic runs once.
+    """
+    ph = same_pad_amounts(h, kernel[0], stride[0], dilation[0])
+    pw = same_pad_amounts(w, kernel[1], stride[1], dilation[1])
+    if ph[0] == ph[1] and pw[0] == pw[1]:
+        return (ph[0], pw[0]), None
+    return (0, 0), (pw[0], pw[1], ph[0], ph[1])
+
+
 def _pair(v: int | tuple[int, int]) -> tuple[int, int]:
     return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
 
 
 class SameConv2d(nn.Conv2d):
-    """``nn.Conv2d`` with TF SAME padding; no bias (every conv here is followed by BN).
+    """``nn.Conv2d`` with TF SAME padding; built without bias (every conv here is followed by BN;
+    :func:`nasnet_det.fuse.fuse_for_inference` gives it one when it folds that BN in).
 
     Symmetric padding is passed to the convolution itself; only the asymmetric stride-2 case
-    pays for an explicit pad.
+    pays for an explicit pad. The amounts are looked up per input size (:func:`_pad_plan`).
     """
 
     def __init__(
@@ -100,14 +119,27 @@ class SameConv2d(nn.Conv2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self._static:
             return super().forward(x)
-        ph = same_pad_amounts(x.shape[-2], self.kernel_size[0], self.stride[0], self.dilation[0])
-        pw = same_pad_amounts(x.shape[-1], self.kernel_size[1], self.stride[1], self.dilation[1])
-        if ph[0] == ph[1] and pw[0] == pw[1]:
-            return F.conv2d(
-                x, self.weight, None, self.stride, (ph[0], pw[0]), self.dilation, self.groups
-            )
-        x = F.pad(x, (pw[0], pw[1], ph[0], ph[1]))
-        return F.conv2d(x, self.weight, None, self.stride, 0, self.dilation, self.groups)
+        plan = _pad_plan.__wrapped__ if torch.compiler.is_compiling() else _pad_plan
+        padding, extra = plan(
+            x.shape[-2], x.shape[-1], self.kernel_size, self.stride, self.dilation
+        )
+        if extra is not None:
+            x = F.pad(x, extra)
+        return F.conv2d(x, self.weight, self.bias, self.stride, padding, self.dilation, self.groups)
+
+
+@functools.lru_cache(maxsize=4096)
+def _pool_plan(h: int, w: int, k: int, s: int, count_pad: bool) -> tuple[str, tuple[int, ...]]:
+    """How :class:`SamePool2d` pads an ``h x w`` input, computed once per size: ``("sym" |
+    "ceil", (ph, pw))`` pooling padding, or ``("pad" | "count_pad", (l, r, t, b))`` for F.pad."""
+    ph, pw = same_pad_amounts(h, k, s), same_pad_amounts(w, k, s)
+    full = (pw[0], pw[1], ph[0], ph[1])
+    if count_pad:
+        return "count_pad", full
+    sym_h, sym_w = ph[0] == ph[1], pw[0] == pw[1]
+    if sym_h == sym_w:
+        return ("sym" if sym_h else "ceil"), (ph[0], pw[0])
+    return "pad", full
 
 
 class SamePool2d(nn.Module):
@@ -126,21 +158,18 @@ class SamePool2d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         k, s = self.k, self.stride
-        ph = same_pad_amounts(x.shape[-2], k, s)
-        pw = same_pad_amounts(x.shape[-1], k, s)
-        if self.kind == "avg" and self.count_pad:
+        plan = _pool_plan.__wrapped__ if torch.compiler.is_compiling() else _pool_plan
+        how, pad = plan(x.shape[-2], x.shape[-1], k, s, self.kind == "avg" and self.count_pad)
+        if how == "count_pad":
             # timm's port: explicit zero padding, every window divided by k * k.
-            x = F.pad(x, (pw[0], pw[1], ph[0], ph[1]))
-            return F.avg_pool2d(x, k, s, 0, False, True)
-        sym_h, sym_w = ph[0] == ph[1], pw[0] == pw[1]
-        if sym_h == sym_w:
+            return F.avg_pool2d(F.pad(x, pad), k, s, 0, False, True)
+        if how != "pad":
             # Both symmetric: plain padding. Both one pixel heavier after: ceil_mode.
-            ceil = not sym_h
+            ceil = how == "ceil"
             if self.kind == "max":
-                return F.max_pool2d(x, k, s, (ph[0], pw[0]), ceil_mode=ceil)
-            return F.avg_pool2d(x, k, s, (ph[0], pw[0]), ceil_mode=ceil, count_include_pad=False)
+                return F.max_pool2d(x, k, s, pad, ceil_mode=ceil)
+            return F.avg_pool2d(x, k, s, pad, ceil_mode=ceil, count_include_pad=False)
         # One axis symmetric, the other not (non-square inputs): pad explicitly.
-        pad = (pw[0], pw[1], ph[0], ph[1])
         if self.kind == "max":
             return F.max_pool2d(F.pad(x, pad, value=-math.inf), k, s, 0)
         ones = F.pad(torch.ones_like(x[:1, :1]), pad)
@@ -152,10 +181,17 @@ class SamePool2d(nn.Module):
         )
 
 
+#: ``bn_folds`` on a module lists ``(conv names, bn name)`` pairs where the BN directly follows
+#: the conv(s) (several convs: the BN's channels split over their concatenated outputs in order);
+#: :func:`nasnet_det.fuse.fuse_for_inference` folds them.
+BnFolds = tuple[tuple[tuple[str, ...], str], ...]
+
+
 class ReLUConvBN(nn.Module):
     """ReLU, convolution (SAME), batch norm: TF-slim's building block."""
 
     starts_with_relu = True
+    bn_folds: BnFolds = ((("conv",), "bn"),)
 
     def __init__(
         self,
@@ -194,6 +230,7 @@ class SepConvBranch(nn.Module):
     """NASNet's separable op: (ReLU, separable conv, BN) twice; only the first one strides."""
 
     starts_with_relu = True
+    bn_folds: BnFolds = ((("sep1.pointwise",), "bn1"), (("sep2.pointwise",), "bn2"))
 
     def __init__(self, c_in: int, c_out: int, kernel_size: int, stride: int, cfg: OpConfig):
         super().__init__()
@@ -215,6 +252,7 @@ class ConvPair(nn.Module):
     """ReLU, 1xk conv, kx1 conv, BN (the paper's "1x7 then 7x1" family)."""
 
     starts_with_relu = True
+    bn_folds: BnFolds = ((("conv2",), "bn"),)
 
     def __init__(self, c_in: int, c_out: int, k: int, stride: int, cfg: OpConfig) -> None:
         super().__init__()
@@ -239,8 +277,10 @@ class PoolBranch(nn.Module):
         if c_in != c_out:
             self.conv = nn.Conv2d(c_in, c_out, 1, bias=False)
             self.bn = cfg.bn(c_out)
+            self.bn_folds: BnFolds = ((("conv",), "bn"),)
         else:
             self.conv = None
+            self.bn_folds = ()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.pool(x)
@@ -300,9 +340,11 @@ class FactorizedReduction(nn.Module):
         self.stride, self.relu = stride, relu
         if stride == 1:
             self.conv = nn.Conv2d(c_in, c_out, 1, bias=False)
+            self.bn_folds: BnFolds = ((("conv",), "bn"),)
         else:
             self.path1 = nn.Conv2d(c_in, c_out // 2, 1, bias=False)
             self.path2 = nn.Conv2d(c_in, c_out - c_out // 2, 1, bias=False)
+            self.bn_folds = ((("path1", "path2"), "bn"),)
         self.bn = cfg.bn(c_out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

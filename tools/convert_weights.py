@@ -22,10 +22,19 @@ detector's; the preset's model-zoo config unless --det-config):
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The tool: exit code 0, or 2 with one line on stderr for bad input or a failing output."""
+    from nasnet_det.cli import quiet_warnings, run_tool
+
+    quiet_warnings()
+    return run_tool("convert_weights", lambda: _convert(argv))
+
+
+def _convert(argv: list[str] | None) -> int:
     from nasnet_det.convert import (
         SOURCES,
         convert_state_dict,
@@ -51,32 +60,35 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--det-config", help="with --for detectron2: the detector's config file")
     args = p.parse_args(argv)
     from nasnet_det.convert import ours
+    from nasnet_det.convert.hub import resolve_raw_input  # --input nasnet://SOURCE/ARCH
+    from nasnet_det.io import check_output_file
 
-    try:
-        if args.target == "detectron2" and not args.output.endswith((".pth", ".pt")):
-            raise ValueError(
-                "--for detectron2 writes a .pth file (Detectron2 reads no safetensors)"
-            )
-        from nasnet_det.convert.hub import resolve_raw_input  # --input nasnet://SOURCE/ARCH
+    # Every argument is checked before the (slow) conversion; the output is written atomically.
+    if not args.output.endswith((".pth", ".pt", ".safetensors")):
+        raise ValueError(f"--output {args.output!r} must end in .pth, .pt or .safetensors")
+    if args.target == "detectron2" and not args.output.endswith((".pth", ".pt")):
+        raise ValueError("--for detectron2 writes a .pth file (Detectron2 reads no safetensors)")
+    if args.det_config and args.target != "detectron2":
+        raise ValueError("--det-config is used only with --for detectron2")
+    if args.det_config and not os.path.isfile(args.det_config):
+        what = "is a folder" if os.path.isdir(args.det_config) else "does not exist"
+        raise ValueError(f"--det-config {args.det_config!r} {what}; expected a .yaml file")
+    check_output_file(args.output, "--output")
+    args.input, args.arch = resolve_raw_input(args.input, args.source, args.arch)
+    obj = load_state_dict_file(args.input, allow_pickle=args.allow_pickle, what="--input")
+    if args.source == "nasnet_det" and ours.is_training_checkpoint(obj):
+        converted = ours.convert_checkpoint(obj, ema=not args.no_ema, arch=args.arch)
+    elif args.arch is None:
+        raise ValueError(f"--arch is required for --source {args.source}")
+    else:
+        converted = convert_state_dict(args.source, args.arch, unwrap_state_dict(obj))
+    state_dict, meta = converted.state_dict, converted.meta()
+    if args.target == "detectron2":
+        from nasnet_det.detection.convert import to_detectron2
 
-        args.input, args.arch = resolve_raw_input(args.input, args.source, args.arch)
-        obj = load_state_dict_file(args.input, allow_pickle=args.allow_pickle)
-        if args.source == "nasnet_det" and ours.is_training_checkpoint(obj):
-            converted = ours.convert_checkpoint(obj, ema=not args.no_ema, arch=args.arch)
-        elif args.arch is None:
-            raise ValueError(f"--arch is required for --source {args.source}")
-        else:
-            converted = convert_state_dict(args.source, args.arch, unwrap_state_dict(obj))
-        state_dict, meta = converted.state_dict, converted.meta()
-        if args.target == "detectron2":
-            from nasnet_det.detection.convert import to_detectron2
-
-            state_dict, cfg = to_detectron2(converted, args.det_config)
-            meta["for"] = "detectron2"
-        save_checkpoint(args.output, state_dict, meta)
-    except ValueError as e:
-        print(f"convert_weights: error: {e}", file=sys.stderr)
-        return 2
+        state_dict, cfg = to_detectron2(converted, args.det_config)
+        meta["for"] = "detectron2"
+    save_checkpoint(args.output, state_dict, meta)
     n = sum(v.numel() for k, v in state_dict.items() if "num_batches" not in k)
     how = (
         "MODEL.WEIGHTS of the NASNet Faster R-CNN"

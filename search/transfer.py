@@ -1,0 +1,349 @@
+"""The transfer study: does a cell's proxy reward predict how it does on bigger tasks?
+
+The paper's claim is in its title: a cell found on a small proxy transfers to ImageNet and
+COCO. :class:`TransferStudy` measures that for a finished search. It takes ``k`` cells across
+the search's reward range (best, quantiles, worst) plus NASNet-A as a reference, and trains
+each with the same budget and seed as
+
+(a) a larger classifier on the proxy's bigger sibling task: the whole NASNet of the demo
+    detector (N=1, F=16, ImageNet-style stem) classifying 64 px crops of the digits pasted on
+    real photographs of the built-in detection set (the proxy: 8-filter CIFAR-style nets on
+    clean 12 px digits);
+(b) a Faster R-CNN detector on the built-in detection set, initialised from (a), as the paper
+    initialised its detector from ImageNet.
+
+NASNet-A is not in the searched space, so its proxy reward is measured by training it as one
+more child with the search's own proxy settings. Each finished cell is stored at once
+(``cells/<name>.json``, atomically); a killed study started again skips those and trains only
+the rest. The summary (``results.csv``, ``correlations.json``, ``transfer.png``) relates
+proxy reward to (a) accuracy and (b) box AP with Kendall's tau and Spearman's rho.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import math
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from nasnet_det.search.history import History
+from nasnet_det.search.ranking import rank_correlation
+from nasnet_det.search.runner import HISTORY_FILE
+
+from nasnet_det.genotypes import Genotype, get_genotype
+from nasnet_det.io import atomic_call, atomic_write_json, atomic_write_text
+
+__all__ = ["Budget", "TransferStudy", "select_cells", "train_cell"]
+
+REFERENCE = "nasnet_a"
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What every cell gets: the same iterations and seed (and the datasets they run on)."""
+
+    pretrain_iters: int = 100  # (a) classifier steps on digit crops (batch 32)
+    detector_iters: int = 150  # (b) detector iterations (batch SOLVER.IMS_PER_BATCH)
+    seed: int = 0
+    train_set: str = "nasnet_digits_train"
+    val_set: str = "nasnet_digits_val"
+
+    def __post_init__(self) -> None:
+        for key in ("pretrain_iters", "detector_iters"):
+            v = getattr(self, key)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{key} must be a positive integer, got {v!r}")
+
+
+def read_search(folder: str | os.PathLike) -> tuple[list[dict], dict]:
+    """The children of a finished search (its ``leaderboard.csv``) and its stored proxy
+    settings (``child`` and ``data`` of the config in ``history.sqlite``)."""
+    folder = Path(folder)
+    board = folder / "leaderboard.csv"
+    if not board.is_file() or not (folder / HISTORY_FILE).is_file():
+        raise ValueError(
+            f"--search {str(folder)!r} is not a finished search folder (expected "
+            f"leaderboard.csv and {HISTORY_FILE} in it)"
+        )
+    with open(board, newline="") as f:
+        rows = list(csv.DictReader(f))
+    history = History(folder / HISTORY_FILE, create=False)
+    try:
+        config = history.get_meta("config")
+    finally:
+        history.close()
+    if not isinstance(config, dict) or "child" not in config or "data" not in config:
+        raise ValueError(f"{str(folder / HISTORY_FILE)!r} holds no search config")
+    return rows, {"child": config["child"], "data": config["data"], "seed": config["seed"]}
+
+
+def select_cells(rows: Sequence[dict], k: int) -> list[dict]:
+    """``k`` distinct trained children spread over the reward range: the best, the worst and
+    evenly spaced ranks between (``{"name", "child_id", "reward", "genotype"}``)."""
+    if k < 2:
+        raise ValueError(f"--k must be at least 2 (the best and the worst cell), got {k}")
+    ok, seen = [], set()
+    for r in rows:
+        if r["status"] != "ok" or r["reward"] in ("", None) or r.get("phase") == "shared":
+            continue
+        if r["genotype"] in seen:
+            continue
+        seen.add(r["genotype"])
+        ok.append(r)
+    ok.sort(key=lambda r: (-float(r["reward"]), int(r["child_id"])))
+    if len(ok) < k:
+        raise ValueError(f"the search has {len(ok)} distinct trained children, fewer than k={k}")
+    picks = sorted({int(round(i)) for i in np.linspace(0, len(ok) - 1, k)})
+    return [
+        {
+            "name": f"rank{i + 1}_child{ok[i]['child_id']}",
+            "child_id": int(ok[i]["child_id"]),
+            "reward": float(ok[i]["reward"]),
+            "genotype": json.loads(ok[i]["genotype"]),
+        }
+        for i in picks
+    ]
+
+
+def train_cell(job: dict[str, Any]) -> dict[str, Any]:
+    """Train one cell as (a) classifier and (b) detector (and on the proxy when its reward is
+    unknown); returns its result record. Runs in a worker process or in-process."""
+    import torch
+    from nasnet_det.search.child import get_train_fn
+
+    from nasnet_det.detection.demo import Pretrain, run_demo
+
+    start = time.monotonic()
+    out = Path(job["output"])
+    out.mkdir(parents=True, exist_ok=True)
+    genotype = Genotype.from_dict(job["genotype"], job["name"])
+    geno_path = out / "genotype.json"
+    genotype.to_json(geno_path)
+    budget = Budget(**job["budget"])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    log = io.StringIO()
+    try:
+        proxy = job["proxy_reward"]
+        if proxy is None:
+            fn = get_train_fn("train_child")
+            proxy = float(
+                fn(genotype, job["proxy"]["child"], job["proxy"]["data"], budget.seed)["reward"]
+            )
+        opts = ["SOLVER.MAX_ITER", str(budget.detector_iters), "SEED", str(budget.seed),
+                "DATASETS.TRAIN", f"('{budget.train_set}',)",
+                "DATASETS.TEST", f"('{budget.val_set}',)"]  # fmt: skip
+        with contextlib.redirect_stdout(log):
+            res = run_demo(
+                str(out),
+                str(geno_path),
+                opts=opts,
+                pretrain=Pretrain(iters=budget.pretrain_iters),
+                progress=False,
+            )
+    finally:
+        torch.set_num_threads(threads)
+        atomic_write_text(out / "log.txt", log.getvalue(), what="cell log")
+    m = res["metrics"]
+    return {
+        "name": job["name"],
+        "child_id": job["child_id"],
+        "proxy_reward": proxy,
+        "accuracy": res["pretrain"]["val_accuracy"],
+        "AP": _finite(m.get("AP")),
+        "AP50": _finite(m.get("AP50")),
+        "params": res["params"],
+        "seconds": time.monotonic() - start,
+        "genotype": job["genotype"],
+        "budget": job["budget"],
+    }
+
+
+def _finite(v: Any) -> float | None:
+    return None if v is None or not math.isfinite(float(v)) else float(v)
+
+
+class TransferStudy:
+    """A resumable study in ``output``: ``cells/<name>.json`` per finished cell, then the
+    summary. Every check runs in the constructor, before anything is trained or written."""
+
+    def __init__(
+        self, search: str | os.PathLike, k: int, output: str | os.PathLike, budget: Budget
+    ) -> None:
+        from nasnet_det.io import check_output_dir
+
+        rows, self.proxy = read_search(search)
+        self.cells = select_cells(rows, k)
+        self.budget = budget
+        self.output = Path(output)
+        meta = self.output / "study.json"
+        plan = {
+            "search": str(Path(search).resolve()),
+            "k": k,
+            "budget": asdict(budget),
+            "cells": [c["name"] for c in self.cells] + [REFERENCE],
+        }
+        if meta.is_file():
+            stored = json.loads(meta.read_text())
+            if stored != plan:
+                raise ValueError(
+                    f"{str(self.output)!r} holds a transfer study with another search, k or "
+                    "budget; use another --output"
+                )
+        check_output_dir(self.output)
+        atomic_write_json(meta, plan, what="study plan")
+        (self.output / "cells").mkdir(exist_ok=True)
+
+    def jobs(self) -> list[dict[str, Any]]:
+        """Every cell of the study, NASNet-A last (its proxy reward is trained, not looked up)."""
+        ref = get_genotype(REFERENCE)
+        cells = self.cells + [
+            {"name": REFERENCE, "child_id": None, "reward": None, "genotype": ref.to_dict()}
+        ]
+        return [
+            {
+                "name": c["name"],
+                "child_id": c["child_id"],
+                "proxy_reward": c["reward"],
+                "genotype": c["genotype"],
+                "proxy": self.proxy,
+                "budget": asdict(self.budget),
+                "output": str(self.output / "runs" / c["name"]),
+            }
+            for c in cells
+        ]
+
+    def done(self) -> dict[str, dict]:
+        out = {}
+        for p in sorted((self.output / "cells").glob("*.json")):
+            rec = json.loads(p.read_text())
+            out[rec["name"]] = rec
+        return out
+
+    def run(self, workers: int = 1, progress: bool = True) -> list[dict]:
+        """Train every cell not stored yet (``workers`` processes; 0: in this process), store
+        each as it finishes, then write the summary. Returns the records in study order."""
+        from tqdm import tqdm
+
+        jobs = self.jobs()
+        done = self.done()
+        todo = [j for j in jobs if j["name"] not in done]
+        bar = tqdm(
+            total=len(jobs), initial=len(jobs) - len(todo), unit="cell", disable=not progress
+        )
+        with bar:
+            for rec in _run_jobs(todo, workers):
+                atomic_write_json(self.output / "cells" / f"{rec['name']}.json", rec)
+                done[rec["name"]] = rec
+                bar.update(1)
+        records = [done[j["name"]] for j in jobs]
+        self.summarise(records)
+        return records
+
+    def summarise(self, records: list[dict]) -> dict:
+        """``results.csv``, ``correlations.json`` and ``transfer.png`` from the records."""
+        cols = ("name", "child_id", "proxy_reward", "accuracy", "AP", "AP50", "params", "seconds")
+        buf = io.StringIO()
+        w = csv.writer(buf)
+        w.writerow(cols)
+        for r in records:
+            w.writerow(["" if r.get(c) is None else r[c] for c in cols])
+        atomic_write_text(self.output / "results.csv", buf.getvalue(), what="results table")
+        corr = correlations(records)
+        atomic_write_json(self.output / "correlations.json", corr, what="correlations")
+        plot_transfer(records, corr, self.output / "transfer.png")
+        return corr
+
+
+def _run_jobs(todo: list[dict], workers: int):
+    if workers <= 0 or len(todo) <= 1:
+        for job in todo:
+            yield train_cell(job)
+        return
+    import multiprocessing as mp
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    from nasnet_det.search.child import worker_init
+
+    ctx = mp.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=worker_init) as pool:
+        pending = {pool.submit(train_cell, j) for j in todo}
+        while pending:
+            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for f in finished:
+                yield f.result()
+
+
+def correlations(records: Sequence[dict]) -> dict[str, Any]:
+    """Kendall's tau-b and Spearman's rho of proxy reward against (a) accuracy and (b) AP, over
+    every cell with both numbers (NASNet-A included)."""
+    out: dict[str, Any] = {}
+    for target in ("accuracy", "AP"):
+        pairs = [
+            (r["proxy_reward"], r[target])
+            for r in records
+            if r.get(target) is not None and r.get("proxy_reward") is not None
+        ]
+        if len(pairs) < 2:
+            out[target] = None
+            continue
+        rc = rank_correlation([p[0] for p in pairs], [p[1] for p in pairs])
+        out[target] = {k: _finite(v) if k != "n" else v for k, v in rc._asdict().items()}
+    return out
+
+
+def plot_transfer(records: Sequence[dict], corr: dict, path: str | os.PathLike) -> Path:
+    """Two scatter panels: proxy reward against (a) accuracy and (b) box AP; NASNet-A marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), dpi=120)
+    panels = (("accuracy", "(a) digit-crop accuracy", 100.0), ("AP", "(b) detector box AP", 1.0))
+    for ax, (key, label, scale) in zip(axes, panels):
+        for r in records:
+            if r.get(key) is None or r.get("proxy_reward") is None:
+                continue
+            ref = r["name"] == REFERENCE
+            ax.scatter(
+                r["proxy_reward"],
+                r[key] * scale,
+                marker="*" if ref else "o",
+                s=160 if ref else 40,
+                color="#c0392b" if ref else "#2e86c1",
+                zorder=3,
+            )
+            ax.annotate(
+                "NASNet-A" if ref else r["name"].split("_")[0],
+                (r["proxy_reward"], r[key] * scale),
+                textcoords="offset points",
+                xytext=(5, 4),
+                fontsize=7,
+            )
+        c = corr.get(key)
+        if not c or c["tau"] is None:
+            stats = "  (no ranking: a constant scoring)" if c else ""
+        else:
+            stats = f"  (tau {c['tau']:.2f}, rho {c['rho']:.2f}, n={c['n']})"
+        ax.set_title(label + stats, fontsize=9)
+        ax.set_xlabel("proxy reward (held-out accuracy on 12 px digits)")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+
+    def write(name: str) -> None:
+        fig.savefig(name, format="png")
+
+    try:
+        return atomic_call(path, write, what="transfer plot")
+    finally:
+        plt.close(fig)

@@ -79,3 +79,33 @@ def write_voc(root: Path, num_images: int = 4, size: int = 96, image_set: str = 
         (root / "Annotations" / f"{fileid}.xml").write_text(voc_xml(fileid + ".jpg", size, objs))
     (root / "ImageSets" / "Main" / f"{image_set}.txt").write_text("\n".join(ids) + "\n")
     return root
+
+
+CONFIG = "configs/quick_schedules/faster_rcnn_nasnet_a_mobile_instant_test.yaml"
+# The tool path is under test, not the network's size: one cell per stack, 8 filters.
+TINY = ["MODEL.DEVICE", "cpu", "MODEL.NASNET.NUM_CELLS", "1", "MODEL.NASNET.NUM_CONV_FILTERS", "8",
+        "MODEL.ROI_HEADS.NUM_CLASSES", "2"]  # fmt: skip
+
+
+def dataset_opts(coco: tuple[Path, Path] | None, voc: Path | None, train: str, test: str) -> list:
+    """KEY VALUE overrides registering ``tc`` (COCO) and/or ``tv`` (VOC) and using them."""
+    opts = []
+    if coco is not None:
+        opts += ["DATASETS.COCO_JSON", repr([["tc", str(coco[0]), str(coco[1])]])]
+    if voc is not None:
+        opts += ["DATASETS.VOC", repr([["tv", str(voc), "train", ",".join(CLASSES)]])]
+    return opts + ["DATASETS.TRAIN", repr((train,)), "DATASETS.TEST", repr((test,))]
+
+
+def random_checkpoint(path: Path, opts: list) -> Path:
+    """Save the seeded random weights of the tiny detector (a Detectron2 checkpoint)."""
+    import torch
+    from detectron2.modeling import build_model
+
+    from nasnet_det.detection.engine import load_config
+
+    cfg = load_config(CONFIG, TINY + opts)
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    torch.save({"model": model.state_dict()}, path)
+    return path

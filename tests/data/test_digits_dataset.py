@@ -8,7 +8,8 @@ import pytest
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from pycocotools.coco import COCO
 
-from nasnet_det.data import CLASSES, DigitsSpec, build_digits_dataset, register_nasnet_digits
+from nasnet_det.data import CLASSES, DigitsSpec, build_digits_dataset
+from nasnet_det.detection.datasets import register_nasnet_digits
 
 SMALL = DigitsSpec(num_train=12, num_val=6, num_val_mini=2, image_size=96, digit_sizes=(16, 32))
 

@@ -13,6 +13,7 @@ import importlib
 import json
 import os
 import pickle
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -151,7 +152,11 @@ def load_state_dict_file(
                 f"{str(e).splitlines()[0] if str(e) else type(e).__name__}"
             ) from None
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=not allow_pickle)
+        with warnings.catch_warnings():
+            # A hostile legacy pickle draws torch's "Detected pickle protocol" warning before
+            # the refusal below says what matters.
+            warnings.filterwarnings("ignore", message=".*pickle protocol.*")
+            obj = torch.load(path, map_location="cpu", weights_only=not allow_pickle)
     except pickle.UnpicklingError as e:
         raise ValueError(
             f"{what} {str(path)!r} holds pickled objects beyond tensors and plain containers; "

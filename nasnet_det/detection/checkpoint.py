@@ -55,12 +55,18 @@ def allow_pickle_from_env() -> bool:
     return os.environ.get(ALLOW_PICKLE_ENV, "").strip().lower() in ("1", "true", "yes")
 
 
-def check_weights(path: str, allow_pickle: bool = False, what: str = "MODEL.WEIGHTS") -> None:
+def check_weights(
+    path: str, allow_pickle: bool = False, what: str = "MODEL.WEIGHTS", *, load: bool = False
+) -> None:
     """Check a local weights file before any work: exists, is a file, not empty, its archive
-    CRCs match, and it is no pickle unless ``allow_pickle``. URLs (``scheme://``) pass."""
+    CRCs match, and it is no pickle unless ``allow_pickle``; with ``load`` it is also read
+    (weights only), so objects in a ``.pth`` are refused before any output. URLs and weight
+    names (``scheme://``) pass: they are resolved when loaded."""
     if not path or "://" in path:
         return
     kind = check_weights_file(path, f"{what} file")
+    if load and not path.endswith(".pkl"):
+        load_state_dict_file(path, allow_pickle, what=f"{what} file", opt_in=_OPT_IN)
     # A legacy (non-zip) torch file is read by torch's weights-only unpickler, which refuses
     # objects; Detectron2's .pkl reader is plain pickle.load and needs the opt-in.
     if kind == "pickle" and path.endswith(".pkl") and not allow_pickle:
@@ -187,7 +193,7 @@ class NASNetCheckpointer(DetectionCheckpointer):
             )
         return target
 
-    def good_checkpoint_file(self, warn: bool = True) -> str:
+    def good_checkpoint_file(self, warn: bool = True, load: bool = False) -> str:
         """The checkpoint ``--resume`` loads: the one ``last_checkpoint`` names if it is whole,
         else the newest whole ``model_*.pth`` in ``save_dir`` (with a warning); one
         ``ValueError`` if there is none."""
@@ -202,7 +208,7 @@ class NASNetCheckpointer(DetectionCheckpointer):
             if not _CHECKPOINT_NAME.search(os.path.basename(path)) and path != named:
                 continue
             try:
-                check_weights(path, self.allow_pickle, "checkpoint")
+                check_weights(path, self.allow_pickle, "checkpoint", load=load)
             except ValueError as e:
                 problems.append(str(e))
                 continue

@@ -180,7 +180,7 @@ def check_config(cfg: CfgNode, args: argparse.Namespace | None = None) -> None:
     plan_nasnet(nasnet_config_from_cfg(cfg))  # every MODEL.NASNET value, named on error
     _check_device(cfg.MODEL.DEVICE, getattr(args, "num_gpus", 1) if args else 1)
     allow_pickle = _allow_pickle(args)
-    check_weights(cfg.MODEL.WEIGHTS, allow_pickle)
+    check_weights(cfg.MODEL.WEIGHTS, allow_pickle, load=True)
     if args is not None and getattr(args, "eval_only", False):
         has_run = os.path.isfile(os.path.join(cfg.OUTPUT_DIR, "last_checkpoint"))
         if not cfg.MODEL.WEIGHTS and not (args.resume and has_run):
@@ -192,7 +192,7 @@ def check_config(cfg: CfgNode, args: argparse.Namespace | None = None) -> None:
         ckpt = NASNetCheckpointer(torch.nn.Module(), cfg.OUTPUT_DIR, cfg=cfg,
                                   allow_pickle=allow_pickle)  # fmt: skip
         if ckpt.has_checkpoint():
-            ckpt.good_checkpoint_file(warn=False)
+            ckpt.good_checkpoint_file(warn=False, load=True)
 
 
 def check_num_gpus(num_gpus: int) -> None:
@@ -229,7 +229,8 @@ def setup(args: argparse.Namespace) -> CfgNode:
     check_config(cfg, args)
     # DATASETS.COCO_JSON / VOC: read and checked here, before default_setup makes OUTPUT_DIR.
     register_from_config(cfg)
-    _check_datasets(cfg, args)
+    if not args.eval_only and not cfg.DATASETS.TRAIN:
+        raise ConfigError("DATASETS.TRAIN is empty; name at least one dataset to train on")
     check_output_dir(cfg.OUTPUT_DIR, "OUTPUT_DIR")
     cfg.freeze()
     default_setup(cfg, args)
@@ -241,20 +242,6 @@ def setup(args: argparse.Namespace) -> CfgNode:
         abbrev_name="nasnet_det",
     )
     return cfg
-
-
-def _check_datasets(cfg: CfgNode, args: argparse.Namespace) -> None:
-    eval_only = getattr(args, "eval_only", False)
-    known = set(DatasetCatalog.list())
-    for key in ("TEST",) if eval_only else ("TRAIN", "TEST"):
-        missing = [v for v in cfg.DATASETS[key] if v not in known]
-        if missing:
-            raise ConfigError(
-                f"DATASETS.{key} names {missing[0]!r}, which is not a registered dataset; "
-                f"known: {', '.join(sorted(known))}"
-            )
-    if not eval_only and not cfg.DATASETS.TRAIN:
-        raise ConfigError("DATASETS.TRAIN is empty; name at least one dataset to train on")
 
 
 def write_metrics(output_dir: str, results: dict[str, Any]) -> str:

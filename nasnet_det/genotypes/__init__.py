@@ -291,6 +291,11 @@ def get_genotype(name_or_path: str | os.PathLike | Genotype | dict[str, Any]) ->
         return name_or_path
     if isinstance(name_or_path, dict):
         return Genotype.from_dict(name_or_path, "inline genotype")
+    if not isinstance(name_or_path, (str, os.PathLike)):
+        raise ValueError(
+            "genotype must be a registered name, a .json path, a dict or a Genotype, got "
+            f"{type(name_or_path).__name__} {name_or_path!r}"
+        )
     key = os.fspath(name_or_path)
     if key in GENOTYPES:
         return GENOTYPES[key]

@@ -82,7 +82,6 @@ def get_train_fn(name: str) -> TrainFn:
     return TRAIN_FNS[name]
 
 
-_data = cached_dataset  # old private name, still imported by weight_sharing.py (helper D2)
 
 
 @register_train_fn("train_child")

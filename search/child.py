@@ -82,8 +82,6 @@ def get_train_fn(name: str) -> TrainFn:
     return TRAIN_FNS[name]
 
 
-
-
 @register_train_fn("train_child")
 def train_child(genotype: Genotype, child_cfg: dict, data_cfg: dict, seed: int) -> dict:
     """Train the CIFAR-style NASNet of ``genotype`` on the proxy; ``{"reward", "params"}``.

@@ -97,3 +97,94 @@ def test_unsafe_or_missing_checkpoint(tmp_path):
     evil.write_bytes(pickle.dumps({"model": object()}))
     with pytest.raises(ValueError, match="refusing to unpickle"):
         ckpt.load(str(evil))
+
+
+def _saved_run(tmp_path):
+    """A run folder written by the checkpointer itself: model_0000001, model_final."""
+    cfg = tiny_cfg()
+    model = build_model(cfg)
+    out = tmp_path / "run"
+    out.mkdir()
+    ckpt = NASNetCheckpointer(model, str(out), cfg=cfg)
+    ckpt.save("model_0000001", iteration=1)
+    ckpt.save("model_final", iteration=3)
+    return cfg, model, out
+
+
+def test_saves_are_atomic_and_tagged(tmp_path):
+    cfg, model, out = _saved_run(tmp_path)
+    assert sorted(p.name for p in out.iterdir()) == [
+        "last_checkpoint",
+        "model_0000001.pth",
+        "model_final.pth",
+    ]  # no temporary file beside them
+    assert (out / "last_checkpoint").read_text() == "model_final.pth"
+    saved = torch.load(out / "model_final.pth", map_location="cpu", weights_only=True)
+    assert saved["iteration"] == 3
+    assert all(torch.equal(saved["model"][k], v) for k, v in model.state_dict().items())
+
+
+def test_resume_skips_a_damaged_checkpoint_for_the_newest_good_one(tmp_path, caplog):
+    cfg, model, out = _saved_run(tmp_path)
+    blob = (out / "model_final.pth").read_bytes()
+    (out / "model_final.pth").write_bytes(blob[: len(blob) // 2])  # an old, non-atomic write
+    (out / ".model_final.pth.abc123.tmp").write_bytes(b"left by a kill")
+    ckpt = NASNetCheckpointer(build_model(cfg), str(out), cfg=cfg)
+    with caplog.at_level("WARNING", logger="nasnet_det.detection.checkpoint"):
+        extra = ckpt.resume_or_load("", resume=True)
+    assert extra["iteration"] == 1
+    assert "model_final.pth' is truncated or damaged" in caplog.text
+    assert "resuming from the newest good checkpoint" in caplog.text
+    assert not (out / ".model_final.pth.abc123.tmp").exists()
+    # Nothing whole left: one error, no silent start from scratch.
+    (out / "model_0000001.pth").write_bytes(b"")
+    with pytest.raises(ValueError, match="no usable checkpoint to resume from"):
+        ckpt.resume_or_load("", resume=True)
+
+
+def test_last_checkpoint_may_not_leave_the_output_folder(tmp_path):
+    cfg, model, out = _saved_run(tmp_path)
+    ckpt = NASNetCheckpointer(model, str(out), cfg=cfg)
+    for name in ("../elsewhere/evil.pkl", "/etc/passwd", ".", ""):
+        (out / "last_checkpoint").write_text(name)
+        with pytest.raises(ValueError, match="not a file inside OUTPUT_DIR"):
+            ckpt.resume_or_load("", resume=True)
+    (tmp_path / "evil.pth").write_bytes((out / "model_final.pth").read_bytes())
+    (out / "link.pth").symlink_to(tmp_path / "evil.pth")  # a link out of the folder, too
+    (out / "last_checkpoint").write_text("link.pth")
+    with pytest.raises(ValueError, match="not a file inside OUTPUT_DIR"):
+        ckpt.resume_or_load("", resume=True)
+
+
+class _Marker:
+    """Unpickling this creates a file: proof that code ran."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_pkl_needs_the_opt_in(tmp_path, monkeypatch):
+    cfg = tiny_cfg()
+    model = build_model(cfg)
+    marker = tmp_path / "marker"
+    evil = tmp_path / "evil.pkl"
+    evil.write_bytes(pickle.dumps({"model": {"x": _Marker(marker)}, "__author__": "x"}))
+    with pytest.raises(ValueError, match=r"Use --allow-pickle \(or NASNET_DET_ALLOW_PICKLE=1\)"):
+        NASNetCheckpointer(model, cfg=cfg).load(str(evil))
+    assert not marker.exists()
+    # Detectron2's own .pkl layout (numpy arrays) loads once the user opts in.
+    sd = {k: v.numpy() for k, v in model.state_dict().items() if k.startswith("backbone.stem")}
+    sd = {k: v + 1 for k, v in sd.items() if v.dtype.kind == "f"}
+    good = tmp_path / "d2.pkl"
+    good.write_bytes(pickle.dumps({"model": sd, "__author__": "Detectron2 Model Zoo"}))
+    with pytest.raises(ValueError, match="--allow-pickle"):
+        NASNetCheckpointer(model, cfg=cfg).load(str(good))
+    monkeypatch.setenv("NASNET_DET_ALLOW_PICKLE", "1")
+    from nasnet_det.detection.checkpoint import allow_pickle_from_env
+
+    NASNetCheckpointer(model, cfg=cfg, allow_pickle=allow_pickle_from_env()).load(str(good))
+    for k, v in sd.items():
+        assert torch.equal(model.state_dict()[k], torch.from_numpy(v))

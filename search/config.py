@@ -41,10 +41,9 @@ __all__ = [
 
 _C = CfgNode()
 _C.seed = 0
-_C.max_children = 20000  # children proposed in total (the paper: 20,000)
-# Stop starting rounds when the next one would end past this many minutes (None: no limit).
-# A wall-clock limit does not repeat across machines; prefer max_children.
-_C.max_minutes = None
+# Children proposed in total (the paper: 20,000): the budget is a count, never a wall-clock
+# time, so a search repeats exactly from its seed.
+_C.max_children = 20000
 # Children proposed and trained per round (None: the strategy's batch_size). Raise it to about
 # the number of workers on a cluster; PPO still updates once per batch_size children.
 _C.round_size = None
@@ -265,8 +264,6 @@ def validate_config(cfg: CfgNode) -> None:
     _int(cfg, "seed", 0)
     _int(cfg, "max_children", 1)
     _int(cfg, "round_size", 1, none_ok=True)
-    if cfg.max_minutes is not None:
-        _num(cfg, "max_minutes", 0, open_low=True)
     _choice(cfg, "mode", ("standalone", "weight_sharing"))
     _check_space(cfg)
     _check_strategy(cfg)

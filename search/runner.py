@@ -11,7 +11,6 @@ carrying the earlier result.
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,8 +133,6 @@ class SearchRunner:
         except BaseException:
             self.close()
             raise
-        self.started = time.time()
-        self.rounds_run = 0
 
     # ------------------------------------------------------------------ state
     def _check_stored_config(self) -> None:
@@ -193,7 +190,6 @@ class SearchRunner:
         self.strategy.observe(proposals, rewards)
         self.round += 1
         self.next_id += n
-        self.rounds_run += 1
         state = {"strategy": self.strategy.state_dict()}
         if self.scorer is not None:
             state["weight_sharing"] = self.scorer.state_dict()
@@ -291,17 +287,9 @@ class SearchRunner:
             self.bar.set_postfix(best=f"{reward:.4f}", refresh=False)
 
     # ------------------------------------------------------------------ the end
-    def out_of_time(self) -> bool:
-        """``max_minutes`` would be passed by the end of the next round (mean round time)."""
-        limit = self.cfg.max_minutes
-        if limit is None or not self.rounds_run:
-            return False
-        elapsed = time.time() - self.started
-        return elapsed + elapsed / self.rounds_run > 60.0 * limit
-
     def run(self) -> SearchResult:
-        """Step until the budget (or ``max_minutes``) is spent, then :meth:`finish`."""
-        while not self.out_of_time() and self.step():
+        """Step until the budget is spent, then :meth:`finish`."""
+        while self.step():
             pass
         return self.finish()
 

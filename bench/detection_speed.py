@@ -3,6 +3,12 @@
 
     python bench/detection_speed.py --threads 1                 # CPU, 600x600
     python bench/detection_speed.py --models mobile large --what train
+    python bench/detection_speed.py --models mobile mobile_low r50_c4 --what infer \
+        --fast fuse,channels_last          # ours through fuse_for_inference(channels_last=True)
+
+``--fast`` applies the inference fast paths to our detectors only (``fuse``: BN folded into the
+convs; ``channels_last``; ``compile``: torch.compile of the backbone and second stage, falling
+back to eager). ``*_low`` are the low-proposals configs: they keep their own 50 proposals.
 
 All detectors have random weights and 80 classes, built from their model-zoo configs at a fixed
 600x600 input (MIN_SIZE_TEST 600; training with one image and two boxes). Measures batch-1
@@ -16,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -25,17 +32,24 @@ import time
 MODELS = {
     "mobile": ("nasnet", "COCO-Detection/faster_rcnn_nasnet_a_mobile_1x.yaml"),
     "large": ("nasnet", "COCO-Detection/faster_rcnn_nasnet_a_large_1x.yaml"),
+    "mobile_low": ("nasnet", "COCO-Detection/faster_rcnn_nasnet_a_mobile_lowproposals.yaml"),
+    "large_low": ("nasnet", "COCO-Detection/faster_rcnn_nasnet_a_large_lowproposals.yaml"),
     "r50_c4": ("detectron2", "COCO-Detection/faster_rcnn_R_50_C4_1x.yaml"),
     "r50_fpn": ("detectron2", "COCO-Detection/faster_rcnn_R_50_FPN_1x.yaml"),
 }
 SIZE = 600
 PROPOSALS = 300  # set by --proposals
+FAST: set[str] = set()  # set by --fast
+DEVICE = "cpu"  # set by --device
+ALTERNATING = False  # --what alt: "+fast" names pick the contenders that get --fast
 
 
 def build(name: str, train: bool):
     import torch
     from detectron2.modeling import build_model
 
+    fast = name.endswith("+fast")  # alternating mode: the --fast paths for this contender only
+    name = name.removesuffix("+fast")
     source, path = MODELS[name]
     if source == "nasnet":
         from nasnet_det.detection import model_zoo
@@ -45,15 +59,18 @@ def build(name: str, train: bool):
         from detectron2 import model_zoo as d2_zoo
 
         cfg = d2_zoo.get_config(path)
-    cfg.MODEL.DEVICE = "cpu"
+    cfg.MODEL.DEVICE = DEVICE
     cfg.MODEL.WEIGHTS = ""
     cfg.INPUT.MIN_SIZE_TEST = SIZE
     cfg.INPUT.MAX_SIZE_TEST = SIZE
     # Equal work for the box heads: exactly PROPOSALS regions each (random weights would
-    # otherwise leave a data-dependent number after NMS).
+    # otherwise leave a data-dependent number after NMS); low-proposals configs keep theirs.
     cfg.MODEL.RPN.NMS_THRESH = 1.0
-    cfg.MODEL.RPN.POST_NMS_TOPK_TEST = PROPOSALS
-    cfg.MODEL.RPN.PRE_NMS_TOPK_TEST = max(PROPOSALS, cfg.MODEL.RPN.PRE_NMS_TOPK_TEST)
+    if not name.endswith("_low"):
+        cfg.MODEL.RPN.POST_NMS_TOPK_TEST = PROPOSALS
+    cfg.MODEL.RPN.PRE_NMS_TOPK_TEST = max(
+        cfg.MODEL.RPN.POST_NMS_TOPK_TEST, cfg.MODEL.RPN.PRE_NMS_TOPK_TEST
+    )
     torch.manual_seed(0)
     model = build_model(cfg)
     # Random RPN deltas can collapse boxes to nothing (then dropped): zero them so the
@@ -62,6 +79,21 @@ def build(name: str, train: bool):
     torch.nn.init.zeros_(head.anchor_deltas.weight)
     torch.nn.init.zeros_(head.anchor_deltas.bias)
     model.train(train)
+    if source == "nasnet" and not train and FAST and (fast or not ALTERNATING):
+        from nasnet_det.fuse import fuse_for_inference
+
+        if "fuse" in FAST or "channels_last" in FAST:
+            if "fuse" in FAST:
+                fuse_for_inference(model, channels_last="channels_last" in FAST)
+            else:  # channels_last alone: convert without folding
+                model.to(memory_format=torch.channels_last)
+                for m in model.modules():
+                    if hasattr(m, "input_memory_format"):
+                        m.input_memory_format = torch.channels_last
+        if "compile" in FAST:
+            from nasnet_det.compile import compile_detector
+
+            compile_detector(model)
     return model
 
 
@@ -71,6 +103,7 @@ def inputs(train: bool):
 
     g = torch.Generator().manual_seed(0)
     d = {"image": torch.rand(3, SIZE, SIZE, generator=g) * 255, "height": SIZE, "width": SIZE}
+    d["image"] = d["image"].to(DEVICE)
     if train:
         inst = Instances((SIZE, SIZE))
         inst.gt_boxes = Boxes(
@@ -79,6 +112,13 @@ def inputs(train: bool):
         inst.gt_classes = torch.tensor([3, 17])
         d["instances"] = inst
     return [d]
+
+
+def _sync() -> None:
+    import torch
+
+    if DEVICE == "cuda":
+        torch.cuda.synchronize()
 
 
 def measure(name: str, what: str, repeats: int) -> dict:
@@ -93,10 +133,13 @@ def measure(name: str, what: str, repeats: int) -> dict:
             model(batch)
             times = []
             for _ in range(repeats):
+                _sync()
                 t = time.perf_counter()
                 model(batch)
+                _sync()
                 times.append(time.perf_counter() - t)
         out["latency_s"] = statistics.median(times)
+        out["latency_range_s"] = [min(times), max(times)]
     elif what == "flops":
         from detectron2.utils.analysis import FlopCountAnalysis
 
@@ -121,29 +164,90 @@ def measure(name: str, what: str, repeats: int) -> dict:
     return out
 
 
+def alternate(names: list[str], repeats: int) -> dict:
+    """All contenders in one process, timed in turn (A B C A B C ...) so that a drifting machine
+    load hits them alike; ratios against the first contender are taken round by round."""
+    import torch
+
+    models = {n: build(n, train=False) for n in names}
+    batch = inputs(False)
+    times: dict[str, list[float]] = {n: [] for n in names}
+    with torch.no_grad():
+        for n in names:
+            models[n](batch)  # warm-up
+        for _ in range(repeats):
+            for n in names:
+                _sync()
+                t = time.perf_counter()
+                models[n](batch)
+                _sync()
+                times[n].append(time.perf_counter() - t)
+    ref = names[0]
+    out = {}
+    for n in names:
+        ratios = [a / b for a, b in zip(times[n], times[ref])]
+        out[n] = {
+            "median_s": statistics.median(times[n]),
+            "range_s": [min(times[n]), max(times[n])],
+            f"ratio_vs_{ref}": statistics.median(ratios),
+            "ratio_range": [min(ratios), max(ratios)],
+        }
+    return out
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--models", nargs="+", default=["mobile", "r50_c4", "r50_fpn"], choices=MODELS)
-    p.add_argument("--what", nargs="+", default=["infer", "flops", "train"])
+    p.add_argument("--models", nargs="+", default=["mobile", "r50_c4", "r50_fpn"],
+                   help=f"of {', '.join(MODELS)}; with --what alt also NAME+fast")  # fmt: skip
+    p.add_argument("--what", nargs="+", default=["infer", "flops", "train"],
+                   help="infer flops train (own process each), or alt: all in one process, "
+                   "timed in turn")  # fmt: skip
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--proposals", type=int, default=300, help="regions per image at inference")
     p.add_argument("--timeout", type=int, default=900, help="seconds per measurement")
+    p.add_argument("--fast", default="", help="ours only: comma list of fuse,channels_last,compile")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--one", nargs=2, metavar=("MODEL", "WHAT"), help=argparse.SUPPRESS)
     args = p.parse_args()
     import torch
 
     torch.set_num_threads(args.threads)
-    global PROPOSALS
-    PROPOSALS = args.proposals
+    global PROPOSALS, FAST, DEVICE
+    PROPOSALS, DEVICE = args.proposals, args.device
+    FAST = {f for f in args.fast.split(",") if f}
+    bad = FAST - {"fuse", "channels_last", "compile"}
+    if bad:
+        p.error(f"--fast takes fuse, channels_last, compile; got {sorted(bad)}")
     if args.one:
         print(json.dumps(measure(args.one[0], args.one[1], args.repeats)))
+        return 0
+    if args.what == ["alt"]:
+        global ALTERNATING
+        ALTERNATING = True
+        res = alternate(args.models, args.repeats)
+        load = os.getloadavg()
+        head = (
+            f"{SIZE}x{SIZE}, {args.device}, {args.threads} thread(s), random weights, batch 1, "
+            f"{args.proposals} proposals (*_low: 50), +fast = {args.fast or '-'}, "
+            f"{args.repeats} alternating rounds, load average at end {load[0]:.1f}"
+        )
+        print(f"\n{head}\n")
+        ref = args.models[0]
+        print(f"| contender | median s | range s | vs {ref} (median of rounds) | range |")
+        print("|---|---|---|---|---|")
+        for n, r in res.items():
+            lo, hi = r["range_s"]
+            rlo, rhi = r["ratio_range"]
+            print(f"| {n} | {r['median_s']:.2f} | {lo:.2f}-{hi:.2f} | "
+                  f"{r[f'ratio_vs_{ref}']:.2f}x | {rlo:.2f}-{rhi:.2f} |")  # fmt: skip
         return 0
     rows: dict[str, dict] = {m: {} for m in args.models}
     for m in args.models:
         for w in args.what:
             cmd = [sys.executable, __file__, "--one", m, w, "--threads", str(args.threads),
-                   "--repeats", str(args.repeats), "--proposals", str(args.proposals)]  # fmt: skip
+                   "--repeats", str(args.repeats), "--proposals", str(args.proposals),
+                   "--fast", args.fast, "--device", args.device]  # fmt: skip
             try:
                 r = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
             except subprocess.TimeoutExpired:
@@ -160,8 +264,9 @@ def main() -> int:
             print(json.dumps(res), file=sys.stderr, flush=True)
     ref = rows.get("r50_c4", {})
     print(
-        f"\n{SIZE}x{SIZE}, CPU, {args.threads} thread(s), random weights, batch 1, "
-        f"{args.proposals} proposals at inference\n"
+        f"\n{SIZE}x{SIZE}, {args.device}, {args.threads} thread(s), random weights, batch 1, "
+        f"{args.proposals} proposals at inference (*_low: 50), ours with "
+        f"--fast {args.fast or '(none)'}\n"
     )
     print(
         "| model | latency s | vs R50-C4 | GMACs | vs R50-C4 | train step s | train peak RSS MB |"

@@ -1,25 +1,82 @@
 #!/usr/bin/env python
-"""Where the time of one training step goes: ours vs timm's nasnetalarge, by op and shape.
+"""Where the time goes, by op: the NASNet detector's inference (first vs second stage), or one
+classifier training step (ours vs timm's nasnetalarge).
 
-python bench/profile_step.py --threads 2 --top 15
+    python bench/profile_step.py detector --threads 1                       # Mobile, 600 px, 300
+    python bench/profile_step.py detector --config lowproposals --fuse      # after the fixes
+    python bench/profile_step.py classifier --threads 2 --top 15            # vs timm, train step
+
+Detector: random weights, built as in bench/detection_speed.py (exactly --proposals regions, RPN
+NMS off). One warm-up, then one profiled forward under torch.profiler (CPU); prints the wall time
+of each stage (backbone, RPN, ROI heads split into ROIAlign, second-stage cells and box
+predictor) and the top ops by self CPU time for the whole forward and for the second stage.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import torch
-from torch.profiler import ProfilerActivity, profile
+from torch.profiler import ProfilerActivity, profile, record_function
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--top", type=int, default=15)
-    p.add_argument("--size", type=int, default=331)
-    args = p.parse_args()
-    torch.set_num_threads(args.threads)
+def _table(prof, top: int, shapes: bool = False) -> str:
+    return prof.key_averages(group_by_input_shape=shapes).table(
+        sort_by="self_cpu_time_total", row_limit=top, max_name_column_width=34,
+        max_shapes_column_width=60,
+    )  # fmt: skip
+
+
+def _wrap(module: torch.nn.Module, label: str) -> None:
+    """Time every call of ``module`` under a named profiler range."""
+    fwd = module.forward
+
+    def timed(*a, **k):
+        with record_function(label):
+            return fwd(*a, **k)
+
+    module.forward = timed
+
+
+def detector(args) -> None:
+    import detection_speed as ds
+
+    ds.SIZE, ds.PROPOSALS = args.size, args.proposals
+    model = ds.build(args.model, train=False)
+    if args.fuse:
+        from nasnet_det.fuse import fuse_for_inference
+
+        fuse_for_inference(model)
+    _wrap(model.backbone, "## backbone (first stage)")
+    _wrap(model.proposal_generator, "## RPN")
+    _wrap(model.roi_heads, "## ROI heads")
+    if hasattr(model.roi_heads, "second_stage"):
+        _wrap(model.roi_heads.second_stage, "## second-stage cells")
+    _wrap(model.roi_heads.box_predictor, "## box predictor")
+    batch = ds.inputs(False)
+    with torch.no_grad():
+        model(batch)  # warm-up
+        with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+            t = time.perf_counter()
+            model(batch)
+            wall = time.perf_counter() - t
+    print(f"== {args.model} detector, {args.size} px, {args.proposals} proposals, "
+          f"fuse={args.fuse}, {torch.get_num_threads()} thread(s): {wall:.2f} s")  # fmt: skip
+    stages = [e for e in prof.key_averages() if e.key.startswith("## ")]
+    print("| stage | CPU s | share |\n|---|---|---|")
+    for e in sorted(stages, key=lambda e: -e.cpu_time_total):
+        print(
+            f"| {e.key[3:]} | {e.cpu_time_total / 1e6:.2f} | {e.cpu_time_total / 1e6 / wall:.0%} |"
+        )
+    print(_table(prof, args.top))
+
+
+def classifier(args) -> None:
     import timm
 
     from nasnet_det import build_nasnet
@@ -37,11 +94,26 @@ def main() -> None:
             model(x).sum().backward()
             wall = time.perf_counter() - t
         print(f"== {name}: {wall:.2f} s")
-        table = prof.key_averages(group_by_input_shape=True).table(
-            sort_by="self_cpu_time_total", row_limit=args.top, max_name_column_width=30,
-            max_shapes_column_width=70,
-        )  # fmt: skip
-        print(table)
+        print(_table(prof, args.top, shapes=True))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("target", choices=["detector", "classifier"])
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--top", type=int, default=15)
+    p.add_argument("--size", type=int, default=None, help="600 (detector) / 331 (classifier)")
+    p.add_argument("--model", default="mobile", help="detector: a bench/detection_speed.py name")
+    p.add_argument("--proposals", type=int, default=300)
+    p.add_argument("--fuse", action="store_true", help="detector: fuse_for_inference first")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.target == "detector":
+        args.size = args.size or 600
+        detector(args)
+    else:
+        args.size = args.size or 331
+        classifier(args)
 
 
 if __name__ == "__main__":

@@ -110,6 +110,8 @@ class NASNetBackbone(Backbone):
         self.cells = build_cells(cfg, layout, range(end))
         self.cell_names = [c.name for c in layout.cells[:end]]
         self._keep = tuple(sorted({j for o in self._feature_outputs.values() for j in o}))
+        # Memory format the input is brought to (channels_last: see fuse_for_inference).
+        self.input_memory_format = torch.contiguous_format
         if freeze_at >= 1:
             self.stem = _freeze(self.stem)
         for i in range(max(0, freeze_at - 1)):
@@ -121,6 +123,7 @@ class NASNetBackbone(Backbone):
         return 32 if any(n in FPN_FEATURES for n in self._out_features) else 0
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = x.contiguous(memory_format=self.input_memory_format)
         outs = self.cells({0: self.stem(x)}, keep=self._keep)
         return {
             name: outs[o[0]] if len(o) == 1 else torch.cat([outs[j] for j in o], 1)

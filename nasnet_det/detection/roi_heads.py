@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from detectron2.config import CfgNode, configurable
 from detectron2.layers import ShapeSpec
-from detectron2.modeling.poolers import ROIPooler
+from detectron2.modeling.poolers import ROIPooler, convert_boxes_to_pooler_format
 from detectron2.modeling.roi_heads import ROI_HEADS_REGISTRY, ROIHeads
 from detectron2.modeling.roi_heads.fast_rcnn import FastRCNNOutputLayers
 from detectron2.structures import ImageList, Instances
@@ -47,8 +47,11 @@ class NASNetSecondStage(nn.Module):
         self.start = split.start
         self.cells = build_cells(cfg, layout, range(split.start, len(layout.cells)))
         self._last = len(layout.cells)  # output index of the last cell
+        # Memory format the crops are brought to (channels_last: see fuse_for_inference).
+        self.input_memory_format = torch.contiguous_format
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.contiguous(memory_format=self.input_memory_format)
         states = dict(zip(self.inputs, torch.split(x, self.split_channels, dim=1)))
         return F.relu(self.cells(states)[self._last])
 
@@ -60,6 +63,11 @@ class NASNetROIHeads(ROIHeads):
     Like ``Res5ROIHeads``: one ROIAlign on the single stride-16 input feature, the shared
     per-region network (here :class:`NASNetSecondStage`), mean pooling, then the box predictor.
     Masks and keypoints are not supported.
+
+    Without gradients (inference) the regions go through ROIAlign and the second stage
+    ``proposal_chunk`` at a time, so the crops and the cells' activations held at once are
+    bounded by the chunk, not the proposal count (Large at 500 proposals would otherwise hold
+    [500, 4032, 17, 17] crops, 2.3 GB); the results are the same as in one pass.
     """
 
     @configurable
@@ -70,13 +78,17 @@ class NASNetROIHeads(ROIHeads):
         pooler: ROIPooler,
         second_stage: NASNetSecondStage,
         box_predictor: nn.Module,
+        proposal_chunk: int = 64,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
+        if proposal_chunk < 1:
+            raise ValueError(f"proposal_chunk must be a positive integer, got {proposal_chunk}")
         self.in_features = list(in_features)
         self.pooler = pooler
         self.second_stage = second_stage
         self.box_predictor = box_predictor
+        self.proposal_chunk = int(proposal_chunk)
 
     @classmethod
     def from_config(cls, cfg: CfgNode, input_shape: dict[str, ShapeSpec]) -> dict:
@@ -124,9 +136,23 @@ class NASNetROIHeads(ROIHeads):
             proposals = self.label_and_sample_proposals(proposals, targets)
         del targets
         boxes = [p.proposal_boxes for p in proposals]
-        crops = self.pooler([features[f] for f in self.in_features], boxes)
-        predictions = self.box_predictor(self.second_stage(crops).mean(dim=(2, 3)))
+        x = [features[f] for f in self.in_features]
+        if torch.is_grad_enabled():
+            pooled = self.second_stage(self.pooler(x, boxes)).mean(dim=(2, 3))
+        else:
+            pooled = self._pooled_in_chunks(x[0], boxes)
+        predictions = self.box_predictor(pooled)
         if self.training:
             return [], self.box_predictor.losses(predictions, proposals)
         instances, _ = self.box_predictor.inference(predictions, proposals)
         return instances, {}
+
+    def _pooled_in_chunks(self, feature: torch.Tensor, boxes: list) -> torch.Tensor:
+        """``second_stage(pooler(...)).mean`` over ``proposal_chunk`` regions at a time."""
+        rois = convert_boxes_to_pooler_format(boxes)  # [R, 5]: image index, x0, y0, x1, y1
+        align = self.pooler.level_poolers[0]  # one input feature, one level (checked at build)
+        out = []
+        for start in range(0, max(len(rois), 1), self.proposal_chunk):
+            crops = align(feature, rois[start : start + self.proposal_chunk])
+            out.append(self.second_stage(crops).mean(dim=(2, 3)))
+        return torch.cat(out) if len(out) > 1 else out[0]

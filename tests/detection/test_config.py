@@ -37,7 +37,9 @@ def test_every_config_merges_and_builds(name):
     assert sum(p.numel() for p in model.parameters()) > 0
     if cfg.MODEL.BACKBONE.NAME == "build_nasnet_backbone":
         assert model.backbone.output_shape()["nasnet_16"].stride == 16
-        assert cfg.MODEL.RPN.POST_NMS_TOPK_TEST == 500 or "Demo" in name or "quick" in name
+        assert cfg.MODEL.RPN.POST_NMS_TOPK_TEST == (50 if "lowproposals" in name else 500) or (
+            "Demo" in name or "quick" in name
+        )
 
 
 def test_paper_settings_in_base():

@@ -1,0 +1,134 @@
+"""The detector's inference fast paths give the plain detector's detections.
+
+BN folded (FrozenBN and eval BN), channels_last, the second stage in proposal chunks, and the
+compiled path's fallback: boxes within 1e-3 of the plain path's on the instant-test detector.
+"""
+
+import copy
+import warnings
+
+import pytest
+import torch
+from detectron2.modeling import build_model
+from torch import nn
+
+from nasnet_det.compile import compile_detector, compile_status
+from nasnet_det.detection import model_zoo
+from nasnet_det.fuse import fuse_for_inference
+
+INSTANT = "quick_schedules/faster_rcnn_nasnet_a_mobile_instant_test.yaml"
+
+
+def _randomize_norms(model: nn.Module) -> None:
+    g = torch.Generator().manual_seed(1)
+    for m in model.modules():
+        if hasattr(m, "running_var") and m.running_var is not None:
+            n = m.running_var.numel()
+            m.running_mean.copy_((torch.rand(n, generator=g) - 0.5) * 0.2)
+            m.running_var.copy_(torch.rand(n, generator=g) * 0.5 + 0.75)
+            with torch.no_grad():
+                m.weight.copy_(torch.rand(n, generator=g) * 0.5 + 0.75)
+                m.bias.copy_((torch.rand(n, generator=g) - 0.5) * 0.1)
+
+
+def detector(norm: str):
+    """The instant-test detector (the real NASNet-A Mobile network, 128 px), random weights."""
+    cfg = model_zoo.get_config(INSTANT)
+    cfg.MODEL.DEVICE = "cpu"
+    cfg.MODEL.NASNET.NORM = norm
+    cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = 0.05
+    cfg.TEST.DETECTIONS_PER_IMAGE = 1000  # no cut at a rank where near-equal scores could swap
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    _randomize_norms(model)
+    # Fresh predictors score every region almost alike (std 0.01 / 0.001 weights); spread the
+    # scores and boxes so that float rounding (1e-6) cannot reorder proposals or NMS survivors.
+    with torch.no_grad():
+        model.proposal_generator.rpn_head.objectness_logits.weight.mul_(100)
+        model.roi_heads.box_predictor.cls_score.weight.mul_(300)
+        model.roi_heads.box_predictor.bbox_pred.weight.mul_(100)
+    return model.eval()
+
+
+def images():
+    g = torch.Generator().manual_seed(0)
+    return [{"image": torch.rand(3, 128, 160, generator=g) * 255, "height": 128, "width": 160}]
+
+
+def run(model):
+    with torch.no_grad():
+        return model(images())[0]["instances"]
+
+
+def assert_same_detections(out, ref):
+    assert len(ref) > 10  # not vacuous
+    assert len(out) == len(ref)
+    torch.testing.assert_close(out.pred_boxes.tensor, ref.pred_boxes.tensor, atol=1e-3, rtol=0)
+    torch.testing.assert_close(out.scores, ref.scores, atol=1e-4, rtol=0)
+    assert torch.equal(out.pred_classes, ref.pred_classes)
+
+
+@pytest.fixture(scope="module")
+def frozen_pair():
+    plain = detector("FrozenBN")
+    return plain, run(plain)
+
+
+def test_folded_frozen_bn_detector_gives_the_plain_boxes(frozen_pair):
+    plain, ref = frozen_pair
+    fused = fuse_for_inference(copy.deepcopy(plain))
+    n_frozen = sum(type(m).__name__ == "FrozenBatchNorm2d" for m in plain.modules())
+    assert fused.fused_bn_count == n_frozen > 100  # backbone and second stage alike
+    assert not any(type(m).__name__ == "FrozenBatchNorm2d" for m in fused.modules())
+    assert_same_detections(run(fused), ref)
+
+
+def test_folded_eval_bn_detector_with_channels_last_gives_the_plain_boxes():
+    plain = detector("BN")
+    ref = run(plain)
+    fused = fuse_for_inference(copy.deepcopy(plain), channels_last=True)
+    assert fused.fused_bn_count > 100
+    assert fused.backbone.input_memory_format == torch.channels_last
+    assert_same_detections(run(fused), ref)
+
+
+def test_training_detector_keeps_trainable_convs_unfolded():
+    model = detector("FrozenBN").train()
+    fuse_for_inference(model)
+    # FREEZE_AT 0: every conv trains, so no FrozenBN may be folded into one.
+    assert model.fused_bn_count == 0
+
+
+def test_second_stage_in_proposal_chunks_gives_the_one_pass_boxes(frozen_pair):
+    plain, ref = frozen_pair
+    assert plain.roi_heads.proposal_chunk >= 50  # the reference ran its 50 regions in one pass
+    model = copy.deepcopy(plain)
+    model.roi_heads.proposal_chunk = 7  # 7 full chunks and a last one of 1
+    assert_same_detections(run(model), ref)
+
+
+def test_proposal_chunk_must_be_positive():
+    from nasnet_det.detection.roi_heads import NASNetROIHeads
+
+    cfg = model_zoo.get_config(INSTANT)
+    cfg.MODEL.DEVICE = "cpu"
+    model = build_model(cfg)
+    kwargs = NASNetROIHeads.from_config(cfg, model.backbone.output_shape())
+    with pytest.raises(ValueError, match="proposal_chunk must be a positive integer, got 0"):
+        NASNetROIHeads(**kwargs, proposal_chunk=0)
+
+
+def _failing_backend(gm, example_inputs):
+    raise RuntimeError("no compiler here")
+
+
+@pytest.mark.slow  # Dynamo traces backbone and second stage before the backend fails
+def test_compiled_detector_falls_back_cleanly(frozen_pair):
+    plain, ref = frozen_pair
+    model = compile_detector(fuse_for_inference(copy.deepcopy(plain)), backend=_failing_backend)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = run(model)
+    assert compile_status(model.backbone).startswith("fallback")
+    assert compile_status(model.roi_heads.second_stage).startswith("fallback")
+    assert_same_detections(out, ref)

@@ -17,6 +17,7 @@ import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import yaml
 from fvcore.common.config import CfgNode
@@ -104,13 +105,31 @@ def merge_config_file(cfg: CfgNode, path: str | os.PathLike, what: str = "config
         ) from None
     except (AssertionError, TypeError, KeyError, AttributeError) as e:
         raise _reword(e, f"{what} {str(p)!r}") from None
-    del loaded  # parsed only to check the _BASE_ chain; the node merges the file itself
+    loaded = _ints_to_floats(cfg, loaded)
+    version = cfg.get("VERSION")  # Detectron2 nodes carry their config version
     try:
-        # The node's own merge (Detectron2's upgrades old config versions); safe YAML only.
-        cfg.merge_from_file(str(p), allow_unsafe=False)
+        if version is None or loaded.get("VERSION", version) == version:
+            cfg.merge_from_other_cfg(type(cfg)(loaded))
+        else:  # an older Detectron2 config: its own merge upgrades it (safe YAML only)
+            cfg.merge_from_file(str(p), allow_unsafe=False)
     except (KeyError, ValueError, AssertionError, TypeError) as e:
         raise _reword(e, f"{what} {str(p)!r}") from None
     return cfg
+
+
+def _ints_to_floats(defaults: Any, data: Any) -> Any:
+    """``lr: 1`` in a file means 1.0 where the default is a float (yacs would refuse the int)."""
+    if not isinstance(data, dict) or not isinstance(defaults, dict):
+        return data
+    out = {}
+    for key, value in data.items():
+        default = defaults.get(key)
+        if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        elif isinstance(value, dict):
+            value = _ints_to_floats(default, value)
+        out[key] = value
+    return out
 
 
 def _coerce(cfg: CfgNode, key: str, value: str) -> str:

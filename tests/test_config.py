@@ -15,7 +15,9 @@ def write(tmp_path, name, text):
 
 def test_base_chain_and_typed_overrides(tmp_path):
     write(tmp_path, "base.yaml", "seed: 3\noptim:\n  name: adamw\n")
-    cfg_file = write(tmp_path, "delta.yaml", "_BASE_: base.yaml\noptim:\n  lr: 0.5\n")
+    cfg_file = write(tmp_path, "delta.yaml", "_BASE_: base.yaml\noptim:\n  lr: 1\n")
+    from_file = load_config(DEFAULTS, cfg_file)
+    assert from_file.optim.lr == 1.0 and isinstance(from_file.optim.lr, float)  # int in a file
     cfg = load_config(DEFAULTS, cfg_file, ["optim.lr", "2", "ops", "['c']"])
     assert cfg.seed == 3 and cfg.optim.name == "adamw"
     assert cfg.optim.lr == 2.0 and isinstance(cfg.optim.lr, float)  # int given for a float key

@@ -59,8 +59,9 @@ def get_config_file(config_path: str) -> str:
 
 def get_config(config_path: str) -> CfgNode:
     """Detectron2's default config plus ``MODEL.NASNET``, merged with the model-zoo file."""
+    from nasnet_det.config import merge_config_file
     from nasnet_det.detection.config import get_nasnet_cfg
 
     cfg = get_nasnet_cfg()
-    cfg.merge_from_file(get_config_file(config_path))
+    merge_config_file(cfg, get_config_file(config_path), "model-zoo config")
     return cfg

@@ -215,13 +215,12 @@ class Genotype:
             raise ValueError(msg if msg.startswith(source) else f"{source}: {msg}") from None
 
     def to_json(self, path: str | os.PathLike | None = None, indent: int = 2) -> str:
-        """Serialise; when ``path`` is given, write atomically (temp file then rename)."""
+        """Serialise; when ``path`` is given, write atomically (see :mod:`nasnet_det.io`)."""
         text = json.dumps(self.to_dict(), indent=indent) + "\n"
         if path is not None:
-            path = Path(path)
-            tmp = path.with_name(path.name + ".tmp")
-            tmp.write_text(text)
-            os.replace(tmp, path)
+            from nasnet_det.io import atomic_write_text
+
+            atomic_write_text(path, text, "genotype file")
         return text
 
     @classmethod

@@ -3,6 +3,11 @@
 
     python bench/model_speed.py --threads 2            # CPU
     python bench/model_speed.py --device cuda --amp    # GPU, mixed precision
+    python bench/model_speed.py --alternate --threads 1 --repeats 7   # inference, in turn
+
+``--alternate``: batch-1 inference of timm, timm channels_last, ours, ours with
+``fuse_for_inference(channels_last=True)`` (and, with ``--compile``, both compiled) in ONE
+process, timed in turn round by round, ratios against timm per round (median and range).
 
 Measures batch-1 inference latency at 331x331, the time of one batch-2 training step (forward,
 backward, SGD update) and the peak memory of that step. Each (model, measurement) runs in its own
@@ -93,6 +98,72 @@ def worker(args) -> dict:
     return {"median_s": statistics.median(times), "min_s": min(times), "peak_mb": peak_mb}
 
 
+def alternate(args) -> None:
+    import copy
+    import os
+
+    import torch
+
+    from nasnet_det.compile import compile_module, compile_status
+    from nasnet_det.fuse import fuse_for_inference
+
+    torch.set_num_threads(args.threads)
+    dev, cl = args.device, torch.channels_last
+    timm_m = build("timm", False, dev).eval()
+    ours = build("ours", False, dev).eval()
+    contenders = {
+        "timm": (timm_m, False),
+        "timm channels_last": (copy.deepcopy(timm_m).to(memory_format=cl), True),
+        "ours": (ours, False),
+        "ours fused channels_last": (fuse_for_inference(copy.deepcopy(ours), channels_last=True),
+                                     True),
+    }  # fmt: skip
+    if args.compile:
+        contenders["timm compiled channels_last"] = (
+            torch.compile(copy.deepcopy(timm_m).to(memory_format=cl)),
+            True,
+        )
+        contenders["ours fused channels_last compiled"] = (
+            compile_module(fuse_for_inference(copy.deepcopy(ours), channels_last=True)),
+            True,
+        )
+    amp = torch.autocast(dev, dtype=torch.bfloat16 if dev == "cpu" else torch.float16,
+                         enabled=args.amp)  # fmt: skip
+    x = torch.randn(1, 3, args.size, args.size, device=dev)
+    times = {n: [] for n in contenders}
+
+    def once(m, channels_last):
+        xi = x.to(memory_format=cl) if channels_last else x
+        if dev == "cuda":
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        m(xi)
+        if dev == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - t
+
+    with torch.inference_mode(), amp:
+        for n, (m, c) in contenders.items():
+            for _ in range(args.warmup):
+                once(m, c)
+            print(f"warm: {n}", file=sys.stderr, flush=True)
+        for _ in range(args.repeats):
+            for n, (m, c) in contenders.items():
+                times[n].append(once(m, c))
+    print(f"device={dev} threads={args.threads} amp={args.amp} size={args.size} batch=1 "
+          f"rounds={args.repeats} load average at end {os.getloadavg()[0]:.1f}")  # fmt: skip
+    print("| contender | median ms | range ms | vs timm (median of rounds) | range |")
+    print("| --- | --- | --- | --- | --- |")
+    for n, ts in times.items():
+        r = [a / b for a, b in zip(ts, times["timm"])]
+        note = ""
+        if "compiled" in n and n.startswith("ours"):
+            note = f" ({compile_status(contenders[n][0])})"
+        spread = f"{min(ts) * 1e3:.1f}-{max(ts) * 1e3:.1f}"
+        ratio = f"{statistics.median(r):.2f}x | {min(r):.2f}-{max(r):.2f}"
+        print(f"| {n}{note} | {statistics.median(ts) * 1e3:.1f} | {spread} | {ratio} |")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
@@ -101,8 +172,14 @@ def main() -> None:
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--alternate", action="store_true", help="inference contenders in turn")
+    p.add_argument("--compile", action="store_true", help="--alternate: add compiled contenders")
+    p.add_argument("--size", type=int, default=331)
     p.add_argument("--worker", nargs=2, metavar=("MODEL", "MODE"), help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.alternate:
+        alternate(args)
+        return
     if args.worker:
         args.model, args.mode = args.worker
         print(json.dumps(worker(args)))

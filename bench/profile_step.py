@@ -3,7 +3,8 @@
 classifier training step (ours vs timm's nasnetalarge).
 
     python bench/profile_step.py detector --threads 1                       # Mobile, 600 px, 300
-    python bench/profile_step.py detector --config lowproposals --fuse      # after the fixes
+    python bench/profile_step.py detector --fast fuse,channels_last         # after the fixes
+    python bench/profile_step.py detector --model mobile_low --fast fuse,channels_last
     python bench/profile_step.py classifier --threads 2 --top 15            # vs timm, train step
 
 Detector: random weights, built as in bench/detection_speed.py (exactly --proposals regions, RPN
@@ -47,11 +48,8 @@ def detector(args) -> None:
     import detection_speed as ds
 
     ds.SIZE, ds.PROPOSALS = args.size, args.proposals
+    ds.FAST = {f for f in args.fast.split(",") if f}
     model = ds.build(args.model, train=False)
-    if args.fuse:
-        from nasnet_det.fuse import fuse_for_inference
-
-        fuse_for_inference(model)
     _wrap(model.backbone, "## backbone (first stage)")
     _wrap(model.proposal_generator, "## RPN")
     _wrap(model.roi_heads, "## ROI heads")
@@ -65,8 +63,9 @@ def detector(args) -> None:
             t = time.perf_counter()
             model(batch)
             wall = time.perf_counter() - t
+    fast, threads = args.fast or "-", torch.get_num_threads()
     print(f"== {args.model} detector, {args.size} px, {args.proposals} proposals, "
-          f"fuse={args.fuse}, {torch.get_num_threads()} thread(s): {wall:.2f} s")  # fmt: skip
+          f"--fast {fast}, {threads} thread(s): {wall:.2f} s")  # fmt: skip
     stages = [e for e in prof.key_averages() if e.key.startswith("## ")]
     print("| stage | CPU s | share |\n|---|---|---|")
     for e in sorted(stages, key=lambda e: -e.cpu_time_total):
@@ -105,7 +104,7 @@ def main() -> None:
     p.add_argument("--size", type=int, default=None, help="600 (detector) / 331 (classifier)")
     p.add_argument("--model", default="mobile", help="detector: a bench/detection_speed.py name")
     p.add_argument("--proposals", type=int, default=300)
-    p.add_argument("--fuse", action="store_true", help="detector: fuse_for_inference first")
+    p.add_argument("--fast", default="", help="detector: as bench/detection_speed.py --fast")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     if args.target == "detector":

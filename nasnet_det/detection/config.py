@@ -83,8 +83,10 @@ def add_nasnet_config(cfg: CN) -> CN:
 
 
 def get_nasnet_cfg() -> CN:
-    """Detectron2's default config plus ``MODEL.NASNET``."""
-    return add_nasnet_config(get_cfg())
+    """Detectron2's default config plus ``MODEL.NASNET`` and the training options."""
+    from nasnet_det.detection.training import add_training_config
+
+    return add_training_config(add_nasnet_config(get_cfg()))
 
 
 def nasnet_config_from_cfg(cfg: CN) -> NASNetConfig:

@@ -27,7 +27,7 @@ from detectron2.utils.logger import setup_logger
 
 import nasnet_det.detection  # noqa: F401  (registers the NASNet parts and built-in datasets)
 from nasnet_det.config import ConfigError, merge_config_file, merge_overrides
-from nasnet_det.detection import model_zoo
+from nasnet_det.detection import model_zoo, training
 from nasnet_det.detection.checkpoint import NASNetCheckpointer, allow_pickle_from_env, check_weights
 from nasnet_det.detection.config import get_nasnet_cfg, nasnet_config_from_cfg
 from nasnet_det.detection.datasets import register_from_config
@@ -69,6 +69,11 @@ class Trainer(DefaultTrainer):
     def __init__(self, cfg: CfgNode, allow_pickle: bool = False) -> None:
         self.allow_pickle = allow_pickle
         super().__init__(cfg)
+        self._trainer = training.autocast_trainer(self._trainer, cfg)  # SOLVER.AMP.ENABLED
+
+    @classmethod
+    def build_optimizer(cls, cfg: CfgNode, model: torch.nn.Module) -> torch.optim.Optimizer:
+        return training.build_optimizer(cfg, model)  # SOLVER.OPTIMIZER
 
     def build_hooks(self) -> list:
         # DefaultTrainer made a DetectionCheckpointer just before; ours also reads NASNet
@@ -83,7 +88,7 @@ class Trainer(DefaultTrainer):
         ret = super().build_hooks()
         total = self.cfg.MODEL.NASNET.DROP_PATH_TOTAL_STEPS or self.cfg.SOLVER.MAX_ITER
         ret.insert(0, DropPathHook(total))
-        return ret
+        return training.add_training_hooks(self, ret)  # MODEL_EMA, SOLVER.BEST_CHECKPOINTER
 
     def resume_or_load(self, resume: bool = True) -> None:
         super().resume_or_load(resume=resume)

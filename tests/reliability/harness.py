@@ -101,3 +101,30 @@ def assert_clean_failure(
         assert after == (before or {}), (
             f"output folder changed: before {sorted(before or {})}, after {sorted(after)}"
         )
+
+
+class Payload:
+    """Unpickling this runs ``cmd`` in a shell: what a hostile file carries (tests write one
+    that creates a marker file, then check that the marker never appears)."""
+
+    def __init__(self, cmd: str) -> None:
+        self.cmd = cmd
+
+    def __reduce__(self):
+        return (os.system, (self.cmd,))
+
+
+def make_read_only(monkeypatch, folder: str | os.PathLike) -> None:
+    """``chmod 555`` on ``folder``; as root (who writes anywhere) ``os.access`` also answers for
+    it as for another user. Undo with ``monkeypatch.undo()`` and ``chmod`` back."""
+    folder = Path(folder)
+    folder.chmod(0o555)
+    if os.geteuid() == 0:
+        real = os.access
+
+        def access(path, mode, *args, **kw):
+            if Path(path).resolve() == folder.resolve() and mode & os.W_OK:
+                return False
+            return real(path, mode, *args, **kw)
+
+        monkeypatch.setattr(os, "access", access)

@@ -5,26 +5,21 @@ payload in a file ever runs."""
 from __future__ import annotations
 
 import json
-import os
 import pickle
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from nasnet_det.genotypes import NASNET_A, Genotype, get_genotype
-from nasnet_det.nasnet import NASNetConfig, build_nasnet
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # harness.py (no package here)
+from harness import Payload  # noqa: E402
+
+from nasnet_det.genotypes import NASNET_A, Genotype, get_genotype  # noqa: E402
+from nasnet_det.nasnet import NASNetConfig, build_nasnet  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 INSTANT = ROOT / "configs/quick_schedules/faster_rcnn_nasnet_a_mobile_instant_test.yaml"
-
-
-class _Payload:
-    def __init__(self, cmd: str) -> None:
-        self.cmd = cmd
-
-    def __reduce__(self):
-        return (os.system, (self.cmd,))
 
 
 def _genotype_with(**changes) -> dict:
@@ -147,8 +142,8 @@ def scratch(tmp_path_factory):
     middle = len(blob) // 2
     flipped = blob[:middle] + bytes(b ^ 0xFF for b in blob[middle : middle + 4096])
     (tmp / "flipped.pth").write_bytes(flipped + blob[middle + 4096 :])
-    torch.save({"w": torch.zeros(1), "x": _Payload(cmd)}, tmp / "evil.pth")
-    (tmp / "evil.pkl").write_bytes(pickle.dumps({"model": _Payload(cmd), "__author__": "x"}))
+    torch.save({"w": torch.zeros(1), "x": Payload(cmd)}, tmp / "evil.pth")
+    (tmp / "evil.pkl").write_bytes(pickle.dumps({"model": Payload(cmd), "__author__": "x"}))
     (tmp / "empty.pth").write_bytes(b"")
     return tmp
 

@@ -14,7 +14,13 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # harness.py (no package here)
-from harness import assert_clean_failure, run_tool, snapshot  # noqa: E402
+from harness import (  # noqa: E402
+    Payload,
+    assert_clean_failure,
+    make_read_only,
+    run_tool,
+    snapshot,
+)
 
 from nasnet_det.genotypes import NASNET_A  # noqa: E402
 from nasnet_det.nasnet import build_nasnet  # noqa: E402
@@ -22,14 +28,6 @@ from nasnet_det.nasnet import build_nasnet  # noqa: E402
 TOOL = "convert_weights.py"
 OURS = ["--source", "nasnet_det", "--input"]
 OUT = ["--output", "{out}/w.pth"]
-
-
-class _Payload:
-    def __init__(self, cmd: str) -> None:
-        self.cmd = cmd
-
-    def __reduce__(self):
-        return (os.system, (self.cmd,))
 
 
 # (id, arguments, expected substring of the one error line). OUT holds a previous w.pth that
@@ -95,8 +93,8 @@ def _scratch(tmp: Path) -> None:
     (tmp / "flipped.pth").write_bytes(flipped + blob[middle + 4096 :])
     (tmp / "empty.pth").write_bytes(b"")
     (tmp / "text.pth").write_text("not weights\n")
-    torch.save({"model": {"w": torch.zeros(1)}, "x": _Payload(cmd)}, tmp / "evil.pth")
-    (tmp / "evil.bin").write_bytes(pickle.dumps({"model": _Payload(cmd)}))
+    torch.save({"model": {"w": torch.zeros(1)}, "x": Payload(cmd)}, tmp / "evil.pth")
+    (tmp / "evil.bin").write_bytes(pickle.dumps({"model": Payload(cmd)}))
     (tmp / "bad.safetensors").write_bytes(b"\xff" * 64)
     torch.save({"model": {"lr": 0.1, "epoch": 3}}, tmp / "no_tensors.pth")
     torch.save(build_nasnet("nasnet_a_mobile", num_cells=1, num_conv_filters=8).state_dict(),
@@ -119,25 +117,10 @@ def _out(folder: Path) -> Path:
     return folder
 
 
-def _read_only(monkeypatch, folder: Path) -> None:
-    folder.chmod(0o555)
-    if os.geteuid() == 0:  # root writes anywhere: answer for the folder as for another user
-        real = os.access
-        monkeypatch.setattr(
-            os,
-            "access",
-            lambda p, mode, *a, **k: (
-                False
-                if Path(p).resolve() == folder.resolve() and mode & os.W_OK
-                else real(p, mode, *a, **k)
-            ),
-        )
-
-
 @pytest.mark.parametrize("args,message", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_bad_input_fails_cleanly(scratch, tmp_path, monkeypatch, args, message):
     out = _out(tmp_path / "out")
-    _read_only(monkeypatch, out / "ro")
+    make_read_only(monkeypatch, out / "ro")
     before, scratch_before = snapshot(out), snapshot(scratch)
     result = run_tool(TOOL, *(a.format(tmp=scratch, out=out) for a in args))
     monkeypatch.undo()

@@ -22,7 +22,13 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # harness.py (no package here)
-from harness import assert_clean_failure, run_tool, snapshot  # noqa: E402
+from harness import (  # noqa: E402
+    Payload,
+    assert_clean_failure,
+    make_read_only,
+    run_tool,
+    snapshot,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 INSTANT = ROOT / "configs/quick_schedules/faster_rcnn_nasnet_a_mobile_instant_test.yaml"
@@ -31,16 +37,6 @@ TOOL = "train_net.py"
 TINY = ["MODEL.NASNET.NUM_CELLS", "1", "MODEL.NASNET.NUM_CONV_FILTERS", "8", "DATASETS.TEST", "()"]
 TAIL = ["MODEL.DEVICE", "cpu", "OUTPUT_DIR", "{out}", *TINY]
 RUN = ["--config-file", "{cfg}"]
-
-
-class _Payload:
-    """Unpickling this runs a shell command: what a hostile file would carry."""
-
-    def __init__(self, cmd: str) -> None:
-        self.cmd = cmd
-
-    def __reduce__(self):
-        return (os.system, (self.cmd,))
 
 
 # (id, arguments, expected substring of the one error line, state of OUT before the run).
@@ -159,8 +155,8 @@ def _scratch(tmp: Path) -> None:
     middle = len(blob) // 2
     flipped = blob[:middle] + bytes(b ^ 0xFF for b in blob[middle : middle + 4096])
     (tmp / "flipped.pth").write_bytes(flipped + blob[middle + 4096 :])
-    (tmp / "evil.pkl").write_bytes(pickle.dumps({"model": _Payload(cmd), "__author__": "x"}))
-    torch.save({"model": {"w": torch.zeros(1)}, "extra": _Payload(cmd)}, tmp / "evil.pth")
+    (tmp / "evil.pkl").write_bytes(pickle.dumps({"model": Payload(cmd), "__author__": "x"}))
+    torch.save({"model": {"w": torch.zeros(1)}, "extra": Payload(cmd)}, tmp / "evil.pth")
 
 
 def _prepare(how: str, out: Path, tmp: Path, monkeypatch) -> None:
@@ -171,18 +167,7 @@ def _prepare(how: str, out: Path, tmp: Path, monkeypatch) -> None:
         return
     out.mkdir()
     if how == "read-only":
-        out.chmod(0o555)
-        if os.geteuid() == 0:  # root writes anywhere: answer for OUT as for another user
-            real = os.access
-            monkeypatch.setattr(
-                os,
-                "access",
-                lambda p, mode, *a, **k: (
-                    False
-                    if Path(p).resolve() == out.resolve() and mode & os.W_OK
-                    else real(p, mode, *a, **k)
-                ),
-            )
+        make_read_only(monkeypatch, out)
     elif how == "redirect":
         (out / "last_checkpoint").write_text("../scratch/evil.pkl")
     elif how == "pkl-inside":

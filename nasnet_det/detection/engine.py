@@ -185,19 +185,18 @@ def check_config(cfg: CfgNode, args: argparse.Namespace | None = None) -> None:
     plan_nasnet(nasnet_config_from_cfg(cfg))  # every MODEL.NASNET value, named on error
     _check_device(cfg.MODEL.DEVICE, getattr(args, "num_gpus", 1) if args else 1)
     allow_pickle = _allow_pickle(args)
+    resume = args is not None and getattr(args, "resume", False)
+    ckpt = NASNetCheckpointer(torch.nn.Module(), cfg.OUTPUT_DIR, cfg=cfg, allow_pickle=allow_pickle)
+    if resume and ckpt.has_checkpoint():
+        # What --resume loads (MODEL.WEIGHTS is not read then), checked before any output.
+        ckpt.good_checkpoint_file(warn=False, load=True)
+        return
     check_weights(cfg.MODEL.WEIGHTS, allow_pickle, load=True)
-    if args is not None and getattr(args, "eval_only", False):
-        has_run = os.path.isfile(os.path.join(cfg.OUTPUT_DIR, "last_checkpoint"))
-        if not cfg.MODEL.WEIGHTS and not (args.resume and has_run):
-            raise ConfigError(
-                "--eval-only needs MODEL.WEIGHTS (a trained checkpoint), or --resume with a "
-                "checkpoint in OUTPUT_DIR"
-            )
-    if args is not None and getattr(args, "resume", False):
-        ckpt = NASNetCheckpointer(torch.nn.Module(), cfg.OUTPUT_DIR, cfg=cfg,
-                                  allow_pickle=allow_pickle)  # fmt: skip
-        if ckpt.has_checkpoint():
-            ckpt.good_checkpoint_file(warn=False, load=True)
+    if args is not None and getattr(args, "eval_only", False) and not cfg.MODEL.WEIGHTS:
+        raise ConfigError(
+            "--eval-only needs MODEL.WEIGHTS (a trained checkpoint), or --resume with a "
+            "checkpoint in OUTPUT_DIR"
+        )
 
 
 def check_num_gpus(num_gpus: int) -> None:

@@ -156,7 +156,8 @@ class NASNetCheckpointer(DetectionCheckpointer):
     # -- writing: every file appears whole or not at all ------------------------------------
     def save(self, name: str, **kwargs: Any) -> None:
         """Detectron2's ``save`` through :func:`nasnet_det.io.atomic_save_torch`; then
-        ``last_checkpoint`` names it (also atomic), so it always names a complete file."""
+        ``last_checkpoint`` names it (also atomic), so it always names a complete file. Only
+        ``model_{iter}``/``model_final`` are tagged: they are where ``--resume`` continues."""
         if not self.save_dir or not self.save_to_disk:
             return
         data = {"model": self.model.state_dict()}
@@ -167,7 +168,10 @@ class NASNetCheckpointer(DetectionCheckpointer):
         save_file = os.path.join(self.save_dir, basename)
         self.logger.info("Saving checkpoint to %s", save_file)
         atomic_save_torch(data, save_file)
-        self.tag_last_checkpoint(basename)
+        if _CHECKPOINT_NAME.search(basename):
+            # Only the training schedule's checkpoints are resume points: model_best.pth (an
+            # earlier iteration, kept for its AP) must not become what --resume loads.
+            self.tag_last_checkpoint(basename)
 
     def tag_last_checkpoint(self, last_filename_basename: str) -> None:
         atomic_write_text(

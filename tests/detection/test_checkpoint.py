@@ -188,3 +188,10 @@ def test_pkl_needs_the_opt_in(tmp_path, monkeypatch):
     NASNetCheckpointer(model, cfg=cfg, allow_pickle=allow_pickle_from_env()).load(str(good))
     for k, v in sd.items():
         assert torch.equal(model.state_dict()[k], torch.from_numpy(v))
+
+
+def test_best_checkpoint_is_no_resume_point(tmp_path):
+    cfg, model, out = _saved_run(tmp_path)
+    NASNetCheckpointer(model, str(out), cfg=cfg).save("model_best", iteration=1)
+    assert (out / "model_best.pth").is_file()
+    assert (out / "last_checkpoint").read_text() == "model_final.pth"

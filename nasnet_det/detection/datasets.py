@@ -135,7 +135,10 @@ def register_coco_json(name: str, json_file: str, image_root: str) -> list[dict]
     _file(json_file, f"{what}: annotation file")
     root = _dir(image_root, f"{what}: image folder")
     gt = load_json_file(json_file, f"{what}: annotation")
-    validate_gt(gt, "bbox", f"{what}: {json_file}")
+    try:
+        validate_gt(gt, "bbox", f"{what}: {json_file}")
+    except ValueError as e:  # the same checks as eval_coco.py --gt, less that tool's hint
+        raise ValueError(str(e).replace(" (a detections list? pass it with --dt)", "")) from None
     if not gt["images"]:
         raise ValueError(f"{what}: {json_file} has no images (an empty dataset)")
     if not gt["annotations"]:

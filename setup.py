@@ -12,7 +12,8 @@ search_packages = ["nasnet_det.search"] + [
     "nasnet_det.search." + p for p in find_packages(where="search")
 ]
 
-# Configs ship inside the installed package too (nasnet_det.detection.model_zoo finds them there first).
+# Configs ship inside the installed package too (nasnet_det.detection.model_zoo looks there
+# first).
 configs_package = "nasnet_det.configs"
 
 setup(

@@ -61,8 +61,10 @@ def check_weights(
     """Check a local weights file before any work: exists, is a file, not empty, its archive
     CRCs match, and it is no pickle unless ``allow_pickle``; with ``load`` it is also read
     (weights only), so objects in a ``.pth`` are refused before any output. URLs and weight
-    names (``scheme://``) pass: they are resolved when loaded."""
-    if not path or "://" in path:
+    names (``scheme://``, ``SOURCE:ARCH``) pass: they are resolved when loaded."""
+    from nasnet_det.convert.hub import parse_weight_name  # an unknown name is refused here
+
+    if not path or "://" in path or parse_weight_name(path) is not None:
         return
     kind = check_weights_file(path, f"{what} file")
     if load and not path.endswith(".pkl"):

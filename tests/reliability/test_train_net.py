@@ -100,6 +100,8 @@ CASES = [
      "DATASETS.TRAIN names 'my_set', which is not registered", "none"),
     ("weights-missing", [*RUN, *TAIL, "MODEL.WEIGHTS", "{tmp}/nope.pth"], "does not exist",
      "none"),
+    ("weights-unknown-name", [*RUN, *TAIL, "MODEL.WEIGHTS", "timm:nasnet_z"],
+     "unknown weight name 'timm:nasnet_z'", "none"),
     ("weights-folder", [*RUN, *TAIL, "MODEL.WEIGHTS", "{tmp}"], "is a folder", "none"),
     ("weights-text", [*RUN, *TAIL, "MODEL.WEIGHTS", "{tmp}/text.pth"],
      "is not a PyTorch or safetensors weights file", "none"),

@@ -95,7 +95,7 @@ def test_video_is_drawn_frame_by_frame(setup):
     tmp, (ann, images), voc, weights = setup
     clip = tmp / "clip.avi"
     writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 5, (96, 96))
-    frames = [cv2.imread(str(p)) for p in sorted(images.glob("*.jpg"))] * 2
+    frames = [cv2.imread(str(p)) for p in sorted(images.glob("*.jpg"))[:2]] * 2
     for f in frames:
         writer.write(f)
     writer.release()
@@ -103,16 +103,16 @@ def test_video_is_drawn_frame_by_frame(setup):
     r = run_tool("predict.py", "--config-file", CONFIG, "--input", str(clip), "--output", str(out),
                  *TINY, "MODEL.WEIGHTS", str(weights), "DATASETS.TEST", "()", cwd=REPO)  # fmt: skip
     assert r.rc == 0, r.stderr[-3000:]
-    assert "8/8" in r.stderr  # progress with the real frame count
+    assert "4/4" in r.stderr  # progress with the real frame count
     cap = cv2.VideoCapture(str(out / "clip.mp4"))
     n = 0
     while cap.read()[0]:
         n += 1
-    assert n == len(frames) == 8
+    assert n == len(frames) == 4
     dets = json.loads((out / "clip.json").read_text())
-    assert dets and {d["image_id"] for d in dets} <= set(range(1, 9))
-    # Frames 1..4 and 5..8 are the same pictures: the same detections (MJPG decodes the same).
-    first = _boxes([d for d in dets if d["image_id"] <= 4])
-    second = _boxes([{**d, "image_id": d["image_id"] - 4} for d in dets if d["image_id"] > 4])
+    assert dets and {d["image_id"] for d in dets} <= set(range(1, 5))
+    # Frames 1, 2 and 3, 4 are the same pictures: the same detections (MJPG decodes the same).
+    first = _boxes([d for d in dets if d["image_id"] <= 2])
+    second = _boxes([{**d, "image_id": d["image_id"] - 2} for d in dets if d["image_id"] > 2])
     assert first == second
     assert not list(out.glob(".*tmp*"))

@@ -1,0 +1,98 @@
+"""Export the NASNet Faster R-CNN through Detectron2's ``TracingAdapter`` (ONNX, TorchScript).
+
+As Detectron2's ``tools/deploy/export_model.py`` does for its "tracing" method: the adapter
+flattens ``model.inference([{"image": ...}], do_postprocess=False)`` into tensors
+(``pred_boxes``, ``pred_classes``, ``scores``, in the adapter's schema order), traced on one
+sample image. Boxes are in the coordinates of the (resized) input image; the graph is fixed to
+that image's size.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import torch
+from detectron2.export import TracingAdapter
+
+from nasnet_det.export import FORMATS, OPSET
+from nasnet_det.io import atomic_call
+
+__all__ = ["export_detector", "tracing_adapter"]
+
+
+def _inference(model, inputs):
+    instances = model.inference(inputs, do_postprocess=False)[0]
+    return [{"instances": instances}]
+
+
+def tracing_adapter(model: torch.nn.Module, image: torch.Tensor) -> TracingAdapter:
+    """``TracingAdapter`` over ``model`` (eval mode) for one ``[3, H, W]`` image."""
+    return TracingAdapter(model.eval(), [{"image": image}], _inference).eval()
+
+
+def export_detector(
+    model: torch.nn.Module, image: torch.Tensor, path: str | os.PathLike, fmt: str
+) -> tuple[Path, TracingAdapter]:
+    """Trace ``model`` on ``image`` and write it to ``path`` atomically; returns the path and
+    the adapter (``adapter.outputs_schema`` turns flat outputs back into ``Instances``)."""
+    if fmt not in FORMATS:
+        raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    adapter = tracing_adapter(model, image)
+    inputs = adapter.flattened_inputs
+
+    def write(tmp: str) -> None:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            warnings.simplefilter("ignore", UserWarning)
+            if fmt == "torchscript":
+                torch.jit.trace(adapter, inputs).save(tmp)
+            else:
+                torch.onnx.export(adapter, inputs, tmp, dynamo=False, opset_version=OPSET)
+
+    return atomic_call(path, write, what=f"{fmt} file"), adapter
+
+
+def sample_image(cfg, path: str | None = None) -> torch.Tensor:
+    """The ``[3, H, W]`` float image the detector is traced on: ``path`` read and resized as
+    ``DefaultPredictor`` does (``INPUT.MIN/MAX_SIZE_TEST``, ``INPUT.FORMAT``), or without a
+    path a fixed random square image of ``INPUT.MIN_SIZE_TEST`` pixels."""
+    size = int(cfg.INPUT.MIN_SIZE_TEST)
+    if path is None:
+        g = torch.Generator().manual_seed(0)
+        return (torch.rand(3, size, size, generator=g) * 255).round()
+    from detectron2.data import transforms as T
+    from detectron2.data.detection_utils import read_image
+
+    try:
+        image = read_image(path, format=cfg.INPUT.FORMAT)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"--sample-image {path!r} cannot be read as an image: {e}") from None
+    aug = T.ResizeShortestEdge([size, size], cfg.INPUT.MAX_SIZE_TEST)
+    image = aug.get_transform(image).apply_image(image)
+    return torch.as_tensor(image.astype("float32").transpose(2, 0, 1))
+
+
+def export_from_config(cfg, path: str | os.PathLike, fmt: str, image: str | None = None) -> dict:
+    """Build the detector of ``cfg`` (``MODEL.WEIGHTS`` loaded), export it traced on
+    :func:`sample_image`, run the exported file on that image and compare with PyTorch."""
+    from detectron2.modeling import build_model
+
+    from nasnet_det.detection.checkpoint import NASNetCheckpointer
+    from nasnet_det.export import load_exported, max_abs_difference, run_exported
+
+    model = build_model(cfg).eval()
+    if cfg.MODEL.WEIGHTS:
+        NASNetCheckpointer(model, cfg=cfg).load(cfg.MODEL.WEIGHTS)
+    sample = sample_image(cfg, image)
+    out, adapter = export_detector(model, sample, path, fmt)
+    with torch.no_grad():
+        ref = list(adapter(*adapter.flattened_inputs))
+    got = run_exported(load_exported(out), *adapter.flattened_inputs)
+    return {
+        "path": str(out),
+        "image_size": list(sample.shape[1:]),
+        "detections": int(ref[0].shape[0]),
+        "max_abs_diff": max_abs_difference(ref, got),
+    }

@@ -1,0 +1,66 @@
+#!/usr/bin/env python
+"""Export a NASNet classifier or the NASNet Faster R-CNN to ONNX or TorchScript.
+
+Classifier (weights by name or file; traced at the source's input size unless --image-size):
+
+    python tools/export_model.py --format onnx --weights nasnet://timm/nasnetalarge \
+        --output nasnetalarge.onnx
+
+Detector (through Detectron2's TracingAdapter; traced on --sample-image, resized as at test
+time, or a fixed random image; KEY VALUE pairs override the config):
+
+    python tools/export_model.py --format torchscript --config-file CFG \
+        --output detector.ts MODEL.WEIGHTS output/model_final.pth MODEL.DEVICE cpu
+
+The exported file is run once on the tracing input and compared with PyTorch; the largest
+difference is printed. Exported graphs are fixed to the traced image size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    from nasnet_det.cli import quiet_warnings
+
+    quiet_warnings()
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--format", required=True, choices=["onnx", "torchscript"])
+    p.add_argument("--output", required=True, help="file to write (e.g. model.onnx, model.ts)")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--weights", help="classifier: a weight name or checkpoint file")
+    what.add_argument("--config-file", help="detector: a config file or model-zoo name")
+    p.add_argument("--image-size", type=int, help="classifier: input side (default: source's)")
+    p.add_argument("--sample-image", help="detector: image to trace on")
+    p.add_argument("opts", nargs=argparse.REMAINDER, help="detector: KEY VALUE config overrides")
+    args = p.parse_args(argv)
+    if args.weights and (args.opts or args.sample_image):
+        p.error("KEY VALUE overrides and --sample-image apply to --config-file only")
+    if args.image_size is not None and args.image_size < 32:
+        p.error(f"--image-size must be at least 32, got {args.image_size}")
+
+    if args.weights:
+        from nasnet_det.export import export_weights
+
+        report = export_weights(args.weights, args.output, args.format, args.image_size)
+        what = f"{report['source']} classifier at {report['image_size']} px"
+    else:
+        from nasnet_det.detection.engine import load_config
+        from nasnet_det.detection.export import export_from_config
+
+        cfg = load_config(args.config_file, args.opts)
+        cfg.freeze()
+        report = export_from_config(cfg, args.output, args.format, args.sample_image)
+        h, w = report["image_size"]
+        what = f"detector at {h}x{w} px, {report['detections']} detections on the sample"
+    print(f"wrote {report['path']} ({args.format}): {what}; "
+          f"max |exported - PyTorch| = {report['max_abs_diff']:.2e}")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    from nasnet_det.cli import run_tool
+
+    sys.exit(run_tool("export_model.py", main))

@@ -182,6 +182,7 @@ def alternate(names: list[str], repeats: int) -> dict:
                 models[n](batch)
                 _sync()
                 times[n].append(time.perf_counter() - t)
+    print(json.dumps({"round_times_s": times}), file=sys.stderr)
     ref = names[0]
     out = {}
     for n in names:

@@ -62,7 +62,7 @@ def worker(args) -> dict:
     times = []
     if args.mode == "infer":
         model.eval()
-        x = torch.randn(1, 3, 331, 331, device=dev).to(memory_format=fmt)
+        x = torch.randn(1, 3, args.size, args.size, device=dev).to(memory_format=fmt)
         with torch.inference_mode(), amp:
             for i in range(args.warmup + args.repeats):
                 sync()
@@ -74,7 +74,7 @@ def worker(args) -> dict:
     else:
         model.train()
         opt = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
-        x = torch.randn(2, 3, 331, 331, device=dev).to(memory_format=fmt)
+        x = torch.randn(2, 3, args.size, args.size, device=dev).to(memory_format=fmt)
         y = torch.tensor([1, 2], device=dev)
         scaler = torch.amp.GradScaler(enabled=args.amp and dev == "cuda")
         if dev == "cuda":
@@ -170,6 +170,13 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--amp", action="store_true")
     p.add_argument("--channels-last", action="store_true")
+    p.add_argument(
+        "--ours-channels-last",
+        action="store_true",
+        help="channels_last for ours only (timm stays in its default format)",
+    )
+    p.add_argument("--rounds", type=int, default=1, help="timm/ours process pairs, in turn")
+    p.add_argument("--modes", nargs="+", default=["infer", "train"], choices=["infer", "train"])
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--alternate", action="store_true", help="inference contenders in turn")
@@ -185,28 +192,43 @@ def main() -> None:
         print(json.dumps(worker(args)))
         return
 
-    results = {}
-    for mode in ("infer", "train"):
-        for model in ("timm", "ours"):
-            cmd = [sys.executable, __file__, "--worker", model, mode, "--device", args.device,
-                   "--threads", str(args.threads), "--repeats", str(args.repeats),
-                   "--warmup", str(args.warmup)]  # fmt: skip
-            cmd += ["--amp"] * args.amp + ["--channels-last"] * args.channels_last
-            out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-            results[(model, mode)] = json.loads(out.strip().splitlines()[-1])
-            print(model, mode, results[(model, mode)], file=sys.stderr)
+    # Each (model, mode) in its own process (its own peak memory); the timm/ours pair runs
+    # --rounds times in turn and the ratio is taken round by round.
+    results: dict = {}
+    for mode in args.modes:
+        for _ in range(args.rounds):
+            for model in ("timm", "ours"):
+                cmd = [sys.executable, __file__, "--worker", model, mode, "--device", args.device,
+                       "--threads", str(args.threads), "--repeats", str(args.repeats),
+                       "--warmup", str(args.warmup), "--size", str(args.size)]  # fmt: skip
+                last = args.channels_last or (args.ours_channels_last and model == "ours")
+                cmd += ["--amp"] * args.amp + ["--channels-last"] * last
+                out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+                res = json.loads(out.strip().splitlines()[-1])
+                results.setdefault((model, mode), []).append(res)
+                print(model, mode, res, file=sys.stderr, flush=True)
 
     def row(name, key, mode, unit, scale):
-        t, o = results[("timm", mode)][key], results[("ours", mode)][key]
-        return f"| {name} | {t * scale:.1f} {unit} | {o * scale:.1f} {unit} | {t / o:.2f}x |"
+        t = [r[key] for r in results[("timm", mode)]]
+        o = [r[key] for r in results[("ours", mode)]]
+        ratios = [b / a for a, b in zip(t, o)]
+        med = statistics.median
+        return (f"| {name} | {med(t) * scale:.1f} {unit} | {med(o) * scale:.1f} {unit} | "
+                f"{med(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f}) |")  # fmt: skip
 
-    print(f"device={args.device} threads={args.threads} amp={args.amp} "
-          f"channels_last={args.channels_last} repeats={args.repeats}")  # fmt: skip
-    print("| measure | timm nasnetalarge | nasnet_det nasnet_a_large | timm / ours |")
+    import os
+
+    print(f"device={args.device} threads={args.threads} amp={args.amp} size={args.size} "
+          f"channels_last={args.channels_last} ours_channels_last={args.ours_channels_last} "
+          f"repeats={args.repeats} rounds={args.rounds} "
+          f"load average at end {os.getloadavg()[0]:.1f}")  # fmt: skip
+    print("| measure | timm nasnetalarge | nasnet_det nasnet_a_large | ours / timm (range) |")
     print("| --- | --- | --- | --- |")
-    print(row("batch-1 inference, 331px (median)", "median_s", "infer", "ms", 1e3))
-    print(row("batch-2 train step, 331px (median)", "median_s", "train", "ms", 1e3))
-    print(row("peak memory of the train step", "peak_mb", "train", "MiB", 1))
+    if "infer" in args.modes:
+        print(row(f"batch-1 inference, {args.size}px (median)", "median_s", "infer", "ms", 1e3))
+    if "train" in args.modes:
+        print(row(f"batch-2 train step, {args.size}px (median)", "median_s", "train", "ms", 1e3))
+        print(row("peak memory of the train step", "peak_mb", "train", "MiB", 1))
 
 
 if __name__ == "__main__":

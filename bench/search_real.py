@@ -95,7 +95,10 @@ def _train(space, decisions, epochs: int = 2, seed: int = CHILD_SEED) -> dict:
 def _load(path: Path) -> dict | None:
     if not path.exists():
         return None
-    return json.loads(path.read_text())
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not a results file of this benchmark: {e}") from None
 
 
 # ---------------------------------------------------------------------------------- strategies
@@ -326,7 +329,7 @@ def _fmt(xs) -> str:
 def report_strategies(folder: Path, plot: str | None) -> str:
     runs: dict[str, list[dict]] = {}
     for f in sorted(folder.glob("*_s*.json")):
-        r = json.loads(f.read_text())
+        r = _load(f)
         if _rewards(r):
             runs.setdefault(r["setup"]["strategy"], []).append(r)
     if not runs:
@@ -460,5 +463,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    raise SystemExit(main(sys.argv[1:]))
+    from nasnet_det.cli import run_tool
+
+    raise SystemExit(run_tool("search_real", lambda: main(sys.argv[1:])))

@@ -202,70 +202,68 @@ def load_voc(folder: str, image_set: str, classes: list[str], what: str = "VOC")
     index = {c: i for i, c in enumerate(classes)}
     records, num_boxes = [], 0
     for image_id, fileid in enumerate(ids, start=1):
-        xml = _file(
-            ann_dir / f"{fileid}.xml", f"{what}: {list_file.name} line {image_id}: annotation"
-        )
+        where = f"{what}: {list_file.name} line {image_id}"
+        xml = _file(ann_dir / f"{fileid}.xml", f"{where}: annotation")
         image = next((img_dir / (fileid + e) for e in IMAGE_EXTENSIONS
                       if (img_dir / (fileid + e)).is_file()), None)  # fmt: skip
         if image is None:
             raise FileNotFoundError(
-                f"{what}: {list_file.name} line {image_id}: no image {fileid}"
-                f"{{{','.join(IMAGE_EXTENSIONS)}}} in {str(img_dir)!r}"
+                f"{where}: no image {fileid}{{{','.join(IMAGE_EXTENSIONS)}}} in {str(img_dir)!r}"
             )
-        try:
-            tree = ET.parse(xml)
-        except ET.ParseError as e:
-            raise ValueError(f"{what}: {str(xml)!r} is not valid XML: {e}") from None
-        size = tree.find("size")
-        if size is None:
-            raise ValueError(f"{what}: {str(xml)!r} has no <size> (width, height)")
-        width = _voc_number(size, "width", f"{what}: {str(xml)!r} <size>")
-        height = _voc_number(size, "height", f"{what}: {str(xml)!r} <size>")
-        if width <= 0 or height <= 0:
-            raise ValueError(f"{what}: {str(xml)!r} has image size {width:g}x{height:g}")
-        annotations = []
-        for k, obj in enumerate(tree.findall("object"), start=1):
-            where = f"{what}: {str(xml)!r} object {k}"
-            label = (obj.findtext("name") or "").strip()
-            if label not in index:
-                raise ValueError(
-                    f"{where} has label {label!r}, which is not in the class list {classes}"
-                )
-            bndbox = obj.find("bndbox")
-            if bndbox is None:
-                raise ValueError(f"{where} ({label}) has no <bndbox>")
-            box = [_voc_number(bndbox, key, f"{where} ({label})")
-                   for key in ("xmin", "ymin", "xmax", "ymax")]  # fmt: skip
-            x0, y0, x1, y1 = box
-            if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
-                raise ValueError(
-                    f"{where} ({label}) has box [xmin {x0:g}, ymin {y0:g}, xmax {x1:g}, "
-                    f"ymax {y1:g}] outside the {width:g}x{height:g} image (or empty)"
-                )
-            annotations.append(
-                {
-                    "bbox": [max(x0 - 1.0, 0.0), max(y0 - 1.0, 0.0), x1, y1],
-                    "bbox_mode": BoxMode.XYXY_ABS,
-                    "category_id": index[label],
-                    "iscrowd": 0,
-                }
-            )
-        num_boxes += len(annotations)
-        records.append(
-            {
-                "file_name": str(image),
-                "image_id": image_id,
-                "height": int(height),
-                "width": int(width),
-                "annotations": annotations,
-            }
-        )
+        record = _voc_record(xml, index, classes, what)
+        record.update(file_name=str(image), image_id=image_id)
+        num_boxes += len(record["annotations"])
+        records.append(record)
     if not num_boxes:
         raise ValueError(
             f"{what}: the {len(ids)} images of {str(list_file)!r} have no objects "
             "(an empty dataset)"
         )
     return records
+
+
+def _voc_record(xml: Path, index: dict[str, int], classes: list[str], what: str) -> dict:
+    """One VOC xml file as a Detectron2 record (without file name and id), checked."""
+    try:
+        tree = ET.parse(xml)
+    except ET.ParseError as e:
+        raise ValueError(f"{what}: {str(xml)!r} is not valid XML: {e}") from None
+    size = tree.find("size")
+    if size is None:
+        raise ValueError(f"{what}: {str(xml)!r} has no <size> (width, height)")
+    width = _voc_number(size, "width", f"{what}: {str(xml)!r} <size>")
+    height = _voc_number(size, "height", f"{what}: {str(xml)!r} <size>")
+    if width <= 0 or height <= 0:
+        raise ValueError(f"{what}: {str(xml)!r} has image size {width:g}x{height:g}")
+    annotations = [
+        _voc_object(obj, f"{what}: {str(xml)!r} object {k}", index, classes, width, height)
+        for k, obj in enumerate(tree.findall("object"), start=1)
+    ]
+    return {"height": int(height), "width": int(width), "annotations": annotations}
+
+
+def _voc_object(obj, where: str, index: dict[str, int], classes: list[str], width, height) -> dict:
+    """One ``<object>``: its label must be a class, its box inside the image."""
+    label = (obj.findtext("name") or "").strip()
+    if label not in index:
+        raise ValueError(f"{where} has label {label!r}, which is not in the class list {classes}")
+    bndbox = obj.find("bndbox")
+    if bndbox is None:
+        raise ValueError(f"{where} ({label}) has no <bndbox>")
+    x0, y0, x1, y1 = [_voc_number(bndbox, key, f"{where} ({label})")
+                      for key in ("xmin", "ymin", "xmax", "ymax")]  # fmt: skip
+    if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
+        raise ValueError(
+            f"{where} ({label}) has box [xmin {x0:g}, ymin {y0:g}, xmax {x1:g}, "
+            f"ymax {y1:g}] outside the {width:g}x{height:g} image (or empty)"
+        )
+    # As Detectron2's load_voc_instances: VOC pixel indices start at 1.
+    return {
+        "bbox": [max(x0 - 1.0, 0.0), max(y0 - 1.0, 0.0), x1, y1],
+        "bbox_mode": BoxMode.XYXY_ABS,
+        "category_id": index[label],
+        "iscrowd": 0,
+    }
 
 
 def _voc_classes(folder: str, classes: str, what: str) -> list[str]:

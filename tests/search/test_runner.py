@@ -210,21 +210,3 @@ def test_overwrite_removes_only_search_files(tmp_path, instant_config):
     (tmp_path / "data").mkdir()
     run_search(cfg, tmp_path, overwrite=True, train_fn=fn)
     assert (tmp_path / "notes.txt").read_text() == "mine" and (tmp_path / "data").is_dir()
-
-
-def test_no_function_in_the_search_is_longer_than_80_lines():
-    import ast
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[2] / "search"
-    # The search core (weight_sharing.py, demo.py, diagram.py and ranking.py have their own).
-    core = ["config", "runner", "child", "executor", "history", "outputs", "space", "data"]
-    paths = [root / f"{m}.py" for m in core] + sorted((root / "strategies").glob("*.py"))
-    long = []
-    for path in paths:
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                n = node.end_lineno - node.lineno + 1
-                if n > 80:
-                    long.append(f"{path.name}:{node.name} ({n} lines)")
-    assert not long, long

@@ -29,5 +29,5 @@ def test_pool_pad_key(pool_pad, expected):
 def test_bad_pool_pad_is_one_clear_error():
     cfg = get_nasnet_cfg()
     cfg.MODEL.NASNET.POOL_PAD = "reflect"
-    with pytest.raises(ValueError, match="pool_pad must be 'tf' or 'timm'"):
+    with pytest.raises(ValueError, match="MODEL.NASNET.POOL_PAD must be 'tf' or 'timm'"):
         nasnet_config_from_cfg(cfg)

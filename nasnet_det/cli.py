@@ -46,6 +46,8 @@ def quiet_warnings() -> None:
     for category in (FutureWarning, DeprecationWarning):
         warnings.filterwarnings("ignore", category=category)
     logging.getLogger("fvcore").setLevel(logging.WARNING)
+    # Detectron2 asks torch.fx whether it is tracing; torch logs a deprecation about it.
+    logging.getLogger("torch.fx._symbolic_trace").setLevel(logging.ERROR)
 
 
 def _one_line(err: BaseException) -> str:

@@ -28,6 +28,7 @@ from detectron2.utils.logger import setup_logger
 import nasnet_det.detection  # noqa: F401  (registers the NASNet parts and built-in datasets)
 from nasnet_det.config import ConfigError, merge_config_file, merge_overrides
 from nasnet_det.detection import model_zoo, training
+from nasnet_det.detection.backbone import C4_FEATURE, FPN_FEATURES
 from nasnet_det.detection.checkpoint import NASNetCheckpointer, allow_pickle_from_env, check_weights
 from nasnet_det.detection.config import get_nasnet_cfg, nasnet_config_from_cfg
 from nasnet_det.detection.datasets import register_from_config
@@ -142,7 +143,7 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
-_OUT_FEATURES = ("nasnet_16", "c2", "c3", "c4", "c5")
+_OUT_FEATURES = (C4_FEATURE, *FPN_FEATURES)  # the backbone's own names
 
 
 def check_config(cfg: CfgNode, args: argparse.Namespace | None = None) -> None:

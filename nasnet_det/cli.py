@@ -13,7 +13,7 @@ import sys
 import warnings
 from collections.abc import Callable
 
-__all__ = ["EXIT_USAGE", "UserError", "quiet_warnings", "run_tool"]
+__all__ = ["EXIT_USAGE", "UserError", "first_line", "quiet_warnings", "run_tool"]
 
 #: Exit code of a tool for bad input (argparse uses the same).
 EXIT_USAGE = 2
@@ -48,6 +48,13 @@ def quiet_warnings() -> None:
     logging.getLogger("fvcore").setLevel(logging.WARNING)
     # Detectron2 asks torch.fx whether it is tracing; torch logs a deprecation about it.
     logging.getLogger("torch.fx._symbolic_trace").setLevel(logging.ERROR)
+
+
+def first_line(err: BaseException) -> str:
+    """The first non-empty line of ``err``'s message, or its type name (library errors such as
+    zlib's or torch's can run over many lines; a one-line message quotes only the first)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return lines[0] if lines else type(err).__name__
 
 
 def _one_line(err: BaseException) -> str:

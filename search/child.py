@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from nasnet_det.search.data import cached_dataset
 
+from nasnet_det.cli import first_line
 from nasnet_det.genotypes import Genotype
 
 __all__ = [
@@ -210,7 +211,7 @@ def _run_child(task: dict, train_fn: TrainFn | None) -> dict:
         rec["reward"] = reward
         rec["params"] = out.get("params")
     except torch.OutOfMemoryError as e:
-        rec.update(status="failed", error=f"out of memory: {str(e).splitlines()[0]}")
+        rec.update(status="failed", error=f"out of memory: {first_line(e)}")
     except Exception as e:  # noqa: BLE001 - a child's failure must not stop the search
         last = traceback.extract_tb(e.__traceback__)[-1:]
         where = f" ({last[0].filename.rsplit('/', 1)[-1]}:{last[0].lineno})" if last else ""

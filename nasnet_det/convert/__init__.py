@@ -21,6 +21,8 @@ from typing import Any
 
 import torch
 
+from nasnet_det.cli import first_line
+
 __all__ = [
     "Converted",
     "SOURCES",
@@ -111,7 +113,7 @@ def check_weights_file(path: str | os.PathLike, what: str = "checkpoint") -> str
         except Exception as e:  # BadZipFile, zlib/struct errors, EOF: all mean damage
             raise ValueError(
                 f"{what} {str(p)!r} is truncated or damaged: its zip archive cannot be read "
-                f"({str(e).splitlines()[0] if str(e) else type(e).__name__})"
+                f"({first_line(e)})"
             ) from None
         if bad is not None:
             raise ValueError(
@@ -148,8 +150,7 @@ def load_state_dict_file(
             return dict(load_file(str(path)))
         except Exception as e:
             raise ValueError(
-                f"{what} {str(path)!r} is not a valid safetensors file: "
-                f"{str(e).splitlines()[0] if str(e) else type(e).__name__}"
+                f"{what} {str(path)!r} is not a valid safetensors file: {first_line(e)}"
             ) from None
     try:
         with warnings.catch_warnings():
@@ -161,11 +162,10 @@ def load_state_dict_file(
         raise ValueError(
             f"{what} {str(path)!r} holds pickled objects beyond tensors and plain containers; "
             f"refusing to unpickle it (that can run code). Use {opt_in} only if you trust the "
-            f"file ({str(e).splitlines()[0]})"
+            f"file ({first_line(e)})"
         ) from None
     except Exception as e:
-        text = str(e).splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ValueError(f"{what} {str(path)!r} could not be read: {text}") from None
+        raise ValueError(f"{what} {str(path)!r} could not be read: {first_line(e)}") from None
     if not isinstance(obj, dict):
         raise ValueError(f"{what} {str(path)!r}: expected a dict, got {type(obj).__name__}")
     return obj

@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from nasnet_det.cli import first_line
+
 __all__ = ["load_training_checkpoint", "rng_state", "set_rng_state"]
 
 REQUIRED = ("model", "ema", "optimizer", "scheduler", "epoch", "batch", "step", "rng", "config")
@@ -57,11 +59,12 @@ def load_training_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     except pickle.UnpicklingError as e:
         raise ValueError(
             f"training checkpoint {str(path)!r} could not be read: it holds pickled objects "
-            f"beyond tensors and plain containers, refused ({str(e).splitlines()[0]})"
+            f"beyond tensors and plain containers, refused ({first_line(e)})"
         ) from None
     except Exception as e:
-        first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise ValueError(f"training checkpoint {str(path)!r} could not be read: {first}") from None
+        raise ValueError(
+            f"training checkpoint {str(path)!r} could not be read: {first_line(e)}"
+        ) from None
     missing = [k for k in REQUIRED if not isinstance(ckpt, dict) or k not in ckpt]
     if missing:
         raise ValueError(

@@ -13,7 +13,14 @@ import sys
 import warnings
 from collections.abc import Callable
 
-__all__ = ["EXIT_USAGE", "UserError", "first_line", "quiet_warnings", "run_tool"]
+__all__ = [
+    "EXIT_USAGE",
+    "UserError",
+    "first_line",
+    "quiet_library_logs",
+    "quiet_warnings",
+    "run_tool",
+]
 
 #: Exit code of a tool for bad input (argparse uses the same).
 EXIT_USAGE = 2
@@ -45,6 +52,11 @@ def quiet_warnings() -> None:
         warnings.filterwarnings("ignore", message=msg)
     for category in (FutureWarning, DeprecationWarning):
         warnings.filterwarnings("ignore", category=category)
+    quiet_library_logs()
+
+
+def quiet_library_logs() -> None:
+    """Raise the level of library loggers whose messages mean nothing to a user."""
     logging.getLogger("fvcore").setLevel(logging.WARNING)
     # Detectron2 asks torch.fx whether it is tracing; torch logs a deprecation about it.
     logging.getLogger("torch.fx._symbolic_trace").setLevel(logging.ERROR)

@@ -116,7 +116,6 @@ def select_cells(rows: Sequence[dict], k: int) -> list[dict]:
 def train_cell(job: dict[str, Any]) -> dict[str, Any]:
     """Train one cell as (a) classifier and (b) detector (and on the proxy when its reward is
     unknown); returns its result record. Runs in a worker process or in-process."""
-    import logging
 
     import torch
     from nasnet_det.search.child import get_train_fn
@@ -125,7 +124,6 @@ def train_cell(job: dict[str, Any]) -> dict[str, Any]:
 
     # A spawned worker inherits neither the tool's warning filters nor its logger levels.
     quiet_warnings()
-    logging.getLogger("torch.fx._symbolic_trace").setLevel(logging.ERROR)
     from nasnet_det.detection.demo import Pretrain, run_demo
 
     start = time.monotonic()

@@ -45,13 +45,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def _silence_library_logs() -> None:
-    """Detectron2 asks torch.fx whether it is tracing, and torch logs a deprecation about it."""
-    import logging
-
-    logging.getLogger("torch.fx._symbolic_trace").setLevel(logging.ERROR)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from pathlib import Path
@@ -60,7 +53,9 @@ def main(argv: list[str] | None = None) -> int:
 
     out = check_output_dir(args.output)
     t0 = time.monotonic()
-    _silence_library_logs()
+    from nasnet_det.cli import quiet_library_logs
+
+    quiet_library_logs()  # also when main() is called directly: torch.fx's tracing log
 
     from nasnet_det.summary import preset_table
 

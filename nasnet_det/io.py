@@ -92,18 +92,27 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", what: str = "output") 
     if mode not in ("w", "wb"):
         raise ValueError(f"mode must be 'w' or 'wb', got {mode!r}")
     path = Path(path)
-    if path.is_dir():
-        raise OutputError(f"{what} {str(path)!r} is a folder, expected a file path")
-    folder = _folder_of(path, what)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    except OSError as e:
-        raise OutputError(f"cannot write {what} {str(path)!r}: {describe_os_error(e)}") from None
-    try:
+    with _replacing(path, what, f".{path.name}.", ".tmp") as (fd, _):
         with os.fdopen(fd, mode, **({"encoding": "utf-8"} if mode == "w" else {})) as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
+
+
+@contextlib.contextmanager
+def _replacing(path: Path, what: str, prefix: str, suffix: str) -> Iterator[tuple[int, str]]:
+    """The one temp-file-then-rename mechanism: yields ``(fd, name)`` of a new temporary file in
+    ``path``'s folder; when the body returns (having written and synced it), the file replaces
+    ``path``. On any exception it is removed and an ``OSError`` becomes :class:`OutputError`."""
+    if path.is_dir():
+        raise OutputError(f"{what} {str(path)!r} is a folder, expected a file path")
+    folder = _folder_of(path, what)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=folder)
+    except OSError as e:
+        raise OutputError(f"cannot write {what} {str(path)!r}: {describe_os_error(e)}") from None
+    try:
+        yield fd, tmp
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except OSError as e:
@@ -171,24 +180,9 @@ def atomic_call(
     """For writers that need a file name (matplotlib ``savefig``, safetensors): ``writer(tmp)``
     writes a temporary file named like ``path`` (same suffix), which then replaces ``path``."""
     path = Path(path)
-    if path.is_dir():
-        raise OutputError(f"{what} {str(path)!r} is a folder, expected a file path")
-    folder = _folder_of(path, what)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=folder)
+    with _replacing(path, what, f".{path.stem}.", f".tmp{path.suffix}") as (fd, tmp):
         os.close(fd)
-    except OSError as e:
-        raise OutputError(f"cannot write {what} {str(path)!r}: {describe_os_error(e)}") from None
-    try:
         writer(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except OSError as e:
-        _remove(tmp)
-        raise OutputError(f"cannot write {what} {str(path)!r}: {describe_os_error(e)}") from None
-    except BaseException:
-        _remove(tmp)
-        raise
     return path

@@ -4,6 +4,22 @@ Registering it with Detectron2 (``nasnet_digits_train`` etc.) happens in
 :mod:`nasnet_det.detection.datasets`, on ``import nasnet_det.detection``.
 """
 
-from nasnet_det.data.digits import CLASSES, SPLITS, DigitsSpec, build_digits_dataset, default_root
+from nasnet_det.data.digits import (
+    CLASSES,
+    SPLITS,
+    DigitCrops,
+    DigitsSpec,
+    build_digits_dataset,
+    default_root,
+    digit_pool,
+)
 
-__all__ = ["CLASSES", "SPLITS", "DigitsSpec", "build_digits_dataset", "default_root"]
+__all__ = [
+    "CLASSES",
+    "SPLITS",
+    "DigitCrops",
+    "DigitsSpec",
+    "build_digits_dataset",
+    "default_root",
+    "digit_pool",
+]

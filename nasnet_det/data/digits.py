@@ -19,7 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["CLASSES", "DigitsSpec", "build_digits_dataset", "default_root"]
+__all__ = [
+    "CLASSES",
+    "DigitCrops",
+    "DigitsSpec",
+    "build_digits_dataset",
+    "default_root",
+    "digit_pool",
+]
 
 #: Category names, in category-id order (id = digit + 1).
 CLASSES = [str(d) for d in range(10)]
@@ -88,6 +95,42 @@ def _iou(a: list[float], b: list[float]) -> float:
     return inter / union if union > 0 else 0.0
 
 
+def _background(rng: np.random.Generator, photos: list[np.ndarray], s: int) -> np.ndarray:
+    """A random square crop of a random photograph, resized to ``s`` x ``s`` (float32 RGB)."""
+    import cv2
+
+    photo = photos[rng.integers(len(photos))]
+    h, w = photo.shape[:2]
+    side = int(rng.uniform(0.35, 1.0) * min(h, w))
+    y0, x0 = rng.integers(h - side + 1), rng.integers(w - side + 1)
+    img = cv2.resize(photo[y0 : y0 + side, x0 : x0 + side], (s, s), interpolation=cv2.INTER_AREA)
+    return img.astype(np.float32)
+
+
+def _digit_size(rng: np.random.Generator, spec: DigitsSpec) -> int:
+    return int(round(rng.choice(spec.digit_sizes) * rng.uniform(0.9, 1.1)))
+
+
+def _paste(
+    rng: np.random.Generator, img: np.ndarray, digit: np.ndarray, x: int, y: int, size: int
+) -> list[int] | None:
+    """Blend the 8x8 ``digit`` into ``img`` at ``(x, y)``, ``size`` px, in a colour that
+    contrasts with the patch under it; returns the digit's tight XYXY box (None: blank)."""
+    import cv2
+
+    alpha = cv2.resize(digit, (size, size), interpolation=cv2.INTER_LINEAR)
+    alpha = np.clip(alpha * 1.5, 0.0, 1.0)
+    ys, xs = np.nonzero(alpha > 0.25)
+    if len(xs) == 0:
+        return None
+    patch = img[y : y + size, x : x + size]
+    # Dark digits on bright surroundings and vice versa, with a random hue.
+    bright = patch.mean() < 128
+    base = rng.uniform(190, 255, 3) if bright else rng.uniform(0, 60, 3)
+    patch[:] = patch * (1 - alpha[..., None]) + base * alpha[..., None]
+    return [x + int(xs.min()), y + int(ys.min()), x + int(xs.max()) + 1, y + int(ys.max()) + 1]
+
+
 def _render_split(
     rng: np.random.Generator,
     n: int,
@@ -103,17 +146,10 @@ def _render_split(
     s = spec.image_size
     images, annotations = [], []
     for idx in range(n):
-        photo = photos[rng.integers(len(photos))]
-        h, w = photo.shape[:2]
-        side = int(rng.uniform(0.35, 1.0) * min(h, w))
-        y0, x0 = rng.integers(h - side + 1), rng.integers(w - side + 1)
-        img = cv2.resize(
-            photo[y0 : y0 + side, x0 : x0 + side], (s, s), interpolation=cv2.INTER_AREA
-        )
-        img = img.astype(np.float32)
+        img = _background(rng, photos, s)
         boxes: list[list[float]] = []
         for _ in range(rng.integers(1, spec.max_digits + 1)):
-            size = int(round(rng.choice(spec.digit_sizes) * rng.uniform(0.9, 1.1)))
+            size = _digit_size(rng, spec)
             for _try in range(20):
                 x, y = int(rng.integers(0, s - size + 1)), int(rng.integers(0, s - size + 1))
                 cand = [x, y, x + size, y + size]
@@ -122,17 +158,9 @@ def _render_split(
             else:
                 continue
             k = rng.integers(len(digits))
-            alpha = cv2.resize(digits[k], (size, size), interpolation=cv2.INTER_LINEAR)
-            alpha = np.clip(alpha * 1.5, 0.0, 1.0)
-            ys, xs = np.nonzero(alpha > 0.25)
-            if len(xs) == 0:
+            box = _paste(rng, img, digits[k], x, y, size)
+            if box is None:
                 continue
-            patch = img[y : y + size, x : x + size]
-            # Dark digits on bright surroundings and vice versa, with a random hue.
-            bright = patch.mean() < 128
-            base = rng.uniform(190, 255, 3) if bright else rng.uniform(0, 60, 3)
-            patch[:] = patch * (1 - alpha[..., None]) + base * alpha[..., None]
-            box = [x + xs.min(), y + ys.min(), x + xs.max() + 1, y + ys.max() + 1]
             boxes.append(cand)
             annotations.append(
                 {
@@ -174,8 +202,6 @@ def build_digits_dataset(root: str | os.PathLike | None = None, spec: DigitsSpec
     folder renamed into place, so concurrent or interrupted runs never leave half a dataset.
     A cache built from another spec raises ``ValueError``.
     """
-    from sklearn.datasets import load_digits
-
     root = Path(root) if root is not None else default_root()
     spec = spec or DigitsSpec()
     meta_path = root / "meta.json"
@@ -194,17 +220,11 @@ def build_digits_dataset(root: str | os.PathLike | None = None, spec: DigitsSpec
     try:
         for split in ("train", "val"):
             (tmp / split).mkdir(parents=True)
-        digits_all = load_digits()
-        images = digits_all.images.astype(np.float32) / 16.0
-        labels = digits_all.target
-        perm = np.random.default_rng(spec.seed).permutation(len(images))
-        cut = int(0.8 * len(perm))  # disjoint digit samples for train and val
         photos = _photos(spec.photos)
-        for k, (split, n, pool) in enumerate(
-            (("train", spec.num_train, perm[:cut]), ("val", spec.num_val, perm[cut:]))
-        ):
+        for k, (split, n) in enumerate((("train", spec.num_train), ("val", spec.num_val))):
             rng = np.random.default_rng([spec.seed, k])
-            coco = _render_split(rng, n, spec, photos, images[pool], labels[pool], tmp, split)
+            digits, labels = digit_pool(spec, split)
+            coco = _render_split(rng, n, spec, photos, digits, labels, tmp, split)
             (tmp / f"{split}.json").write_text(json.dumps(coco))
             if split == "val":
                 keep = {im["id"] for im in coco["images"][: spec.num_val_mini]}
@@ -224,3 +244,61 @@ def build_digits_dataset(root: str | os.PathLike | None = None, spec: DigitsSpec
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return root
+
+
+def digit_pool(spec: DigitsSpec, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """The 8x8 handwritten digits a split draws from: ``(images [n, 8, 8] in [0, 1], labels
+    [n])``. ``train`` holds 80% of scikit-learn's digits, ``val`` (and ``val_mini``) the
+    other 20%: no digit sample appears in both."""
+    from sklearn.datasets import load_digits
+
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+    digits_all = load_digits()
+    perm = np.random.default_rng(spec.seed).permutation(len(digits_all.images))
+    cut = int(0.8 * len(perm))
+    pool = perm[:cut] if split == "train" else perm[cut:]
+    return digits_all.images[pool].astype(np.float32) / 16.0, digits_all.target[pool]
+
+
+class DigitCrops:
+    """Endless classification samples drawn the way the detection images are: one digit of
+    ``split``'s pool pasted on a photo crop, then a window of ``crop / scale`` image pixels
+    centred on its tight box, resized to ``crop`` px. ``scale`` is the detector's input resize
+    (1.5 for 128 px images seen at 192), so the pretrained features meet digits at the size the
+    detector sees them. The pool and photographs are loaded once, here."""
+
+    def __init__(self, spec: DigitsSpec | None = None, split: str = "train", scale: float = 1.0):
+        if not scale > 0:
+            raise ValueError(f"scale must be positive, got {scale}")
+        self.spec = spec or DigitsSpec()
+        self.scale = float(scale)
+        self.digits, self.labels = digit_pool(self.spec, split)
+        self.photos = _photos(self.spec.photos)
+
+    def sample(self, n: int, crop: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """``n`` fresh samples: ``(uint8 RGB [n, crop, crop, 3], labels [n] 0..9)``; the same
+        ``rng`` state gives the same samples."""
+        import cv2
+
+        s, window = self.spec.image_size, max(1, int(round(crop / self.scale)))
+        half = window // 2
+        xs: list[np.ndarray] = []
+        ys: list[int] = []
+        while len(xs) < n:
+            img = _background(rng, self.photos, s)
+            size = _digit_size(rng, self.spec)
+            x, y = int(rng.integers(0, s - size + 1)), int(rng.integers(0, s - size + 1))
+            k = rng.integers(len(self.digits))
+            box = _paste(rng, img, self.digits[k], x, y, size)
+            if box is None:
+                continue
+            rgb = np.clip(img, 0, 255).astype(np.uint8)
+            padded = cv2.copyMakeBorder(rgb, half, half, half, half, cv2.BORDER_REFLECT)
+            cx, cy = round((box[0] + box[2]) / 2), round((box[1] + box[3]) / 2)
+            win = padded[cy : cy + window, cx : cx + window]
+            if window != crop:
+                win = cv2.resize(win, (crop, crop), interpolation=cv2.INTER_LINEAR)
+            xs.append(win)
+            ys.append(int(self.labels[k]))
+        return np.stack(xs), np.asarray(ys, dtype=np.int64)

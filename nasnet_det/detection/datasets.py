@@ -81,6 +81,8 @@ def register_nasnet_digits(
             image_root=str(root),
             evaluator_type="coco",
             thing_classes=list(CLASSES),
+            digits_spec=spec,  # what nasnet_det.data.DigitCrops draws more samples from
+            digits_split=split,
         )
     return names
 

@@ -75,3 +75,44 @@ def test_registered_splits_load_through_detectron2(tmp_path):
     assert "nasnet_digits_train" in DatasetCatalog.list()
     image = dicts[0]["file_name"]
     assert np.asarray(__import__("cv2").imread(image)).shape == (96, 96, 3)
+
+
+def test_split_pools_are_disjoint_and_cover_scikit_learns_digits():
+    from sklearn.datasets import load_digits
+
+    from nasnet_det.data import digit_pool
+
+    train, train_y = digit_pool(SMALL, "train")
+    val, val_y = digit_pool(SMALL, "val")
+    assert (len(train), len(val)) == (1437, 360)  # 80% / 20% of 1797
+    everything = load_digits()
+    rows = {(im.tobytes(), int(y)) for im, y in zip(everything.images / 16.0, everything.target)}
+    ours = [(im.astype(np.float64).tobytes(), int(y)) for im, y in zip(train, train_y)]
+    ours += [(im.astype(np.float64).tobytes(), int(y)) for im, y in zip(val, val_y)]
+    assert set(ours) == rows
+    train_rows = {r for r in ours[: len(train)]}
+    assert not train_rows & {r for r in ours[len(train) :]}
+    with pytest.raises(ValueError, match="unknown split 'test'"):
+        digit_pool(SMALL, "test")
+
+
+def test_digit_crops_repeat_from_the_rng_and_follow_the_input_scale():
+    from nasnet_det.data import DigitCrops
+
+    crops = DigitCrops(SMALL)
+    a, ya = crops.sample(200, 32, np.random.default_rng(7))
+    b, yb = crops.sample(200, 32, np.random.default_rng(7))
+    assert a.shape == (200, 32, 32, 3) and a.dtype == np.uint8
+    assert np.array_equal(a, b) and np.array_equal(ya, yb)
+    assert set(ya.tolist()) == set(range(10))
+    # At the detector's 1.5x input scale the window is 32 image px, shown at 48 px.
+    big, yc = DigitCrops(SMALL, scale=1.5).sample(3, 48, np.random.default_rng(7))
+    cv2 = __import__("cv2")
+    assert np.array_equal(yc, ya[:3])
+    for i in range(3):
+        expected = cv2.resize(a[i], (48, 48), interpolation=cv2.INTER_LINEAR)
+        assert np.array_equal(big[i], expected)
+    # Centred on the digit: the middle of the window differs from its edges far more often.
+    centre = a[:, 12:20, 12:20].astype(float).std(axis=(1, 2)).mean()
+    edge = a[:, :4, :4].astype(float).std(axis=(1, 2)).mean()
+    assert centre > edge

@@ -116,3 +116,9 @@ def test_same_seed_same_ap_and_losses(tmp_path, tiny_digits):
     assert picture.shape == (2 * 128 * 3, 2 * 128 * 3, 3)  # 4 val images, 2 x 2, drawn at 3x
     saved = json.loads((tmp_path / "run0" / "coco_metrics.json").read_text())
     assert saved["bbox"]["AP"] == pytest.approx(a["metrics"]["AP"], nan_ok=True)
+    # The trained detector is kept in Detectron2's layout, loadable without pickle.
+    weights = torch.load(tmp_path / "run0" / "model_final.pth", weights_only=True)["model"]
+    other = torch.load(tmp_path / "run2" / "model_final.pth", weights_only=True)["model"]
+    assert "roi_heads.box_predictor.cls_score.weight" in weights
+    assert weights.keys() == other.keys()
+    assert not torch.equal(weights["backbone.stem.conv.weight"], other["backbone.stem.conv.weight"])

@@ -154,18 +154,26 @@ def save_detections(
     path: str | os.PathLike,
     num_images: int = 6,
     score_thresh: float = 0.5,
+    resize: tuple[int, int] | None = None,
 ) -> str:
-    """Draw ``model``'s detections on the first val images into one PNG grid (atomic write)."""
+    """Draw ``model``'s detections on the first val images into one PNG grid (atomic write).
+
+    ``resize``: ``(INPUT.MIN_SIZE_TEST, INPUT.MAX_SIZE_TEST)``, the test-time resize the
+    evaluation applies (boxes are drawn back at the image's own size); None feeds the images
+    as they are."""
     import cv2
+    from detectron2.data import transforms as T
     from detectron2.utils.visualizer import Visualizer
 
     dicts = DatasetCatalog.get(dataset_name)[:num_images]
     meta = MetadataCatalog.get(dataset_name)
+    aug = T.ResizeShortestEdge(resize[0], resize[1]) if resize else None
     tiles = []
     model.eval()
     for d in dicts:
         rgb = cv2.imread(d["file_name"])[:, :, ::-1]
-        image = torch.as_tensor(np.ascontiguousarray(rgb.transpose(2, 0, 1)).astype("float32"))
+        seen = aug.get_transform(rgb).apply_image(rgb) if aug else rgb
+        image = torch.as_tensor(np.ascontiguousarray(seen.transpose(2, 0, 1)).astype("float32"))
         with torch.no_grad():
             inst = model([{"image": image, "height": rgb.shape[0], "width": rgb.shape[1]}])
         inst = inst[0]["instances"].to("cpu")
@@ -393,7 +401,12 @@ def _run_demo(
     val = cfg.DATASETS.TEST[0]
     print(f"COCO box AP on {val} ({len(DatasetCatalog.get(val))} images)")
     print(create_small_table({k: v for k, v in bbox.items() if "-" not in k}))
-    image = save_detections(model, val, Path(output_dir) / "detections.png")
+    image = save_detections(
+        model,
+        val,
+        Path(output_dir) / "detections.png",
+        resize=(cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST),
+    )
     write_metrics(output_dir, {"bbox": bbox, "train": train_stats, "pretrain": pre})
     print(f"detector: done in {(time.monotonic() - t0) / 60:.1f} min", flush=True)
     return {

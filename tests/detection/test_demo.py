@@ -122,3 +122,31 @@ def test_same_seed_same_ap_and_losses(tmp_path, tiny_digits):
     assert "roi_heads.box_predictor.cls_score.weight" in weights
     assert weights.keys() == other.keys()
     assert not torch.equal(weights["backbone.stem.conv.weight"], other["backbone.stem.conv.weight"])
+
+
+def test_detections_are_drawn_from_the_test_time_resized_image(tmp_path, tiny_digits):
+    # The picture must show what the evaluation scores: the model sees the image resized to
+    # INPUT.MIN_SIZE_TEST (192 for the 128 px digits) and its boxes come back at 128 px.
+    from detectron2.structures import Boxes, Instances
+
+    from nasnet_det.detection.demo import save_detections
+
+    seen = []
+
+    class Recorder(torch.nn.Module):
+        def forward(self, batch):
+            seen.append((tuple(batch[0]["image"].shape), batch[0]["height"], batch[0]["width"]))
+            inst = Instances((batch[0]["height"], batch[0]["width"]))
+            inst.pred_boxes = Boxes(torch.tensor([[10.0, 10.0, 40.0, 50.0]]))
+            inst.scores = torch.tensor([0.9])
+            inst.pred_classes = torch.tensor([3])
+            return [{"instances": inst}]
+
+    path = save_detections(
+        Recorder(), "demo_test_digits_val", tmp_path / "a.png", num_images=2, resize=(192, 192)
+    )
+    assert seen == [((3, 192, 192), 128, 128)] * 2
+    assert cv2.imread(path).shape == (128 * 3, 2 * 128 * 3, 3)
+    seen.clear()
+    save_detections(Recorder(), "demo_test_digits_val", tmp_path / "b.png", num_images=1)
+    assert seen == [((3, 128, 128), 128, 128)]

@@ -150,3 +150,12 @@ def test_detections_are_drawn_from_the_test_time_resized_image(tmp_path, tiny_di
     seen.clear()
     save_detections(Recorder(), "demo_test_digits_val", tmp_path / "b.png", num_images=1)
     assert seen == [((3, 128, 128), 128, 128)]
+
+
+def test_pretraining_renders_only_built_in_digits():
+    from nasnet_det.detection.demo import _crop_source
+
+    cfg = demo_config("nasnet_a", ["DATASETS.TRAIN", "('coco_2017_train',)"])
+    with pytest.raises(ValueError, match="'coco_2017_train' is not a built-in digits dataset"):
+        _crop_source(cfg)
+    assert _crop_source(demo_config("nasnet_a")) == DigitsSpec()  # nasnet_digits_train

@@ -10,6 +10,7 @@ from nasnet_det.data.digits import (
     DigitCrops,
     DigitsSpec,
     build_digits_dataset,
+    centred_window,
     default_root,
     digit_pool,
 )
@@ -20,6 +21,7 @@ __all__ = [
     "DigitCrops",
     "DigitsSpec",
     "build_digits_dataset",
+    "centred_window",
     "default_root",
     "digit_pool",
 ]

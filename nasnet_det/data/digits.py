@@ -24,6 +24,7 @@ __all__ = [
     "DigitCrops",
     "DigitsSpec",
     "build_digits_dataset",
+    "centred_window",
     "default_root",
     "digit_pool",
 ]
@@ -295,10 +296,21 @@ class DigitCrops:
                 continue
             rgb = np.clip(img, 0, 255).astype(np.uint8)
             padded = cv2.copyMakeBorder(rgb, half, half, half, half, cv2.BORDER_REFLECT)
-            cx, cy = round((box[0] + box[2]) / 2), round((box[1] + box[3]) / 2)
-            win = padded[cy : cy + window, cx : cx + window]
-            if window != crop:
-                win = cv2.resize(win, (crop, crop), interpolation=cv2.INTER_LINEAR)
-            xs.append(win)
+            centre = ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
+            xs.append(centred_window(padded, centre, window, crop))
             ys.append(int(self.labels[k]))
         return np.stack(xs), np.asarray(ys, dtype=np.int64)
+
+
+def centred_window(
+    padded: np.ndarray, centre: tuple[float, float], window: int, crop: int
+) -> np.ndarray:
+    """The ``window`` x ``window`` pixels centred on ``centre`` (x, y in the unpadded image) of
+    an image reflect-padded by ``window // 2`` on every side, resized to ``crop`` x ``crop``."""
+    import cv2
+
+    cx, cy = int(round(centre[0])), int(round(centre[1]))
+    win = padded[cy : cy + window, cx : cx + window]
+    if window != crop:
+        win = cv2.resize(win, (crop, crop), interpolation=cv2.INTER_LINEAR)
+    return win

@@ -82,7 +82,6 @@ def register_nasnet_digits(
             evaluator_type="coco",
             thing_classes=list(CLASSES),
             digits_spec=spec,  # what nasnet_det.data.DigitCrops draws more samples from
-            digits_split=split,
         )
     return names
 

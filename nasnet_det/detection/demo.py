@@ -51,7 +51,6 @@ __all__ = [
     "demo_config",
     "digit_crops",
     "evaluate",
-    "input_scale",
     "pretrain_classifier",
     "run_demo",
     "save_detections",
@@ -208,13 +207,6 @@ class Pretrain:
     crop: int = 64
 
 
-def input_scale(cfg: CfgNode, dataset_name: str) -> float:
-    """How much the detector enlarges ``dataset_name``'s images: ``INPUT.MIN_SIZE_TEST`` over
-    their shorter side (the built-in digits: 192 / 128 = 1.5)."""
-    first = DatasetCatalog.get(dataset_name)[0]
-    return float(cfg.INPUT.MIN_SIZE_TEST) / min(first["height"], first["width"])
-
-
 def digit_crops(
     dataset_name: str, crop: int = 64, scale: float = 1.0
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -224,6 +216,8 @@ def digit_crops(
     y [n] int64)``."""
     import cv2
 
+    from nasnet_det.data import centred_window
+
     xs, ys = [], []
     window = max(1, int(round(crop / scale)))
     half = window // 2
@@ -232,11 +226,7 @@ def digit_crops(
         padded = cv2.copyMakeBorder(rgb, half, half, half, half, cv2.BORDER_REFLECT)
         for a in d.get("annotations", []):
             x, y, w, h = a["bbox"]  # XYWH_ABS, as load_coco_json returns it
-            cx, cy = int(round(x + w / 2)) + half, int(round(y + h / 2)) + half
-            win = padded[cy - half : cy - half + window, cx - half : cx - half + window]
-            if window != crop:
-                win = cv2.resize(win, (crop, crop), interpolation=cv2.INTER_LINEAR)
-            xs.append(win)
+            xs.append(centred_window(padded, (x + w / 2, y + h / 2), window, crop))
             ys.append(a["category_id"])
     if not xs:
         raise ValueError(f"dataset {dataset_name!r} has no annotated objects to crop")
@@ -292,8 +282,10 @@ def pretrain_classifier(
     from nasnet_det.data import DigitCrops
 
     start = time.monotonic()
-    scale = input_scale(cfg, cfg.DATASETS.TEST[0])
-    source = DigitCrops(_crop_source(cfg), "train", scale)
+    digits = _crop_source(cfg)
+    # The detector's input resize of the (square) digit images: 192 / 128 = 1.5.
+    scale = float(cfg.INPUT.MIN_SIZE_TEST) / digits.image_size
+    source = DigitCrops(digits, "train", scale)
     xv, yv = digit_crops(cfg.DATASETS.TEST[0], spec.crop, scale)
     torch.manual_seed(seed)
     model = _classifier(cfg, cfg.MODEL.ROI_HEADS.NUM_CLASSES)

@@ -90,6 +90,14 @@ class SameConv2d(nn.Conv2d):
 
     Symmetric padding is passed to the convolution itself; only the asymmetric stride-2 case
     pays for an explicit pad. The amounts are looked up per input size (:func:`_pad_plan`).
+
+    A strided 1x1 convolution is computed as a subsample then a stride-1 1x1 convolution. For a
+    1x1 kernel SAME needs no padding, so ``x[:, :, ::s, ::s]`` picks exactly the pixels the
+    strided kernel reads: the result is the same and costs less. It also keeps every strided 1x1
+    convolution away from oneDNN, whose 1x1 weight-gradient kernel (``jit_1x1``,
+    ``backward_weights``) writes past its scratch buffer for a strided channels_last input with
+    few channels (fewer than 16 on AVX-512, 8 on AVX2) and corrupts the heap (oneDNN 3.12, the
+    one torch 2.14 ships; the process dies later with SIGSEGV or ``double free``).
     """
 
     def __init__(
@@ -115,10 +123,14 @@ class SameConv2d(nn.Conv2d):
         )
         if self._static:
             self.padding = (dilation * (kh - 1) // 2, dilation * (kw - 1) // 2)
+        self._subsample = (kh, kw) == (1, 1) and (sh, sw) != (1, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self._static:
             return super().forward(x)
+        if self._subsample:
+            sh, sw = self.stride
+            return F.conv2d(x[:, :, ::sh, ::sw], self.weight, self.bias, 1, 0, 1, self.groups)
         plan = _pad_plan.__wrapped__ if torch.compiler.is_compiling() else _pad_plan
         padding, extra = plan(
             x.shape[-2], x.shape[-1], self.kernel_size, self.stride, self.dilation

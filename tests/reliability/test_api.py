@@ -79,7 +79,7 @@ CASES = [
     ("build-num-cells-float", lambda t: build_nasnet("nasnet_a_mobile", num_cells=1.5),
      "num_cells must be a positive integer, got 1.5"),
     ("build-stem-multiplier", lambda t: build_nasnet("nasnet_a_mobile", stem_multiplier=-1.0),
-     "stem_multiplier must be positive, got -1.0"),
+     "stem_multiplier must be a number in (0, 2048], got -1.0"),
     ("build-keep-prob", lambda t: build_nasnet("nasnet_a_mobile", drop_path_keep_prob=1.5),
      "drop_path_keep_prob must be in (0, 1]"),
     ("build-unknown-argument", lambda t: build_nasnet("nasnet_a_mobile", num_cell=2),

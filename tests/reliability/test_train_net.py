@@ -64,7 +64,7 @@ CASES = [
      "MODEL.NASNET.NUM_CELLS expects a int", "none"),
     ("cli-unknown-flag", [*RUN, "--bogus", *TAIL], "unrecognized arguments: --bogus", "none"),
     ("stem-multiplier-negative", [*RUN, *TAIL, "MODEL.NASNET.STEM_MULTIPLIER", "-1.0"],
-     "MODEL.NASNET.STEM_MULTIPLIER must be positive, got -1.0", "none"),
+     "MODEL.NASNET.STEM_MULTIPLIER must be a number in (0, 2048], got -1.0", "none"),
     ("num-cells-0", [*RUN, *TAIL, "MODEL.NASNET.NUM_CELLS", "0"],
      "MODEL.NASNET.NUM_CELLS must be a positive integer, got 0", "none"),
     ("keep-prob-0", [*RUN, *TAIL, "MODEL.NASNET.DROP_PATH_KEEP_PROB", "0.0"],

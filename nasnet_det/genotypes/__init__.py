@@ -275,10 +275,23 @@ NASNET_A = Genotype(
 )
 
 GENOTYPES: dict[str, Genotype] = {"nasnet_a": NASNET_A}
+_BUILT_IN = frozenset(GENOTYPES)
 
 
 def register_genotype(name: str, genotype: Genotype) -> None:
-    """Make ``genotype`` resolvable by ``name`` (e.g. in ``MODEL.NASNET.GENOTYPE``)."""
+    """Make ``genotype`` resolvable by ``name`` (e.g. in ``MODEL.NASNET.GENOTYPE``).
+
+    ``name`` is a non-empty string that cannot be read as a path; a built-in name, or a name
+    already registered to another genotype, is refused (one ``ValueError``)."""
+    if not isinstance(name, str) or not name.strip() or os.sep in name or name.endswith(".json"):
+        raise ValueError(f"genotype name must be a non-empty string, not a path; got {name!r}")
+    if not isinstance(genotype, Genotype):
+        raise ValueError(
+            f"register_genotype({name!r}, ...) needs a Genotype (Genotype.from_dict or "
+            f"from_json makes one), got {type(genotype).__name__}"
+        )
+    if name in _BUILT_IN or GENOTYPES.get(name, genotype) != genotype:
+        raise ValueError(f"genotype name {name!r} is taken; register under another name")
     GENOTYPES[name] = genotype
 
 

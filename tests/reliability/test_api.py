@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 import sys
 from pathlib import Path
 
@@ -160,3 +161,17 @@ def test_bad_input_is_one_value_error(scratch, call, message):
 
 def test_table_covers_at_least_ten_inputs():
     assert len(CASES) >= 10 and len({c[0] for c in CASES}) == len(CASES)
+
+
+def test_register_genotype_refuses_built_ins_non_genotypes_and_path_like_names():
+    from nasnet_det.genotypes import GENOTYPES, NASNET_A, register_genotype
+
+    for args, msg in [
+        (("nasnet_a", NASNET_A), "genotype name 'nasnet_a' is taken"),
+        (("mine", NASNET_A.to_dict()), "needs a Genotype (Genotype.from_dict"),
+        ((None, NASNET_A), "genotype name must be a non-empty string, not a path; got None"),
+        (("cells/a.json", NASNET_A), "not a path"),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(msg)):
+            register_genotype(*args)
+    assert GENOTYPES["nasnet_a"] is NASNET_A and "mine" not in GENOTYPES

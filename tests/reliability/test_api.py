@@ -124,7 +124,7 @@ CASES = [
      "fails its CRC-32 check"),
     ("weights-payload", lambda t: _load_weights(str(t / "evil.pth")), "refusing to unpickle"),
     ("checkpointer-pkl-payload", lambda t: _checkpointer_load(str(t / "evil.pkl")),
-     "Use --allow-pickle (or NASNET_DET_ALLOW_PICKLE=1)"),
+     "Use NASNET_DET_ALLOW_PICKLE=1 (or train_net.py --allow-pickle)"),
     ("checkpointer-empty", lambda t: _checkpointer_load(str(t / "empty.pth")), "is empty"),
 ]  # fmt: skip
 

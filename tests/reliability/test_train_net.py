@@ -111,7 +111,7 @@ CASES = [
     ("weights-flipped", [*RUN, *TAIL, "MODEL.WEIGHTS", "{tmp}/flipped.pth"],
      "fails its CRC-32 check", "none"),
     ("weights-pkl-payload", [*RUN, *TAIL, "MODEL.WEIGHTS", "{tmp}/evil.pkl"],
-     "Use --allow-pickle", "none"),
+     "Use NASNET_DET_ALLOW_PICKLE=1 (or train_net.py --allow-pickle)", "none"),
     ("weights-pth-payload", [*RUN, *TAIL, "MODEL.WEIGHTS", "{tmp}/evil.pth"],
      "refusing to unpickle it", "none"),
     ("train-datasets-empty", [*RUN, *TAIL, "DATASETS.TRAIN", "()"], "DATASETS.TRAIN is empty",
@@ -124,7 +124,7 @@ CASES = [
     ("output-read-only", [*RUN, *TAIL], "is not writable", "read-only"),
     ("resume-redirected", [*RUN, "--resume", *TAIL], "which is not a file inside OUTPUT_DIR",
      "redirect"),
-    ("resume-pkl-inside", [*RUN, "--resume", *TAIL], "Use --allow-pickle", "pkl-inside"),
+    ("resume-pkl-inside", [*RUN, "--resume", *TAIL], "Use NASNET_DET_ALLOW_PICKLE=1", "pkl-inside"),
     ("resume-all-damaged", [*RUN, "--resume", *TAIL], "no usable checkpoint to resume from",
      "all-damaged"),
 ]  # fmt: skip

@@ -22,6 +22,8 @@ from typing import Any
 import yaml
 from fvcore.common.config import CfgNode
 
+from nasnet_det.limits import check_yaml_size, read_input_bytes
+
 __all__ = ["CfgNode", "ConfigError", "load_config", "merge_config_file", "merge_overrides"]
 
 
@@ -58,15 +60,6 @@ def _reword(err: BaseException, where: str) -> ConfigError:
     return ConfigError(f"{where}: {line or type(err).__name__}")
 
 
-def _check_file(path: str | os.PathLike, what: str) -> Path:
-    p = Path(path)
-    if p.is_dir():
-        raise ConfigError(f"{what} {str(p)!r} is a folder, expected a .yaml file")
-    if not p.is_file():
-        raise ConfigError(f"{what} {str(p)!r} does not exist")
-    return p
-
-
 def _yaml_problem(err: yaml.YAMLError) -> str:
     mark = getattr(err, "problem_mark", None)
     where = f" at line {mark.line + 1}" if mark is not None else ""
@@ -74,24 +67,16 @@ def _yaml_problem(err: yaml.YAMLError) -> str:
     return f"{problem}{where}"
 
 
-def merge_config_file(cfg: CfgNode, path: str | os.PathLike, what: str = "config file") -> CfgNode:
-    """Merge a YAML file (with its ``_BASE_`` chain) into ``cfg``, safely; returns ``cfg``."""
-    p = _check_file(path, what)
+def _read_yaml(p: Path, what: str) -> Any:
+    """One YAML file, bounded (size, alias expansion) and safe (no Python tags)."""
     try:
-        text = p.read_bytes().decode("utf-8")
+        text = read_input_bytes(p, "yaml", what).decode("utf-8")
     except UnicodeDecodeError as e:
         raise ConfigError(f"{what} {str(p)!r} is not UTF-8 text (byte {e.start})") from None
-    except OSError as e:
-        raise ConfigError(f"{what} {str(p)!r} cannot be read: {e.strerror}") from None
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     try:
-        top = yaml.safe_load(text)
-        if top is None:
-            raise ConfigError(f"{what} {str(p)!r} is empty; expected a mapping of config keys")
-        if not isinstance(top, dict):
-            raise ConfigError(
-                f"{what} {str(p)!r} holds a {type(top).__name__}; expected a mapping of config keys"
-            )
-        loaded = CfgNode.load_yaml_with_base(str(p), allow_unsafe=False)
+        data = yaml.safe_load(text)
     except yaml.constructor.ConstructorError as e:
         raise ConfigError(
             f"{what} {str(p)!r} uses a YAML tag that builds Python objects "
@@ -99,18 +84,63 @@ def merge_config_file(cfg: CfgNode, path: str | os.PathLike, what: str = "config
         ) from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{what} {str(p)!r} is not valid YAML: {_yaml_problem(e)}") from None
-    except (OSError, FileNotFoundError) as e:
+    except RecursionError:
+        raise ConfigError(f"{what} {str(p)!r} is nested too deeply to read") from None
+    try:
+        check_yaml_size(data, p, what)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    return data
+
+
+def _merge_dicts(a: dict, b: dict, where: str) -> None:
+    """fvcore's ``_BASE_`` rule: ``a``'s values override ``b``'s, sections merge key by key."""
+    for k, v in a.items():
+        if isinstance(v, dict) and k in b:
+            if not isinstance(b[k], dict):
+                raise ConfigError(f"{where}: key {k} is a section in the base config")
+            _merge_dicts(v, b[k], where)
+        else:
+            b[k] = v
+
+
+def _load_with_base(p: Path, what: str, chain: tuple[Path, ...] = ()) -> dict:
+    """``p`` merged onto its ``_BASE_`` files (relative to ``p``), each read by
+    :func:`_read_yaml`; a cycle or a broken base names the file that holds it."""
+    data = _read_yaml(p, what)
+    if data is None:
+        raise ConfigError(f"{what} {str(p)!r} is empty; expected a mapping of config keys")
+    if not isinstance(data, dict):
         raise ConfigError(
-            f"{what} {str(p)!r}: its _BASE_ {e.filename or ''!r} cannot be read ({e.strerror or e})"
-        ) from None
-    except (AssertionError, TypeError, KeyError, AttributeError) as e:
-        raise _reword(e, f"{what} {str(p)!r}") from None
+            f"{what} {str(p)!r} holds a {type(data).__name__}; expected a mapping of config keys"
+        )
+    bases = data.pop("_BASE_", None)
+    if bases is None:
+        return data
+    chain = (*chain, p.resolve())
+    merged: dict = {}
+    for base in bases if isinstance(bases, list) else [bases]:
+        if not isinstance(base, str):
+            raise ConfigError(f"{what} {str(p)!r}: _BASE_ must be a path, got {base!r}")
+        bp = Path(os.path.expanduser(base))
+        bp = bp if bp.is_absolute() else p.parent / bp
+        if bp.resolve() in chain:
+            raise ConfigError(f"{what} {str(p)!r}: _BASE_ {base!r} inherits from itself (a cycle)")
+        _merge_dicts(_load_with_base(bp, f"{what} {str(p)!r}: _BASE_", chain), merged, str(p))
+    _merge_dicts(data, merged, f"{what} {str(p)!r}")
+    return merged
+
+
+def merge_config_file(cfg: CfgNode, path: str | os.PathLike, what: str = "config file") -> CfgNode:
+    """Merge a YAML file (with its ``_BASE_`` chain) into ``cfg``, safely; returns ``cfg``."""
+    p = Path(path)
+    loaded = _load_with_base(p, what)
     loaded = _ints_to_floats(cfg, loaded)
     version = cfg.get("VERSION")  # Detectron2 nodes carry their config version
     try:
         if version is None or loaded.get("VERSION", version) == version:
             cfg.merge_from_other_cfg(type(cfg)(loaded))
-        else:  # an older Detectron2 config: its own merge upgrades it (safe YAML only)
+        else:  # an older Detectron2 config (already checked above): its own merge upgrades it
             cfg.merge_from_file(str(p), allow_unsafe=False)
     except (KeyError, ValueError, AssertionError, TypeError) as e:
         raise _reword(e, f"{what} {str(p)!r}") from None

@@ -8,6 +8,7 @@ parameter sets. The module offers timm's surface (``forward_features``, ``forwar
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from typing import Any, NamedTuple
 
@@ -79,12 +80,7 @@ class NASNetConfig:
                 or v < (0 if key == "num_classes" else 1)
             ):
                 raise ValueError(f"{key} must be a positive integer, got {v!r}")
-        for key in ("stem_multiplier", "filter_scaling_rate"):
-            if not float(getattr(self, key)) > 0.0:
-                raise ValueError(f"{key} must be positive, got {getattr(self, key)!r}")
-        for key in ("drop_path_keep_prob", "dense_dropout_keep_prob"):
-            if not 0.0 < getattr(self, key) <= 1.0:
-                raise ValueError(f"{key} must be in (0, 1], got {getattr(self, key)}")
+        _check_limits(self)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able values; the genotype inline (see :meth:`Genotype.to_dict`)."""
@@ -99,6 +95,38 @@ class NASNetConfig:
             raise ValueError(f"{source}: expected a mapping, got {type(data).__name__}")
         _check_fields(data, f"{source}: unknown key(s)")
         return cls(**data)
+
+
+#: Upper bounds where memory follows from a value (a 1e308 multiplier is a typo, not a model).
+MAX_IMAGE_SIZE = 16384
+MAX_CELLS = 1000
+MAX_FILTERS = 1 << 16
+
+
+def _check_limits(cfg: NASNetConfig) -> None:
+    """Types and ranges of the numeric and boolean fields; one ``ValueError`` naming the field."""
+
+    def number(key: str, ok: Callable[[float], bool], expected: str) -> None:
+        v = getattr(cfg, key)
+        good = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        if not (good and ok(v)):
+            raise ValueError(f"{key} must be {expected}, got {v!r}")
+
+    for key, top in (("num_cells", MAX_CELLS), ("num_conv_filters", MAX_FILTERS),
+                     ("image_size", MAX_IMAGE_SIZE)):  # fmt: skip
+        number(key, lambda v, top=top: v <= top, f"a positive integer <= {top}")
+    number("stem_multiplier", lambda v: 0 < v and v * 32 <= MAX_FILTERS,
+           f"a number in (0, {MAX_FILTERS // 32}]")  # fmt: skip
+    number("filter_scaling_rate", lambda v: 0 < v <= 16, "a number in (0, 16]")
+    for key in ("drop_path_keep_prob", "dense_dropout_keep_prob"):
+        number(key, lambda v: 0.0 < v <= 1.0, "in (0, 1]")
+    number("num_reduction_layers", lambda v: isinstance(v, int) and 0 <= v <= 16,
+           "an integer in [0, 16]")  # fmt: skip
+    for key in ("bn_eps", "bn_momentum"):
+        number(key, lambda v: 0 <= v <= 1, "a number in [0, 1]")
+    for key in ("use_aux_head", "skip_reduction_layer_input"):
+        if not isinstance(getattr(cfg, key), bool):
+            raise ValueError(f"{key} must be true or false, got {getattr(cfg, key)!r}")
 
 
 def _check_fields(names: Any, what: str) -> None:

@@ -28,6 +28,7 @@ from nasnet_det.search.strategies import STRATEGIES, build_strategy
 
 from nasnet_det.config import CfgNode, ConfigError, merge_overrides
 from nasnet_det.config import load_config as _load_cfg
+from nasnet_det.limits import max_image_side
 
 __all__ = [
     "SEARCH_KEYS",
@@ -229,12 +230,13 @@ def _fail(key: str, expected: str, value: Any) -> None:
     raise ConfigError(f"config key {key} must be {expected}, got {value!r}")
 
 
-def _int(cfg: CfgNode, key: str, low: int, none_ok: bool = False) -> None:
+def _int(cfg: CfgNode, key: str, low: int, none_ok: bool = False, high: int | None = None) -> None:
     v = _get(cfg, key)
     if v is None and none_ok:
         return
-    if isinstance(v, bool) or not isinstance(v, int) or v < low:
-        _fail(key, f"an integer >= {low}" + (" or None" if none_ok else ""), v)
+    if isinstance(v, bool) or not isinstance(v, int) or v < low or (high and v > high):
+        rng = f">= {low}" if high is None else f"in [{low}, {high}]"
+        _fail(key, f"an integer {rng}" + (" or None" if none_ok else ""), v)
 
 
 def _num(cfg: CfgNode, key: str, low: float, high: float | None = None, open_low=False) -> None:
@@ -315,7 +317,8 @@ def _check_strategy(cfg: CfgNode) -> None:
 
 def _check_data(cfg: CfgNode) -> None:
     _choice(cfg, "data.name", DATASETS)
-    for key in ("image_size", "train_size", "val_size"):
+    _int(cfg, "data.image_size", 1, high=max_image_side())
+    for key in ("train_size", "val_size"):
         _int(cfg, f"data.{key}", 1)
     _int(cfg, "data.split_seed", 0)
 

@@ -67,7 +67,10 @@ def test_tool_writes_and_reports_parity(tiny, tmp_path):
         (["--format", "onnx", "--weights", "missing.pth"], "does not exist"),
         (["--format", "onnx", "--weights", "nasnet://timm/nope"], "unknown weight name"),
         (["--format", "coreml", "--weights", "x.pth"], "invalid choice"),
-        (["--format", "onnx", "--weights", "x.pth", "--image-size", "8"], "at least 32"),
+        (
+            ["--format", "onnx", "--weights", "x.pth", "--image-size", "8"],
+            "must be in [32, 4096], got 8",
+        ),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):

@@ -74,6 +74,12 @@ def _convert(argv: list[str] | None) -> int:
         what = "is a folder" if os.path.isdir(args.det_config) else "does not exist"
         raise ValueError(f"--det-config {args.det_config!r} {what}; expected a .yaml file")
     check_output_file(args.output, "--output")
+    if os.path.exists(args.input) and os.path.exists(args.output):
+        if os.path.samefile(args.input, args.output):
+            raise ValueError(
+                f"--output {args.output!r} is the --input file; write the converted weights to "
+                "another path (the input would be replaced)"
+            )
     args.input, args.arch = resolve_raw_input(args.input, args.source, args.arch)
     obj = load_state_dict_file(args.input, allow_pickle=args.allow_pickle, what="--input")
     if args.source == "nasnet_det" and ours.is_training_checkpoint(obj):

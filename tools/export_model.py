@@ -38,8 +38,13 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.weights and (args.opts or args.sample_image):
         p.error("KEY VALUE overrides and --sample-image apply to --config-file only")
-    if args.image_size is not None and args.image_size < 32:
-        p.error(f"--image-size must be at least 32, got {args.image_size}")
+    from nasnet_det.limits import LIMITS, max_image_side
+
+    if args.image_size is not None and not 32 <= args.image_size <= max_image_side():
+        p.error(
+            f"--image-size must be in [32, {max_image_side()}], got {args.image_size} (raise the "
+            f"upper limit with {LIMITS['image_side'].env})"
+        )
 
     if args.weights:
         from nasnet_det.export import export_weights

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from nasnet_det.cli import first_line
+from nasnet_det.limits import check_input_file
 
 __all__ = [
     "Converted",
@@ -91,11 +92,7 @@ def check_weights_file(path: str | os.PathLike, what: str = "checkpoint") -> str
     legacy PyTorch file or Detectron2's ``.pkl``). A folder, a missing or empty file, a damaged
     archive or a file of another kind raises one ``ValueError`` naming ``path``.
     """
-    p = Path(path)
-    if p.is_dir():
-        raise ValueError(f"{what} {str(p)!r} is a folder, expected a weights file")
-    if not p.is_file():
-        raise ValueError(f"{what} {str(p)!r} does not exist")
+    p = check_input_file(path, "checkpoint", what)
     try:
         size = p.stat().st_size
         with open(p, "rb") as f:

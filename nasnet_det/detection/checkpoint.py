@@ -47,7 +47,8 @@ _CLASSIFICATION_ONLY = ("classifier.", "aux_head.")
 
 #: Environment variable that grants unpickling of MODEL.WEIGHTS / resume files (as --allow-pickle).
 ALLOW_PICKLE_ENV = "NASNET_DET_ALLOW_PICKLE"
-_OPT_IN = f"--allow-pickle (or {ALLOW_PICKLE_ENV}=1)"
+# The variable works for every tool; only train_net has the flag (predict and export do not).
+_OPT_IN = f"{ALLOW_PICKLE_ENV}=1 (or train_net.py --allow-pickle)"
 _CHECKPOINT_NAME = re.compile(r"model_(\d+|final)\.pth$")
 
 

@@ -144,6 +144,7 @@ def register_coco_json(name: str, json_file: str, image_root: str) -> list[dict]
         raise ValueError(f"{what}: {json_file} has no images (an empty dataset)")
     if not gt["annotations"]:
         raise ValueError(f"{what}: {json_file} has no annotations (an empty dataset)")
+    _check_boxes_inside(gt, f"{what}: {json_file}")
     for i, im in enumerate(gt["images"]):
         if type(im.get("file_name")) is not str:
             raise ValueError(f"{what}: {json_file}: images[{i}] (id {im['id']}) has no file_name")
@@ -172,6 +173,28 @@ def register_coco_json(name: str, json_file: str, image_root: str) -> list[dict]
         json_file,
     )
     return records
+
+
+#: Pixels a COCO box may reach past its image's border (rounding in annotation tools).
+BOX_TOLERANCE = 1.0
+
+
+def _check_boxes_inside(gt: dict, where: str) -> None:
+    """Each box ``[x, y, w, h]`` inside its image's recorded ``width`` x ``height`` (as VOC's
+    are), within :data:`BOX_TOLERANCE`; the first one outside is one ``ValueError``."""
+    sizes = {im["id"]: (im.get("width"), im.get("height")) for im in gt["images"]}
+    t = BOX_TOLERANCE
+    for k, ann in enumerate(gt["annotations"]):
+        width, height = sizes.get(ann["image_id"], (None, None))
+        if not isinstance(width, (int, float)) or not isinstance(height, (int, float)):
+            continue
+        x, y, w, h = ann["bbox"]
+        if x < -t or y < -t or x + w > width + t or y + h > height + t:
+            raise ValueError(
+                f"{where}: annotation[{k}] (id {ann.get('id')}) has box [x {x:g}, y {y:g}, "
+                f"w {w:g}, h {h:g}] outside its {width:g}x{height:g} image "
+                f"(id {ann['image_id']}; tolerance {t:g} px)"
+            )
 
 
 def _voc_number(obj: ET.Element, key: str, where: str) -> float:

@@ -34,6 +34,7 @@ from nasnet_det.detection.config import get_nasnet_cfg, nasnet_config_from_cfg
 from nasnet_det.detection.datasets import register_from_config
 from nasnet_det.detection.hooks import DropPathHook
 from nasnet_det.io import atomic_write_json, check_output_dir
+from nasnet_det.limits import max_image_side
 from nasnet_det.nasnet import plan_nasnet
 
 logger = logging.getLogger(__name__)
@@ -170,10 +171,20 @@ def check_config(cfg: CfgNode, args: argparse.Namespace | None = None) -> None:
               r[key])  # fmt: skip
     i = cfg.INPUT
     sizes = i.MIN_SIZE_TRAIN if isinstance(i.MIN_SIZE_TRAIN, (list, tuple)) else [i.MIN_SIZE_TRAIN]
-    _need(len(sizes) > 0 and all(_is_int(x) and x >= 1 for x in sizes), "INPUT.MIN_SIZE_TRAIN",
-          "one or more sizes >= 1", i.MIN_SIZE_TRAIN)  # fmt: skip
+    side = max_image_side()
+    _need(
+        len(sizes) > 0 and all(_is_int(x) and 1 <= x <= side for x in sizes),
+        "INPUT.MIN_SIZE_TRAIN",
+        f"one or more sizes in [1, {side}]",
+        i.MIN_SIZE_TRAIN,
+    )
     for key in ("MAX_SIZE_TRAIN", "MIN_SIZE_TEST", "MAX_SIZE_TEST"):
-        _need(_is_int(i[key]) and i[key] >= 0, f"INPUT.{key}", "an integer >= 0", i[key])
+        _need(
+            _is_int(i[key]) and 0 <= i[key] <= side,
+            f"INPUT.{key}",
+            f"an integer in [0, {side}]",
+            i[key],
+        )
     n = cfg.MODEL.NASNET
     _need(_is_int(n.FREEZE_AT) and n.FREEZE_AT >= 0, "MODEL.NASNET.FREEZE_AT", "an integer >= 0",
           n.FREEZE_AT)  # fmt: skip

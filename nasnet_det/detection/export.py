@@ -65,6 +65,9 @@ def sample_image(cfg, path: str | None = None) -> torch.Tensor:
     from detectron2.data import transforms as T
     from detectron2.data.detection_utils import read_image
 
+    from nasnet_det.limits import open_image
+
+    open_image(path, "--sample-image").close()  # file size and pixels, before decoding
     try:
         image = read_image(path, format=cfg.INPUT.FORMAT)
     except (OSError, ValueError) as e:

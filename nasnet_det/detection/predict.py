@@ -34,7 +34,7 @@ from detectron2.evaluation.coco_evaluation import instances_to_coco_json
 from detectron2.modeling import build_model
 from detectron2.utils.video_visualizer import VideoVisualizer
 from detectron2.utils.visualizer import ColorMode, Visualizer
-from PIL import Image, UnidentifiedImageError
+from PIL import UnidentifiedImageError
 from tqdm import tqdm
 
 from nasnet_det.detection.checkpoint import NASNetCheckpointer
@@ -108,8 +108,10 @@ def collect_inputs(spec: str) -> Inputs:
 
 
 def _check_image(path: Path) -> None:
+    from nasnet_det.limits import open_image
+
     try:
-        with Image.open(path) as im:
+        with open_image(path, "--input") as im:
             im.verify()
     except (UnidentifiedImageError, OSError, SyntaxError) as e:
         raise ValueError(f"--input {str(path)!r} is not a readable image: {e}") from None

@@ -33,16 +33,13 @@ class EvalInputError(ValueError):
 
 def load_json_file(path: str | os.PathLike, role: str) -> Any:
     """Parse a JSON file; any failure becomes a one-line :class:`EvalInputError`."""
+    from nasnet_det.limits import read_input_bytes
+
     path = os.fspath(path)
-    if os.path.isdir(path):
-        raise EvalInputError(f"{role} path {path} is a folder, expected a JSON file")
-    if not os.path.exists(path):
-        raise EvalInputError(f"{role} file not found: {path}")
     try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        raise EvalInputError(f"{role} file {path} cannot be read: {e.strerror or e}") from None
+        data = read_input_bytes(path, "json", f"{role} file")
+    except ValueError as e:
+        raise EvalInputError(str(e)) from None
     if not data.strip():
         raise EvalInputError(f"{role} file {path} is empty, expected JSON")
     try:

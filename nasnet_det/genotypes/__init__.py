@@ -225,25 +225,24 @@ class Genotype:
 
     @classmethod
     def from_json(cls, path: str | os.PathLike) -> Genotype:
+        from nasnet_det.limits import read_input_bytes
+
         path = Path(path)
-        if path.is_dir():
-            raise ValueError(f"genotype file {str(path)!r} is a folder, expected a .json file")
-        if not path.is_file():
-            raise ValueError(f"genotype file {str(path)!r} does not exist")
+        where = f"genotype file {str(path)!r}"
         try:
-            data = json.loads(path.read_bytes().decode("utf-8"))
+            data = json.loads(read_input_bytes(path, "json", "genotype file").decode("utf-8"))
+        except RecursionError:
+            raise ValueError(f"{where} is nested too deeply to be a genotype") from None
         except UnicodeDecodeError as e:
-            raise ValueError(
-                f"genotype file {str(path)!r} is not UTF-8 text (byte {e.start}); expected JSON"
-            ) from None
-        except OSError as e:
-            raise ValueError(f"genotype file {str(path)!r} cannot be read: {e.strerror}") from None
+            raise ValueError(f"{where} is not UTF-8 text (byte {e.start}); expected JSON") from None
         except json.JSONDecodeError as e:
             raise ValueError(
-                f"genotype file {str(path)!r} is not valid JSON: {e.msg} at line {e.lineno}, "
-                f"column {e.colno}"
+                f"{where} is not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}"
             ) from None
-        return cls.from_dict(data, source=f"genotype file {str(path)!r}")
+        try:
+            return cls.from_dict(data, source=where)
+        except RecursionError:
+            raise ValueError(f"{where} is nested too deeply to be a genotype") from None
 
 
 def _cell(spec: list[tuple[str, int, str, int]]) -> tuple[Block, ...]:
@@ -276,10 +275,23 @@ NASNET_A = Genotype(
 )
 
 GENOTYPES: dict[str, Genotype] = {"nasnet_a": NASNET_A}
+_BUILT_IN = frozenset(GENOTYPES)
 
 
 def register_genotype(name: str, genotype: Genotype) -> None:
-    """Make ``genotype`` resolvable by ``name`` (e.g. in ``MODEL.NASNET.GENOTYPE``)."""
+    """Make ``genotype`` resolvable by ``name`` (e.g. in ``MODEL.NASNET.GENOTYPE``).
+
+    ``name`` is a non-empty string that cannot be read as a path; a built-in name, or a name
+    already registered to another genotype, is refused (one ``ValueError``)."""
+    if not isinstance(name, str) or not name.strip() or os.sep in name or name.endswith(".json"):
+        raise ValueError(f"genotype name must be a non-empty string, not a path; got {name!r}")
+    if not isinstance(genotype, Genotype):
+        raise ValueError(
+            f"register_genotype({name!r}, ...) needs a Genotype (Genotype.from_dict or "
+            f"from_json makes one), got {type(genotype).__name__}"
+        )
+    if name in _BUILT_IN or GENOTYPES.get(name, genotype) != genotype:
+        raise ValueError(f"genotype name {name!r} is taken; register under another name")
     GENOTYPES[name] = genotype
 
 

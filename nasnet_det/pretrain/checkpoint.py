@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from nasnet_det.cli import first_line
+from nasnet_det.limits import check_input_file
 
 __all__ = ["load_training_checkpoint", "rng_state", "set_rng_state"]
 
@@ -54,6 +55,7 @@ def load_training_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"no training checkpoint at {str(path)!r} to resume from")
+    check_input_file(path, "checkpoint", "training checkpoint")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:

@@ -20,6 +20,7 @@ from typing import Any
 
 from nasnet_det.config import CfgNode, ConfigError, merge_overrides
 from nasnet_det.config import load_config as _load_config
+from nasnet_det.limits import max_image_side
 
 __all__ = ["apply_overrides", "get_cfg", "load_config", "to_dict", "validate"]
 
@@ -188,7 +189,11 @@ def _triple(v: Any) -> bool:
 
 #: ``(key, test, what is expected)``: range checks that would otherwise fail deep in training.
 _CHECKS: list[tuple[str, Callable[[Any], bool], str]] = [
-    ("data.image_size", _positive_int, "a positive integer"),
+    (
+        "data.image_size",
+        lambda v: _positive_int(v) and v <= max_image_side(),
+        f"an integer in [1, {max_image_side()}]",
+    ),  # fmt: skip
     ("data.scale", lambda v: _range(v) and v[1] <= 1, "[min, max] with 0 < min <= max <= 1"),
     ("data.ratio", _range, "[min, max] with 0 < min <= max"),
     ("data.hflip", lambda v: 0 <= v <= 1, "a probability in [0, 1]"),

@@ -20,6 +20,8 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision.transforms import InterpolationMode
 
+from nasnet_det.limits import open_image
+
 __all__ = [
     "IMG_EXTENSIONS",
     "scan_split",
@@ -160,7 +162,7 @@ class ImageFolderDataset(Dataset):
     def __getitem__(self, index: int):
         path, label = self.samples[index]
         try:
-            with Image.open(path) as im:
+            with open_image(path) as im:
                 img = im.convert("RGB")  # forces decoding: truncated files fail here
         except (OSError, ValueError, SyntaxError) as e:
             return None, path, f"{type(e).__name__}: {e}"

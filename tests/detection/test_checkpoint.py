@@ -172,7 +172,9 @@ def test_pkl_needs_the_opt_in(tmp_path, monkeypatch):
     marker = tmp_path / "marker"
     evil = tmp_path / "evil.pkl"
     evil.write_bytes(pickle.dumps({"model": {"x": _Marker(marker)}, "__author__": "x"}))
-    with pytest.raises(ValueError, match=r"Use --allow-pickle \(or NASNET_DET_ALLOW_PICKLE=1\)"):
+    with pytest.raises(
+        ValueError, match=r"Use NASNET_DET_ALLOW_PICKLE=1 \(or train_net.py --allow-pickle\)"
+    ):
         NASNetCheckpointer(model, cfg=cfg).load(str(evil))
     assert not marker.exists()
     # Detectron2's own .pkl layout (numpy arrays) loads once the user opts in.

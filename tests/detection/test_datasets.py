@@ -106,6 +106,10 @@ def _break(kind: str, tmp: Path, ann: Path, images: Path, voc: Path) -> None:
     elif kind == "json-bad-cat":
         gt["annotations"][2]["category_id"] = 5
         ann.write_text(json.dumps(gt))
+    elif kind == "json-box-outside":
+        im = next(i for i in gt["images"] if i["id"] == gt["annotations"][1]["image_id"])
+        gt["annotations"][1]["bbox"] = [im["width"] - 10.0, 5.0, 12.0, 8.0]  # 2 px past x: > 1
+        ann.write_text(json.dumps(gt))
     elif kind == "image-missing":
         (images / "img002.jpg").unlink()
     elif kind == "voc-outside":
@@ -136,6 +140,7 @@ CASES = [
     ("json-no-anns", "c", [], "has no annotations (an empty dataset)"),
     ("json-bad-cat", "c", [], "a 'category_id' that is not in 'categories'"),
     ("image-missing", "c", [], "images[2] (id 102): image"),
+    ("json-box-outside", "c", [], "has box [x 86, y 5, w 12, h 8] outside its 96x96 image"),
     ("none", "v", [VOC, "[['tv', 'nope', 'train', 'a']]"], "folder 'nope' does not exist"),
     ("voc-outside", "v", [],
      "000001.xml' object 2 (bar) has box [xmin 50, ymin 50, xmax 97, ymax 90] outside the 96x96"),

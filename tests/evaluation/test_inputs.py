@@ -32,7 +32,7 @@ def _dt_with(bad: dict, n_bad: int = 2, n_good: int = 3) -> list:
 # name -> (GT content, DT content, extra args, substrings the one-line error must contain).
 # Contents are JSON-able objects, or str for raw file text; None means "no such file".
 BAD_INPUTS = {
-    "gt_missing_file": (None, [GOOD_DET], [], ["GT file not found"]),
+    "gt_missing_file": (None, [GOOD_DET], [], ["GT file", "does not exist"]),
     "gt_not_json": ("{'images': [", [GOOD_DET], [], ["GT file", "is not JSON", "line 1"]),
     "dt_not_json": (GOOD_GT, "[1, 2,", [], ["DT file", "is not JSON"]),
     "gt_not_coco_list": (

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 import sys
 from pathlib import Path
 
@@ -79,7 +80,7 @@ CASES = [
     ("build-num-cells-float", lambda t: build_nasnet("nasnet_a_mobile", num_cells=1.5),
      "num_cells must be a positive integer, got 1.5"),
     ("build-stem-multiplier", lambda t: build_nasnet("nasnet_a_mobile", stem_multiplier=-1.0),
-     "stem_multiplier must be positive, got -1.0"),
+     "stem_multiplier must be a number in (0, 2048], got -1.0"),
     ("build-keep-prob", lambda t: build_nasnet("nasnet_a_mobile", drop_path_keep_prob=1.5),
      "drop_path_keep_prob must be in (0, 1]"),
     ("build-unknown-argument", lambda t: build_nasnet("nasnet_a_mobile", num_cell=2),
@@ -123,7 +124,7 @@ CASES = [
      "fails its CRC-32 check"),
     ("weights-payload", lambda t: _load_weights(str(t / "evil.pth")), "refusing to unpickle"),
     ("checkpointer-pkl-payload", lambda t: _checkpointer_load(str(t / "evil.pkl")),
-     "Use --allow-pickle (or NASNET_DET_ALLOW_PICKLE=1)"),
+     "Use NASNET_DET_ALLOW_PICKLE=1 (or train_net.py --allow-pickle)"),
     ("checkpointer-empty", lambda t: _checkpointer_load(str(t / "empty.pth")), "is empty"),
 ]  # fmt: skip
 
@@ -160,3 +161,17 @@ def test_bad_input_is_one_value_error(scratch, call, message):
 
 def test_table_covers_at_least_ten_inputs():
     assert len(CASES) >= 10 and len({c[0] for c in CASES}) == len(CASES)
+
+
+def test_register_genotype_refuses_built_ins_non_genotypes_and_path_like_names():
+    from nasnet_det.genotypes import GENOTYPES, NASNET_A, register_genotype
+
+    for args, msg in [
+        (("nasnet_a", NASNET_A), "genotype name 'nasnet_a' is taken"),
+        (("mine", NASNET_A.to_dict()), "needs a Genotype (Genotype.from_dict"),
+        ((None, NASNET_A), "genotype name must be a non-empty string, not a path; got None"),
+        (("cells/a.json", NASNET_A), "not a path"),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(msg)):
+            register_genotype(*args)
+    assert GENOTYPES["nasnet_a"] is NASNET_A and "mine" not in GENOTYPES

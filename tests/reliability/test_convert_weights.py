@@ -69,6 +69,7 @@ CASES = [
      *OUT], "--det-config is used only with --for detectron2"),
     ("det-config-missing", [*OURS, "{tmp}/good.pth", "--for", "detectron2", "--det-config",
      "{tmp}/nope.yaml", *OUT], "does not exist"),
+    ("output-is-the-input", [*OURS, "{out}/w.pth", *OUT], "is the --input file"),
     ("det-config-python-tag", [*OURS, "{tmp}/good.pth", "--for", "detectron2", "--det-config",
      "{tmp}/evil.yaml", *OUT], "builds Python objects"),
 ]  # fmt: skip

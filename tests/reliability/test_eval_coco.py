@@ -92,8 +92,8 @@ CASES = [
     # Paths.
     ("gt_is_a_folder", FOLDER, [DET], STD, "is a folder", None),
     ("dt_is_a_folder", GT, FOLDER, STD, "is a folder", None),
-    ("gt_missing", MISSING, [DET], STD, "GT file not found", None),
-    ("dt_missing", GT, MISSING, STD, "DT file not found", None),
+    ("gt_missing", MISSING, [DET], STD, "does not exist", None),
+    ("dt_missing", GT, MISSING, STD, "does not exist", None),
     # JSON that is not COCO: the missing key is named.
     ("gt_empty_object", {}, [DET], STD, "no 'images' list", None),
     (

@@ -126,7 +126,7 @@ def test_base_inheritance_in_user_files(tmp_path):
         (["space.ops", "[identity, conv_9x9]"], "unknown op 'conv_9x9'"),
         (["space.num_blocks", "0"], "num_blocks must be a positive integer"),
         (["data.name", "mnist"], "data.name is 'mnist'; expected one of cifar10, digits"),
-        (["data.image_size", "0"], "data.image_size must be an integer >= 1"),
+        (["data.image_size", "0"], "data.image_size must be an integer in [1, 4096], got 0"),
         (["mode", "darts"], "mode is 'darts'"),
         (["round_size", "0"], "round_size must be an integer >= 1 or None"),
         (["execution.backend", "slurm"], "execution.backend is 'slurm'"),

@@ -41,6 +41,7 @@ __all__ = [
     "RowLog",
     "Table",
     "TabularExecutor",
+    "build_child",
     "load_table",
     "measure_cell",
     "sample_cells",
@@ -110,7 +111,7 @@ def mult_adds(genotype: Genotype, proxy: Proxy, num_classes: int = 10) -> int:
     import torch
     from fvcore.nn import FlopCountAnalysis
 
-    model = _build(genotype, proxy, num_classes).eval()
+    model = build_child(genotype, proxy, num_classes).eval()
     s = proxy.image_size
     fca = FlopCountAnalysis(model, torch.zeros(1, 3, s, s))
     fca.unsupported_ops_warnings(False)
@@ -118,7 +119,8 @@ def mult_adds(genotype: Genotype, proxy: Proxy, num_classes: int = 10) -> int:
     return int(fca.total())
 
 
-def _build(genotype: Genotype, proxy: Proxy, num_classes: int):
+def build_child(genotype: Genotype, proxy: Proxy, num_classes: int = 10):
+    """The untrained child network the proxy trains (a CIFAR-style NASNet of ``genotype``)."""
     from nasnet_det.nasnet import build_nasnet
 
     return build_nasnet("nasnet_a_cifar", genotype=genotype, num_cells=proxy.num_cells,

@@ -52,7 +52,9 @@ def synflow(model: nn.Module, input_shape: tuple[int, ...]) -> float:
     net.zero_grad(set_to_none=True)
     net(torch.ones((1, *input_shape), dtype=torch.float64)).sum().backward()
     with torch.no_grad():
-        return float(sum((m.weight * m.weight.grad).abs().sum() for m in _weighted(net)))
+        # A layer the output does not depend on has no gradient: it adds nothing.
+        layers = [m for m in _weighted(net) if m.weight.grad is not None]
+        return float(sum((m.weight * m.weight.grad).abs().sum() for m in layers))
 
 
 class _ReluCodes(TorchFunctionMode):

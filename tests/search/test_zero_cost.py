@@ -78,3 +78,17 @@ def test_scores_leave_the_callers_network_untouched_and_run_on_a_nasnet_child():
     assert all(math.isfinite(v) for v in s.values()) and s["synflow"] > 0
     # NASWOT saw every ReLU: K's diagonal is the number of ReLU units, so log det <= 8 log(it).
     assert s["naswot"] > 0
+
+
+def test_a_layer_the_output_does_not_use_adds_nothing():
+    class WithUnused(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net, self.unused = _net(), nn.Linear(3, 3).double()
+
+        def forward(self, x):
+            return self.net(x)
+
+    assert synflow(WithUnused(), (3,)) == pytest.approx(synflow(_net(), (3,)))
+    x, y = torch.tensor(X), torch.tensor(Y)
+    assert grad_norm(WithUnused(), x, y) == pytest.approx(grad_norm(_net(), x, y))

@@ -170,3 +170,23 @@ def test_the_table_builder_resumes_after_sigkill_without_retraining(tmp_path):
     subprocess.run([*cmd[:2], "ship", "--log", str(log), "--output", str(ship)], env=env,
                    check=True, capture_output=True)  # fmt: skip
     assert set(load_table(ship).rows) == {r["key"] for r in rows}
+
+
+@pytest.mark.slow
+def test_the_shipped_table_retrains_within_its_seed_spread():
+    """One cell of the shipped slice (its cheapest), trained live with its first seed at the
+    table's exact proxy settings, lands within the stored seeds' spread (float rounding differs
+    between CPUs, so not bit-equal: one accuracy point of slack either side)."""
+    from nasnet_det.search.child import run_child
+
+    table = load_table()
+    assert table.head["format"] == FORMAT and len(table.rows) >= 12
+    row = min(table.rows.values(), key=lambda r: sum(r["train_cpu_s"]))
+    proxy, space = table.proxy, table.space
+    genotype = space.decode(space.parse_key(row["key"]))
+    task = {"child_id": 0, "genotype": genotype.to_dict(), "child": proxy.child_cfg(),
+            "data": proxy.data_cfg(), "seed": proxy.seeds[0], "num_threads": 1}  # fmt: skip
+    rec = run_child(task)
+    assert rec["status"] == "ok", rec["error"]
+    assert min(row["rewards"]) - 0.01 <= rec["reward"] <= max(row["rewards"]) + 0.01
+    assert rec["params"] == row["params"]

@@ -90,8 +90,9 @@ def report(rows: list[dict], head: dict) -> str:
     lines = [f"proxy: {head['proxy']}", f"cells: {len(rows)}, trainings per cell: {r.shape[1]}"]
     if r.shape[1] >= 2:
         c = rank_correlation(r[:, 0], r[:, 1], names=("seed-0 reward", "seed-1 reward"))
-        lines.append(f"seed {head['proxy']['seeds'][0]} vs seed {head['proxy']['seeds'][1]}: "
-                     f"{c.describe()}")  # fmt: skip
+        ci = _tau_interval(r[:, 0], r[:, 1]) if c.defined else ""
+        seeds = head["proxy"]["seeds"]
+        lines.append(f"seed {seeds[0]} vs seed {seeds[1]}: {c.describe()}{ci}")
         d = np.abs(r[:, 0] - r[:, 1])
         lines.append(f"seed-to-seed |difference|: median {np.median(d):.1f}, max {d.max():.1f} "
                      "accuracy points")  # fmt: skip
@@ -108,6 +109,17 @@ def report(rows: list[dict], head: dict) -> str:
         f"{np.median(cpu.sum(1)):.1f}; total {cpu.sum() / 3600:.2f} CPU-hours"
     )
     return "\n".join(lines)
+
+
+def _tau_interval(a: np.ndarray, b: np.ndarray) -> str:
+    """``; tau 95% bootstrap interval LO-HI`` (cells resampled in pairs, percentile method)."""
+    from scipy import stats
+
+    res = stats.bootstrap((a, b), lambda x, y: stats.kendalltau(x, y).statistic, paired=True,
+                          vectorized=False, n_resamples=2000, method="percentile",
+                          rng=np.random.default_rng(0))  # fmt: skip
+    lo, hi = res.confidence_interval
+    return f"; tau 95% bootstrap interval {lo:.2f}-{hi:.2f}"
 
 
 def cmd_report(a: argparse.Namespace) -> int:

@@ -42,8 +42,8 @@ class RankCorrelation(NamedTuple):
         if not self.defined:
             return f"undefined ({self.reason})"
         return (
-            f"Kendall tau {self.tau:.2f} (p {self.tau_p:.2f}), "
-            f"Spearman rho {self.rho:.2f} (p {self.rho_p:.2f}), n={self.n}"
+            f"Kendall tau {self.tau:.2f} (p {self.tau_p:.2g}), "
+            f"Spearman rho {self.rho:.2f} (p {self.rho_p:.2g}), n={self.n}"
         )
 
 

@@ -88,7 +88,7 @@ def test_five_points_are_defined_and_described():
         stats.spearmanr([1, 2, 3, 4, 5], [3, 1, 2, 5, 4]),
     )
     assert c.describe() == (
-        f"Kendall tau 0.40 (p {kt.pvalue:.2f}), Spearman rho 0.60 (p {sr.pvalue:.2f}), n=5"
+        f"Kendall tau 0.40 (p {kt.pvalue:.2g}), Spearman rho 0.60 (p {sr.pvalue:.2g}), n=5"
     )
 
 

@@ -153,15 +153,16 @@ class RayExecutor:
 
 
 def check_executor(
-    backend: str, train_fn: Callable | None = None, table: str | None = None
+    backend: str, train_fn: Callable | None = None, table: str | None = None, space=None
 ) -> None:
-    """Refuse, before a search writes anything, an executor :func:`build_executor` would refuse."""
+    """Refuse, before a search writes anything, an executor :func:`build_executor` would refuse
+    (``tabular``: a missing or foreign table file, or a table of another ``space``)."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
     if backend == "tabular":
-        from nasnet_det.search.tabular import load_table
+        from nasnet_det.search.tabular import check_table
 
-        load_table(table)  # a missing or foreign table file: one error now
+        check_table(table, space)
     if backend == "ray":
         if train_fn is not None:
             raise ValueError(

@@ -115,7 +115,7 @@ class SearchRunner:
         self._task_fn = train_fn or get_train_fn(cfg.execution.train_fn)
         if cfg.execution.backend != "tabular":  # a table's children never load the data
             check_dataset(**cfg.data)
-        check_executor(cfg.execution.backend, train_fn, cfg.execution.table)
+        check_executor(cfg.execution.backend, train_fn, cfg.execution.table, self.space)
         self.scorer = None
         if cfg.mode == "weight_sharing":
             from nasnet_det.search.weight_sharing import SharedScorer

@@ -42,6 +42,7 @@ __all__ = [
     "Table",
     "TabularExecutor",
     "build_child",
+    "check_table",
     "load_table",
     "measure_cell",
     "sample_cells",
@@ -275,6 +276,19 @@ def load_table(path: str | os.PathLike | None = None) -> Table:
     rows = {r[0]: dict(zip(cols, r)) for r in doc.pop("rows")}
     _TABLES[p] = Table(doc, rows, p)
     return _TABLES[p]
+
+
+def check_table(path: str | os.PathLike | None, space: SearchSpace | None = None) -> Table:
+    """The table at ``path`` (see :func:`load_table`); one ``ValueError`` when ``space`` is not
+    the table's (every child would then be missing from it)."""
+    table = load_table(path)
+    if space is not None and space != table.space:
+        raise ValueError(
+            f"the search space ({space.num_blocks} blocks, ops {list(space.ops)}, combiners "
+            f"{list(space.combiners)}) is not the table's ({table.head['space']}); set space: "
+            f"to the table's to search it"
+        )
+    return table
 
 
 class TabularExecutor:

@@ -23,6 +23,10 @@ setup(
     python_requires=">=3.10",
     packages=packages + search_packages + [configs_package],
     package_dir={"nasnet_det.search": "search", configs_package: "configs"},
-    package_data={configs_package: ["*.yaml", "*/*.yaml"]},
+    # The tabular benchmark ships as data (nasnet_det.search.tabular.TABLE_FILE).
+    package_data={
+        configs_package: ["*.yaml", "*/*.yaml"],
+        "nasnet_det.search": ["tables/*.json.gz"],
+    },
     install_requires=["torch", "torchvision", "numpy", "pyyaml", "tqdm"],
 )

@@ -426,8 +426,8 @@ def report_ranking(folder: Path, full_label: str) -> str:
             if r == label:
                 cells.append("-")
             else:
-                c = rank_correlation(x, scores[r][0])
-                cells.append(f"{c.tau:.2f} / {c.rho:.2f}")
+                c = rank_correlation(x, scores[r][0], names=(label, r))
+                cells.append(f"{c.tau:.2f} / {c.rho:.2f}" if c.defined else c.describe())
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {cpu:.1f} |")
     return "\n".join(lines) + "\n"
 

@@ -74,12 +74,14 @@ _C.data.split_seed = 0
 _C.child = CfgNode(dict(CHILD_DEFAULTS))
 
 _C.execution = CfgNode()
-_C.execution.backend = "local"  # or "ray"
+_C.execution.backend = "local"  # or "ray", or "tabular" (look children up in a trained table)
 _C.execution.num_workers = 2  # 0: train children in the search process
 _C.execution.address = None  # Ray cluster address; None starts a local Ray
 _C.execution.gpus_per_child = 0.0  # Ray: GPUs each child task reserves (1, or 0.25 to share)
 # A name registered with nasnet_det.search.child.register_train_fn (configs never import code).
 _C.execution.train_fn = "train_child"
+# backend tabular: the table file (nasnet_det.search.tabular); None: the one shipped in the package
+_C.execution.table = None
 
 # ENAS-style weight sharing (mode: weight_sharing): one over-parameterised network holds every
 # op of every block; each round trains it on the round's children, then scores them on held-out

@@ -1,4 +1,5 @@
-"""Datasets the children train on: CIFAR-10 from a local folder, or scikit-learn's digits.
+"""Datasets the children train on: CIFAR-10 from a local folder, scikit-learn's digits, or
+crops of the built-in detection images.
 
 Both return in-memory float tensors ``x [n, 3, S, S]`` (normalised) and int64 labels ``y [n]``
 for a train and a held-out validation split; the reward is accuracy on the latter.
@@ -11,6 +12,11 @@ class or function can be named, so no code runs. :func:`check_dataset` reads eve
 before a search starts, so a wrong file is one error up front, not a failure in every child.
 The digits dataset (1,797 8x8 images, shipped inside scikit-learn) is upscaled to ``S`` px and
 copied to three channels: a search on it runs anywhere with no download.
+``digit_crops`` are ``S`` px windows of the built-in detection domain (one handwritten digit pasted
+on a crop of a real photograph, as :class:`nasnet_det.data.DigitCrops` renders them; a window of
+``S / DIGIT_CROPS_SCALE`` image pixels, so the largest digits fit): harder than clean digits and
+closer to what the detector sees, still offline. Train crops draw from the training digits, val
+crops from the held-out ones (disjoint samples), each from its own fixed seed.
 """
 
 from __future__ import annotations
@@ -25,14 +31,23 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["CIFAR_FILES", "DATASETS", "cached_dataset", "check_dataset", "load_dataset"]
+__all__ = [
+    "CIFAR_FILES",
+    "DATASETS",
+    "cached_dataset",
+    "check_dataset",
+    "digit_crops",
+    "load_dataset",
+]
 
 CIFAR_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
 _CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 _CIFAR_STD = (0.2470, 0.2435, 0.2616)
 
-DATASETS = ("cifar10", "digits")
+DATASETS = ("cifar10", "digits", "digit_crops")
 DIGITS_SIZE = 1797  # images in scikit-learn's digits
+DIGIT_CROPS_MAX = 100_000  # crops rendered per split at most
+DIGIT_CROPS_SCALE = 2 / 3  # a 32 px crop shows a 48 px window: the largest digit sizes fit
 
 
 class _NumpyOnlyUnpickler(pickle.Unpickler):
@@ -126,8 +141,14 @@ def check_dataset(
         d = _cifar_dir(root)
         n = sum(len(_read_cifar_batch(d / f)[1]) for f in CIFAR_FILES)
         _check_split(n, train_size or 45000, val_size or 5000, "data (cifar10)")
-    else:
+    elif name == "digits":
         _check_split(DIGITS_SIZE, train_size or 1497, val_size or 300, "data (digits)")
+    else:
+        for key, v in (("train_size", train_size), ("val_size", val_size)):
+            if v is not None and not 1 <= v <= DIGIT_CROPS_MAX:
+                raise ValueError(
+                    f"data (digit_crops): {key} must be in 1..{DIGIT_CROPS_MAX}, got {v}"
+                )
 
 
 def cached_dataset(data_cfg: dict) -> Any:
@@ -175,6 +196,9 @@ def load_dataset(
         x = x.expand(-1, 3, -1, -1).contiguous()
         labels = ds.target.astype(np.int64)
         tr, va = _split(len(x), train_size or 1497, val_size or 300, split_seed, "digits")
+    elif name == "digit_crops":
+        check_dataset(name, train_size=train_size, val_size=val_size)
+        return digit_crops(image_size, train_size or 5000, val_size or 1000, split_seed)
     else:
         raise ValueError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
     y = torch.from_numpy(labels)
@@ -184,3 +208,19 @@ def load_dataset(
         (_resize(x[tr_t], image_size), y[tr_t]),
         (_resize(x[va_t], image_size), y[va_t]),
     )
+
+
+def digit_crops(
+    image_size: int, train_size: int, val_size: int, seed: int
+) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+    """``train_size`` and ``val_size`` rendered crops of the detection domain (see the module
+    docstring), normalised to [-1, 1]; the same arguments give the same tensors."""
+    from nasnet_det.data import DigitCrops, DigitsSpec
+
+    out = []
+    for split, n, offset in (("train", train_size, 0), ("val", val_size, 1)):
+        source = DigitCrops(DigitsSpec(), split, scale=DIGIT_CROPS_SCALE)
+        images, labels = source.sample(n, image_size, np.random.default_rng([seed, offset]))
+        x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+        out.append((x.contiguous(), torch.from_numpy(labels)))
+    return out[0], out[1]

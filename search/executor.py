@@ -1,4 +1,5 @@
-"""Where children train: in-process, local worker processes (default) or a Ray cluster.
+"""Where children train: in-process, local worker processes (default) or a Ray cluster; or,
+with ``tabular``, where their trained results are looked up (:mod:`nasnet_det.search.tabular`).
 
 An executor takes a list of child tasks and yields their result records as they finish (in any
 order). Failures inside a child are caught by :func:`~nasnet_det.search.child.run_child`; a
@@ -25,7 +26,7 @@ __all__ = [
     "BACKENDS",
 ]
 
-BACKENDS = ("local", "ray")
+BACKENDS = ("local", "ray", "tabular")
 
 
 def _died(task: dict, why: str) -> dict[str, Any]:
@@ -151,10 +152,17 @@ class RayExecutor:
             self.started = False
 
 
-def check_executor(backend: str, train_fn: Callable | None = None) -> None:
-    """Refuse, before a search writes anything, an executor :func:`build_executor` would refuse."""
+def check_executor(
+    backend: str, train_fn: Callable | None = None, table: str | None = None, space=None
+) -> None:
+    """Refuse, before a search writes anything, an executor :func:`build_executor` would refuse
+    (``tabular``: a missing or foreign table file, or a table of another ``space``)."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
+    if backend == "tabular":
+        from nasnet_det.search.tabular import check_table
+
+        check_table(table, space)
     if backend == "ray":
         if train_fn is not None:
             raise ValueError(
@@ -171,10 +179,16 @@ def build_executor(
     address: str | None = None,
     train_fn: Callable | None = None,
     gpus_per_child: float = 0,
+    table: str | None = None,
 ):
     """``local`` with ``num_workers: 0`` (or a ``train_fn`` callable) runs in-process; otherwise
-    each task carries its (registered) training function to the workers."""
-    check_executor(backend, train_fn)
+    each task carries its (registered) training function to the workers. ``tabular`` looks
+    children up in ``table`` (None: the shipped one)."""
+    check_executor(backend, train_fn, table)
+    if backend == "tabular":
+        from nasnet_det.search.tabular import TabularExecutor
+
+        return TabularExecutor(table)
     if backend == "ray":
         return RayExecutor(num_workers, address, gpus_per_child)
     if num_workers == 0 or train_fn is not None:

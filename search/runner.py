@@ -113,8 +113,9 @@ class SearchRunner:
         self.strategy = build_strategy(cfg.strategy.name, self.space, cfg.seed, **params)
         self.train_fn = train_fn  # an explicit callable runs in this process
         self._task_fn = train_fn or get_train_fn(cfg.execution.train_fn)
-        check_dataset(**cfg.data)
-        check_executor(cfg.execution.backend, train_fn)
+        if cfg.execution.backend != "tabular":  # a table's children never load the data
+            check_dataset(**cfg.data)
+        check_executor(cfg.execution.backend, train_fn, cfg.execution.table, self.space)
         self.scorer = None
         if cfg.mode == "weight_sharing":
             from nasnet_det.search.weight_sharing import SharedScorer
@@ -241,7 +242,7 @@ class SearchRunner:
         if self.executor is None:
             ex = self.cfg.execution
             self.executor = build_executor(
-                ex.backend, ex.num_workers, ex.address, self.train_fn, ex.gpus_per_child
+                ex.backend, ex.num_workers, ex.address, self.train_fn, ex.gpus_per_child, ex.table
             )
         return self.executor
 

@@ -41,7 +41,14 @@ from nasnet_det.search.runner import HISTORY_FILE
 from nasnet_det.genotypes import Genotype, get_genotype
 from nasnet_det.io import atomic_call, atomic_write_json, atomic_write_text
 
-__all__ = ["Budget", "TransferStudy", "select_cells", "train_cell"]
+__all__ = [
+    "Budget",
+    "TransferStudy",
+    "correlations",
+    "describe_correlation",
+    "select_cells",
+    "train_cell",
+]
 
 REFERENCE = "nasnet_a"
 
@@ -172,6 +179,10 @@ def train_cell(job: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _percent(fraction: float | None) -> float | None:
+    return None if fraction is None else round(100.0 * fraction, 4)
+
+
 def _finite(v: Any) -> float | None:
     return None if v is None or not math.isfinite(float(v)) else float(v)
 
@@ -255,12 +266,14 @@ class TransferStudy:
 
     def summarise(self, records: list[dict]) -> dict:
         """``results.csv``, ``correlations.json`` and ``transfer.png`` from the records."""
+        # Accuracy in percent, as the printed table and the plot show it (and as AP is).
         cols = ("name", "child_id", "proxy_reward", "accuracy", "AP", "AP50", "params", "seconds")
         buf = io.StringIO()
         w = csv.writer(buf)
-        w.writerow(cols)
+        w.writerow(["accuracy_pct" if c == "accuracy" else c for c in cols])
         for r in records:
-            w.writerow(["" if r.get(c) is None else r[c] for c in cols])
+            row = {**r, "accuracy": _percent(r.get("accuracy"))}
+            w.writerow(["" if row.get(c) is None else row[c] for c in cols])
         atomic_write_text(self.output / "results.csv", buf.getvalue(), what="results table")
         corr = correlations(records)
         atomic_write_json(self.output / "correlations.json", corr, what="correlations")
@@ -289,7 +302,8 @@ def _run_jobs(todo: list[dict], workers: int):
 
 def correlations(records: Sequence[dict]) -> dict[str, Any]:
     """Kendall's tau-b and Spearman's rho of proxy reward against (a) accuracy and (b) AP, over
-    every cell with both numbers (NASNet-A included)."""
+    every cell with both numbers (NASNet-A included). An undefined correlation (fewer than 5
+    cells, or one side all tied) has ``None`` coefficients and its ``reason``."""
     out: dict[str, Any] = {}
     for target in ("accuracy", "AP"):
         pairs = [
@@ -297,12 +311,21 @@ def correlations(records: Sequence[dict]) -> dict[str, Any]:
             for r in records
             if r.get(target) is not None and r.get("proxy_reward") is not None
         ]
-        if len(pairs) < 2:
-            out[target] = None
-            continue
-        rc = rank_correlation([p[0] for p in pairs], [p[1] for p in pairs])
-        out[target] = {k: _finite(v) if k != "n" else v for k, v in rc._asdict().items()}
+        rc = rank_correlation(
+            [p[0] for p in pairs], [p[1] for p in pairs], names=("proxy reward", target)
+        )
+        out[target] = {
+            k: v if k in ("n", "reason") else _finite(v) for k, v in rc._asdict().items()
+        }
     return out
+
+
+def describe_correlation(c: dict[str, Any]) -> str:
+    """One entry of :func:`correlations` as printed: the coefficients, or ``undefined (why)``."""
+    from nasnet_det.search.ranking import RankCorrelation
+
+    coef = (math.nan if c[k] is None else c[k] for k in ("tau", "tau_p", "rho", "rho_p"))
+    return RankCorrelation(*coef, c["n"], c["reason"]).describe()
 
 
 def plot_transfer(records: Sequence[dict], corr: dict, path: str | os.PathLike) -> Path:
@@ -334,9 +357,9 @@ def plot_transfer(records: Sequence[dict], corr: dict, path: str | os.PathLike) 
                 xytext=(5, 4),
                 fontsize=7,
             )
-        c = corr.get(key)
-        if not c or c["tau"] is None:
-            stats = "  (no ranking: a constant scoring)" if c else ""
+        c = corr[key]
+        if c["reason"] is not None:
+            stats = f"  (rank correlation undefined: {c['reason']})"
         else:
             stats = f"  (tau {c['tau']:.2f}, rho {c['rho']:.2f}, n={c['n']})"
         ax.set_title(label + stats, fontsize=9)

@@ -23,7 +23,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--resume", action="store_true", help="continue the search stored in --output")
     p.add_argument("--overwrite", action="store_true", help="discard a history in --output")
     p.add_argument("--max-children", type=int, default=None, help="total children budget")
-    p.add_argument("--backend", choices=("local", "ray"), default=None)
+    p.add_argument("--backend", choices=("local", "ray", "tabular"), default=None)
     p.add_argument("--address", default=None, help="Ray cluster address (with --backend ray)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("overrides", nargs="*", help="KEY VALUE pairs, e.g. child.epochs 1")

@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import logging
 
-    from nasnet_det.search.transfer import Budget, TransferStudy
+    from nasnet_det.search.transfer import Budget, TransferStudy, describe_correlation
 
     logging.getLogger("torch.fx._symbolic_trace").setLevel(logging.ERROR)
     budget = Budget(args.pretrain_iters, args.detector_iters, args.seed)
@@ -58,12 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{r['name']:<22} {r['proxy_reward']:>6.3f} {acc:>7} {ap:>6} {ap50:>6}")
     corr = study.summarise(records)
     for key, label in (("accuracy", "(a) accuracy"), ("AP", "(b) box AP")):
-        c = corr[key]
-        if c and c["tau"] is not None:
-            print(
-                f"proxy reward vs {label}: Kendall tau {c['tau']:.2f} (p {c['tau_p']:.2f}), "
-                f"Spearman rho {c['rho']:.2f} (p {c['rho_p']:.2f}), n={c['n']}"
-            )
+        print(f"proxy reward vs {label}: {describe_correlation(corr[key])}")
     print(f"results: {args.output}/results.csv, correlations.json, transfer.png")
     return 0
 

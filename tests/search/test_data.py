@@ -125,3 +125,31 @@ def test_digits_split_and_cache():
 
 def torch_equal(a, b):
     return bool((a == b).all())
+
+
+def test_digit_crops_are_the_detection_domain_rendered_as_digit_crops_seed_for_seed():
+    from nasnet_det.search.data import DIGIT_CROPS_SCALE
+
+    from nasnet_det.data import DigitCrops, DigitsSpec, digit_pool
+
+    (xt, yt), (xv, yv) = load_dataset(
+        "digit_crops", image_size=16, train_size=24, val_size=12, split_seed=3
+    )
+    assert xt.shape == (24, 3, 16, 16) and xv.shape == (12, 3, 16, 16)
+    assert -1.0 <= float(xt.min()) and float(xt.max()) <= 1.0 and yt.dtype == yv.dtype
+    # Exactly what DigitCrops renders from the train pool (val: the held-out pool), per seed.
+    ref, labels = DigitCrops(DigitsSpec(), "train", DIGIT_CROPS_SCALE).sample(
+        24, 16, np.random.default_rng([3, 0])
+    )
+    assert np.array_equal(yt.numpy(), labels)
+    assert np.allclose(xt.permute(0, 2, 3, 1).numpy(), ref / 127.5 - 1.0, atol=1e-6)
+    _, val_labels = DigitCrops(DigitsSpec(), "val", DIGIT_CROPS_SCALE).sample(
+        12, 16, np.random.default_rng([3, 1])
+    )
+    assert np.array_equal(yv.numpy(), val_labels)
+    # The two pools hold disjoint digit samples.
+    train_pool, val_pool = digit_pool(DigitsSpec(), "train")[0], digit_pool(DigitsSpec(), "val")[0]
+    train_set = {a.tobytes() for a in train_pool}
+    assert not any(a.tobytes() in train_set for a in val_pool)
+    with pytest.raises(ValueError, match=r"train_size must be in 1\.\.100000, got 0"):
+        check_dataset("digit_crops", train_size=0)

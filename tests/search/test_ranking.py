@@ -63,16 +63,39 @@ def test_matches_scipy_and_pair_counting_with_ties(seed):
     assert c.n == 31
 
 
-def test_constant_scoring_has_no_ranking():
-    c = rank_correlation([0.5, 0.5, 0.5], [0.1, 0.2, 0.3])
-    assert math.isnan(c.tau) and math.isnan(c.rho)
+def test_constant_scoring_is_undefined_not_a_number():
+    c = rank_correlation([0.5] * 6, [0.1, 0.2, 0.3, 0.4, 0.5, 0.6], names=("AP", "reward"))
+    assert math.isnan(c.tau) and math.isnan(c.rho) and not c.defined
+    assert c.describe() == "undefined (every AP is tied at 0.5)"
+    c = rank_correlation([0.1, 0.2, 0.3, 0.4, 0.5], [0.0] * 5)
+    assert c.describe() == "undefined (every y is tied at 0)"
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 3, 4])
+def test_fewer_than_five_points_is_undefined(n):
+    # 3 points in the same order: scipy says tau = rho = 1.0 (p 0.33 / 0.0); we say undefined.
+    x = list(range(n))
+    c = rank_correlation(x, x)
+    assert math.isnan(c.tau) and math.isnan(c.rho) and math.isnan(c.tau_p) and c.n == n
+    assert c.describe() == f"undefined (n={n}: fewer than 5 points)"
+
+
+def test_five_points_are_defined_and_described():
+    c = rank_correlation([1, 2, 3, 4, 5], [3, 1, 2, 5, 4])
+    assert c.defined and c.reason is None
+    kt, sr = (
+        stats.kendalltau([1, 2, 3, 4, 5], [3, 1, 2, 5, 4]),
+        stats.spearmanr([1, 2, 3, 4, 5], [3, 1, 2, 5, 4]),
+    )
+    assert c.describe() == (
+        f"Kendall tau 0.40 (p {kt.pvalue:.2g}), Spearman rho 0.60 (p {sr.pvalue:.2g}), n=5"
+    )
 
 
 @pytest.mark.parametrize(
     "x, y, message",
     [
         ([1, 2, 3], [1, 2], "same children, got 3 and 2"),
-        ([1], [1], "at least 2 children"),
         ([1, float("nan")], [1, 2], "finite scores"),
         ([[1, 2]], [[1, 2]], "flat sequences"),
     ],

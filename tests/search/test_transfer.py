@@ -12,7 +12,13 @@ import time
 
 import pytest
 from nasnet_det.search.runner import run_search
-from nasnet_det.search.transfer import Budget, correlations, select_cells
+from nasnet_det.search.transfer import (
+    Budget,
+    TransferStudy,
+    correlations,
+    describe_correlation,
+    select_cells,
+)
 
 
 def _row(cid, reward, status="ok", genotype=None):
@@ -53,6 +59,39 @@ def test_correlations_match_scipy():
         assert corr[key]["rho_p"] == pytest.approx(stats.spearmanr(proxy, ys).pvalue)
     # Hand count for (a): 13 concordant, 2 discordant pairs of 15 -> tau = 11 / 15.
     assert corr["accuracy"]["tau"] == pytest.approx(11 / 15)
+
+
+def test_three_cells_or_all_tied_ap_is_undefined_never_one():
+    # What a new user's `--k 2` study gave: 3 cells (2 + NASNet-A), every AP 0.0. scipy would
+    # call the accuracy ranking tau = rho = 1.00; with 3 points that is chance (1 in 6).
+    recs = [{"name": str(i), "proxy_reward": p, "accuracy": a, "AP": 0.0}
+            for i, (p, a) in enumerate([(0.9, 0.3), (0.8, 0.2), (0.7, 0.1)])]  # fmt: skip
+    corr = correlations(recs)
+    assert corr["accuracy"]["tau"] is None and corr["accuracy"]["rho"] is None
+    assert describe_correlation(corr["accuracy"]) == "undefined (n=3: fewer than 5 points)"
+    recs += [{"name": str(i), "proxy_reward": 0.1 * i, "accuracy": 0.05 * i, "AP": 0.0}
+             for i in range(3, 6)]  # fmt: skip
+    corr = correlations(recs)
+    assert describe_correlation(corr["AP"]) == "undefined (every AP is tied at 0)"
+    assert corr["accuracy"]["n"] == 6 and corr["accuracy"]["reason"] is None
+    assert describe_correlation(corr["accuracy"]).startswith("Kendall tau ")
+
+
+def test_results_csv_stores_accuracy_in_percent_as_printed_and_plotted(tmp_path):
+    recs = [{"name": f"c{i}", "child_id": i, "proxy_reward": 0.9 - 0.1 * i,
+             "accuracy": 0.4375 - 0.05 * i, "AP": 12.5 - i, "AP50": 30.0, "params": 1000,
+             "seconds": 1.0} for i in range(5)]  # fmt: skip
+    study = TransferStudy.__new__(TransferStudy)  # summarise needs only the output folder
+    study.output = tmp_path
+    study.summarise(recs)
+    import csv
+
+    with open(tmp_path / "results.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [float(r["accuracy_pct"]) for r in rows] == pytest.approx(
+        [43.75, 38.75, 33.75, 28.75, 23.75]
+    )
+    assert float(rows[0]["AP"]) == 12.5
 
 
 def test_budget_is_checked():
@@ -111,4 +150,9 @@ def test_resume_after_sigkill_never_retrains_a_finished_cell(tmp_path, instant_c
     rows = (out / "results.csv").read_text().strip().splitlines()
     assert len(rows) == 4 and rows[0].startswith("name,child_id,proxy_reward")
     assert (out / "transfer.png").stat().st_size > 0
-    assert set(json.loads((out / "correlations.json").read_text())) == {"accuracy", "AP"}
+    corr = json.loads((out / "correlations.json").read_text())
+    assert set(corr) == {"accuracy", "AP"}
+    # 3 cells (k=2 + NASNet-A): no correlation is reported as a number.
+    for c in corr.values():
+        assert c["tau"] is None and c["reason"] == "n=3: fewer than 5 points"
+    assert rows[0] == "name,child_id,proxy_reward,accuracy_pct,AP,AP50,params,seconds"

@@ -1,0 +1,312 @@
+"""A tabular benchmark of the demo's cell space: trained cells looked up instead of trained.
+
+NAS practice (NAS-Bench-101/201) compares strategies against a table of cells trained once, so a
+search costs seconds and every strategy meets the same training luck. This module holds
+
+* :class:`Proxy`: the exact training every cell of a table gets (the data, the child network,
+  the epochs and the training seeds), stored in the table;
+* :func:`sample_cells` and :func:`measure_cell`: distinct uniformly sampled cells of a space,
+  each trained once per seed (reward per seed, parameters, mult-adds, training CPU-seconds);
+* :class:`RowLog`: the crash-safe append-only file a table is built in (one JSON line per
+  cell, flushed and fsynced; a line cut short by ``kill -9`` is dropped on reopening, so a build
+  resumes where it stopped);
+* :func:`write_table` / :func:`load_table`: the compressed, versioned file a finished (or
+  growing) table ships as, inside the package (:data:`TABLE_FILE`);
+* :class:`TabularExecutor`: ``execution.backend: tabular``; a child's reward is the table's reward
+  for the seed its training would have used. A genotype the table does not hold is one
+  ``ValueError`` naming it, never a guess.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from nasnet_det.search.space import Decisions, SearchSpace
+
+from nasnet_det.genotypes import Genotype
+from nasnet_det.io import atomic_call
+
+__all__ = [
+    "FORMAT",
+    "TABLE_FILE",
+    "Proxy",
+    "RowLog",
+    "Table",
+    "TabularExecutor",
+    "build_child",
+    "check_table",
+    "load_table",
+    "measure_cell",
+    "sample_cells",
+    "write_table",
+]
+
+FORMAT = "nasnet_det.search.tabular/1"
+#: The table shipped with the package (built by ``bench/build_table.py``).
+TABLE_FILE = Path(__file__).resolve().parent / "tables" / "demo_digit_crops.json.gz"
+COLUMNS = ("key", "rewards", "params", "mult_adds", "train_cpu_s")
+
+
+@dataclass(frozen=True)
+class Proxy:
+    """How every cell of a table is trained: ``data`` and ``child`` config sections of
+    :func:`~nasnet_det.search.child.train_child`, once per seed in ``seeds``."""
+
+    image_size: int = 24
+    train_size: int = 2000
+    val_size: int = 2000
+    split_seed: int = 0
+    num_cells: int = 1
+    num_conv_filters: int = 8
+    stem_multiplier: float = 1.0
+    epochs: int = 3
+    batch_size: int = 64
+    lr: float = 0.1
+    seeds: tuple[int, ...] = (0, 1)
+    dataset: str = "digit_crops"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "seeds", tuple(int(s) for s in self.seeds))
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"Proxy.seeds: expected distinct training seeds, got {self.seeds}")
+
+    def data_cfg(self) -> dict[str, Any]:
+        return {"name": self.dataset, "image_size": self.image_size, "train_size": self.train_size,
+                "val_size": self.val_size, "split_seed": self.split_seed}  # fmt: skip
+
+    def child_cfg(self) -> dict[str, Any]:
+        return {"num_cells": self.num_cells, "num_conv_filters": self.num_conv_filters,
+                "stem_multiplier": self.stem_multiplier, "epochs": self.epochs,
+                "batch_size": self.batch_size, "eval_batch_size": 500, "lr": self.lr,
+                "device": "cpu"}  # fmt: skip
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["seeds"] = list(self.seeds)
+        return d
+
+
+def sample_cells(space: SearchSpace, n: int, seed: int) -> list[Decisions]:
+    """``n`` distinct uniformly random children of ``space``; the same seed gives the same list,
+    and a longer list starts with the shorter one (a table grows without reordering)."""
+    rng = np.random.default_rng(seed)
+    out, seen = [], set()
+    while len(out) < n:
+        d = space.sample(rng)
+        if space.key(d) not in seen:
+            seen.add(space.key(d))
+            out.append(d)
+    return out
+
+
+def mult_adds(genotype: Genotype, proxy: Proxy, num_classes: int = 10) -> int:
+    """Multiply-adds of one forward pass of the proxy's child on one image (fvcore's count)."""
+    import torch
+    from fvcore.nn import FlopCountAnalysis
+
+    model = build_child(genotype, proxy, num_classes).eval()
+    s = proxy.image_size
+    fca = FlopCountAnalysis(model, torch.zeros(1, 3, s, s))
+    fca.unsupported_ops_warnings(False)
+    fca.uncalled_modules_warnings(False)
+    return int(fca.total())
+
+
+def build_child(genotype: Genotype, proxy: Proxy, num_classes: int = 10):
+    """The untrained child network the proxy trains (a CIFAR-style NASNet of ``genotype``)."""
+    from nasnet_det.nasnet import build_nasnet
+
+    return build_nasnet("nasnet_a_cifar", genotype=genotype, num_cells=proxy.num_cells,
+                        num_conv_filters=proxy.num_conv_filters,
+                        stem_multiplier=proxy.stem_multiplier, num_classes=num_classes,
+                        use_aux_head=False, drop_path_keep_prob=1.0,
+                        image_size=proxy.image_size)  # fmt: skip
+
+
+def measure_cell(space: SearchSpace, decisions: Decisions, proxy: Proxy) -> dict[str, Any]:
+    """Train the child ``decisions`` once per proxy seed in this process (one thread,
+    deterministic algorithms, as a search worker trains it); one table row."""
+    import torch
+    from nasnet_det.search.child import run_child
+    from nasnet_det.search.data import cached_dataset
+
+    genotype = space.decode(decisions)
+    cached_dataset(proxy.data_cfg())  # rendered once per process, outside the timed training
+    rewards, cpu, params = [], [], None
+    for s in proxy.seeds:
+        task = {"child_id": 0, "genotype": genotype.to_dict(), "child": proxy.child_cfg(),
+                "data": proxy.data_cfg(), "seed": s, "num_threads": 1}  # fmt: skip
+        start = time.process_time()
+        rec = run_child(task)
+        cpu.append(round(time.process_time() - start, 2))
+        if rec["status"] != "ok":
+            raise RuntimeError(f"cell {space.key(decisions)} seed {s} failed: {rec['error']}")
+        rewards.append(rec["reward"])
+        params = rec["params"]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        madds = mult_adds(genotype, proxy)
+    finally:
+        torch.set_num_threads(threads)
+    return {"key": space.key(decisions), "rewards": rewards, "params": params,
+            "mult_adds": madds, "train_cpu_s": cpu}  # fmt: skip
+
+
+def header(space: SearchSpace, proxy: Proxy, sample_seed: int) -> dict[str, Any]:
+    """What a table's rows mean: the format, the space, the proxy and the sampling seed."""
+    return {"format": FORMAT, "space": {"num_blocks": space.num_blocks, "ops": list(space.ops),
+            "combiners": list(space.combiners)}, "proxy": proxy.to_dict(),
+            "sample_seed": sample_seed, "columns": list(COLUMNS)}  # fmt: skip
+
+
+class RowLog:
+    """An append-only JSON-lines file: the header line, then one row per line, each flushed and
+    fsynced before :meth:`append` returns. Reopening drops a last line cut short by a kill and
+    refuses a file whose header differs (another proxy, space or sampling seed)."""
+
+    def __init__(self, path: str | os.PathLike, head: dict[str, Any]) -> None:
+        self.path = Path(path)
+        self.rows: list[dict[str, Any]] = []
+        if not self.path.exists():
+            text = json.dumps(head, sort_keys=True) + "\n"
+            atomic_call(self.path, lambda tmp: Path(tmp).write_text(text), what="table log")
+        raw = self.path.read_bytes()
+        good = 0
+        for i, line in enumerate(raw.splitlines(keepends=True)):
+            if not line.endswith(b"\n"):
+                break  # cut short by a kill: dropped below
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError:
+                if i == 0:
+                    raise ValueError(f"{str(self.path)!r} is not a table log") from None
+                break
+            if i == 0 and obj != json.loads(json.dumps(head)):
+                raise ValueError(
+                    f"{str(self.path)!r} holds a table of another proxy, space or sampling "
+                    "seed; use another file"
+                )
+            if i > 0:
+                self.rows.append(obj)
+            good += len(line)
+        if good < len(raw):
+            with open(self.path, "r+b") as f:
+                f.truncate(good)
+                os.fsync(f.fileno())
+
+    def append(self, row: dict[str, Any]) -> None:
+        with open(self.path, "a") as f:
+            f.write(json.dumps(row, separators=(",", ":")) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        self.rows.append(row)
+
+
+def write_table(path: str | os.PathLike, head: dict[str, Any], rows: Sequence[dict]) -> Path:
+    """The shipped form: gzip-compressed JSON, the header plus rows as lists in column order."""
+    cols = head["columns"]
+    doc = {**head, "rows": [[r[c] for c in cols] for r in rows]}
+    data = gzip.compress(json.dumps(doc, separators=(",", ":")).encode(), mtime=0)
+    return atomic_call(path, lambda tmp: Path(tmp).write_bytes(data), what="table")
+
+
+@dataclass
+class Table:
+    """A loaded table: its header and the rows by key (``space.key`` of the decisions)."""
+
+    head: dict[str, Any]
+    rows: dict[str, dict[str, Any]] = field(repr=False)
+    path: str = ""
+
+    @property
+    def space(self) -> SearchSpace:
+        return SearchSpace.from_config(self.head["space"])
+
+    @property
+    def proxy(self) -> Proxy:
+        return Proxy(**self.head["proxy"])
+
+    def mean_rewards(self) -> dict[str, float]:
+        return {k: float(np.mean(r["rewards"])) for k, r in self.rows.items()}
+
+    def lookup(self, genotype: Genotype | dict) -> dict[str, Any]:
+        """The row of ``genotype``; one ``ValueError`` when the table does not hold it."""
+        g = genotype if isinstance(genotype, Genotype) else Genotype.from_dict(genotype)
+        try:
+            key = self.space.key(self.space.encode(g))
+        except ValueError as e:
+            raise ValueError(f"genotype is outside the table's space ({e})") from None
+        if key not in self.rows:
+            raise ValueError(
+                f"genotype {key} is not in the table {self.path!r} ({len(self.rows)} cells): "
+                "the tabular backend only looks cells up; search the table's cells or train "
+                "this one (backend local)"
+            )
+        return self.rows[key]
+
+
+_TABLES: dict[str, Table] = {}
+
+
+def load_table(path: str | os.PathLike | None = None) -> Table:
+    """The table at ``path`` (None: the shipped :data:`TABLE_FILE`), read once per process; a
+    missing, corrupt or foreign file is one ``ValueError``."""
+    p = str(Path(path or TABLE_FILE).resolve())
+    if p in _TABLES:
+        return _TABLES[p]
+    try:
+        doc = json.loads(gzip.decompress(Path(p).read_bytes()))
+    except FileNotFoundError:
+        raise ValueError(f"execution.table {p!r} does not exist") from None
+    except (OSError, EOFError, ValueError) as e:
+        raise ValueError(f"execution.table {p!r} is not a gzip-compressed table ({e})") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        got = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
+        raise ValueError(f"execution.table {p!r} has format {got!r}; expected {FORMAT!r}")
+    cols = doc["columns"]
+    rows = {r[0]: dict(zip(cols, r)) for r in doc.pop("rows")}
+    _TABLES[p] = Table(doc, rows, p)
+    return _TABLES[p]
+
+
+def check_table(path: str | os.PathLike | None, space: SearchSpace | None = None) -> Table:
+    """The table at ``path`` (see :func:`load_table`); one ``ValueError`` when ``space`` is not
+    the table's (every child would then be missing from it)."""
+    table = load_table(path)
+    if space is not None and space != table.space:
+        raise ValueError(
+            f"the search space ({space.num_blocks} blocks, ops {list(space.ops)}, combiners "
+            f"{list(space.combiners)}) is not the table's ({table.head['space']}); set space: "
+            f"to the table's to search it"
+        )
+    return table
+
+
+class TabularExecutor:
+    """``execution.backend: tabular``: each child's record from the table, in task order. The
+    reward is the table's reward for training seed ``seed % len(seeds)`` (the search's child
+    seed picks one of the stored trainings, as a fresh training would draw its luck); the
+    seconds are that training's CPU-seconds."""
+
+    def __init__(self, table: str | os.PathLike | None = None) -> None:
+        self.table = load_table(table)
+
+    def run(self, tasks: Sequence[dict]) -> Iterator[dict]:
+        for t in tasks:
+            row = self.table.lookup(t["genotype"])
+            i = int(t["seed"]) % len(row["rewards"])
+            yield {"child_id": t["child_id"], "reward": float(row["rewards"][i]),
+                   "params": int(row["params"]), "status": "ok", "error": "",
+                   "seconds": float(row["train_cpu_s"][i])}  # fmt: skip
+
+    def close(self) -> None:
+        pass

@@ -225,7 +225,7 @@ class CellStack(nn.ModuleDict):
             self.grad_checkpointing
             and torch.is_grad_enabled()
             and not torch.jit.is_tracing()
-            and not torch.fx._symbolic_trace.is_fx_tracing()
+            and not torch.fx._symbolic_trace.is_fx_symbolic_tracing()
         )
         for i in self.indices:
             if stop is not None and i >= stop:

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from nasnet_det.drop_path import drop_path, scheduled_keep_prob
 from nasnet_det.genotypes import Block
@@ -182,6 +183,7 @@ class CellStack(nn.ModuleDict):
         self.prev_index = {i: prev_index[i] for i in self.indices}
         self.total_cells = int(total_cells)
         self.drop_path_keep_prob = float(drop_path_keep_prob)
+        self.grad_checkpointing = False
         # The last cell of this span that reads each output: after it, the output can go.
         self._last_read: dict[int, int] = {}
         for i in self.indices:
@@ -205,19 +207,33 @@ class CellStack(nn.ModuleDict):
             )
 
     def forward(
-        self, outs: Mapping[int, torch.Tensor], keep: Iterable[int] = ()
+        self, outs: Mapping[int, torch.Tensor], keep: Iterable[int] = (), stop: int | None = None
     ) -> dict[int, torch.Tensor]:
         """Run the span over the hidden states ``outs`` (output index -> tensor).
 
         Returns the states after the span: the last cell's output, the outputs in ``keep``, and
         nothing else (each output is dropped once no later cell of the span reads it, which
-        bounds memory in inference).
+        bounds memory in inference). ``stop``: run only the cells before cell ``stop``.
+
+        With ``grad_checkpointing`` on (and gradients enabled) every cell runs under
+        :func:`torch.utils.checkpoint.checkpoint`: backward recomputes a cell's inside instead of
+        keeping it, and drop path draws the same masks again (the RNG state is restored).
         """
         keep = set(keep)
         outs = dict(outs)
+        ckpt = (
+            self.grad_checkpointing
+            and torch.is_grad_enabled()
+            and not torch.jit.is_tracing()
+            and not torch.fx._symbolic_trace.is_fx_symbolic_tracing()
+        )
         for i in self.indices:
+            if stop is not None and i >= stop:
+                break
             p = self.prev_index[i]
-            outs[i + 1] = self[i](outs[i], None if p is None else outs[p])
+            args = (outs[i], None if p is None else outs[p])
+            cell = self[i]
+            outs[i + 1] = checkpoint(cell, *args, use_reentrant=False) if ckpt else cell(*args)
             for j in [j for j in outs if j not in keep and j != i + 1]:
                 if self._last_read.get(j, -1) <= i:
                     del outs[j]

@@ -8,7 +8,7 @@ parameter sets. The module offers timm's surface (``forward_features``, ``forwar
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any, NamedTuple
 
@@ -22,6 +22,8 @@ from nasnet_det.ops import OpConfig, SameConv2d
 
 __all__ = [
     "CellPlan",
+    "GLOBAL_POOLS",
+    "GlobalPool",
     "NASNet",
     "NASNetConfig",
     "NASNetLayout",
@@ -31,10 +33,17 @@ __all__ = [
     "build_cells",
     "build_nasnet",
     "build_stem",
+    "default_pretrained_cfg",
     "list_presets",
     "nasnet_config",
     "plan_nasnet",
+    "take_indices",
 ]
+
+
+#: The head's global pooling, by timm's names: output width as a multiple of ``num_features``
+#: (``""``: no pooling, the head returns the feature map).
+GLOBAL_POOLS = {"avg": 1, "max": 1, "avgmax": 1, "catavgmax": 2, "": 1}
 
 
 @dataclass(frozen=True)
@@ -65,9 +74,14 @@ class NASNetConfig:
     bn_eps: float = 1e-3
     bn_momentum: float = 0.0003
     pool_pad: str = "tf"
+    global_pool: str = "avg"  # the head's pooling (timm's names; "" keeps the feature map)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "genotype", get_genotype(self.genotype))
+        if self.global_pool not in GLOBAL_POOLS:
+            raise ValueError(
+                f"global_pool must be one of {sorted(GLOBAL_POOLS)}, got {self.global_pool!r}"
+            )
         if self.pool_pad not in ("tf", "timm"):
             raise ValueError(f"pool_pad must be 'tf' or 'timm', got {self.pool_pad!r}")
         if self.stem not in ("imagenet", "cifar"):
@@ -160,6 +174,36 @@ PRESETS: dict[str, NASNetConfig] = {
 
 def list_presets() -> list[str]:
     return sorted(PRESETS)
+
+
+class GlobalPool(nn.Module):
+    """timm's ``SelectAdaptivePool2d`` pool types with flattening: ``avg``, ``max``, ``avgmax``
+    (their mean), ``catavgmax`` (both, concatenated) or ``""`` (the map passes through)."""
+
+    def __init__(self, pool_type: str = "avg") -> None:
+        super().__init__()
+        if pool_type not in GLOBAL_POOLS:
+            raise ValueError(
+                f"global_pool must be one of {sorted(GLOBAL_POOLS)}, got {pool_type!r}"
+            )
+        self.pool_type = pool_type
+
+    def feat_mult(self) -> int:
+        return GLOBAL_POOLS[self.pool_type]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.pool_type == "":
+            return x
+        if self.pool_type == "avg":
+            return torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
+        mx = torch.flatten(F.adaptive_max_pool2d(x, 1), 1)
+        if self.pool_type == "max":
+            return mx
+        avg = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
+        return 0.5 * (avg + mx) if self.pool_type == "avgmax" else torch.cat([avg, mx], 1)
+
+    def extra_repr(self) -> str:
+        return f"pool_type={self.pool_type!r}"
 
 
 class NASNetOutput(NamedTuple):
@@ -381,6 +425,11 @@ class NASNet(nn.Module):
     ``cells`` (a :class:`CellStack`) holds every cell in forward order (ImageNet stem cells,
     normal and reduction cells); ``layout`` has each cell's plan and ``feature_info[j]``
     describes output ``j`` (``num_chs``, ``reduction``, ``module``).
+
+    It has timm's model interface (``get_classifier``, ``reset_classifier``,
+    ``forward_intermediates``, ``prune_intermediate_layers``, ``set_grad_checkpointing``,
+    ``group_matcher``, ``pretrained_cfg``); ``import nasnet_det.timm`` registers the presets with
+    ``timm.create_model``.
     """
 
     def __init__(self, cfg: NASNetConfig) -> None:
@@ -393,13 +442,22 @@ class NASNet(nn.Module):
         self.aux_after = layout.aux_after
         self.feature_info = layout.feature_info
         self.num_features = layout.num_features
-        self.aux_head: AuxHead | None = None
-        if cfg.use_aux_head and cfg.num_classes > 0 and self.aux_after is not None:
-            p = layout.cells[self.aux_after]
-            self.aux_head = AuxHead(p.out_channels, cfg.num_classes, p.size, op_config(cfg))
         self.dropout = nn.Dropout(1.0 - cfg.dense_dropout_keep_prob)
+        self._build_head(cfg.num_classes, cfg.global_pool)
+        self.pretrained_cfg = default_pretrained_cfg(cfg)
+        self.default_cfg = self.pretrained_cfg  # timm's older name
+
+    def _build_head(self, num_classes: int, global_pool: str) -> None:
+        cfg = self.config
+        self.global_pool = GlobalPool(global_pool)
+        self.head_hidden_size = self.num_features * self.global_pool.feat_mult()
+        self.aux_head: AuxHead | None = None
+        aux = self.aux_after is not None and self.aux_after < len(self.cells)
+        if cfg.use_aux_head and num_classes > 0 and aux:
+            p = self.layout.cells[self.aux_after]
+            self.aux_head = AuxHead(p.out_channels, num_classes, p.size, op_config(cfg))
         self.classifier = (
-            nn.Linear(self.num_features, cfg.num_classes) if cfg.num_classes > 0 else nn.Identity()
+            nn.Linear(self.head_hidden_size, num_classes) if num_classes > 0 else nn.Identity()
         )
 
     @property
@@ -422,6 +480,98 @@ class NASNet(nn.Module):
     def drop_path_progress(self) -> float:
         return self.cells.drop_path_progress
 
+    # ------------------------------------------------------------------ timm's interface
+    def get_classifier(self) -> nn.Module:
+        return self.classifier
+
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        """A new (freshly initialised) classifier for ``num_classes`` (0: none, ``forward``
+        returns pooled features) and, if given, a new head pooling (``""``: none, ``forward``
+        returns the feature map). The auxiliary head follows ``num_classes``; ``config`` too."""
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
+            raise ValueError(f"num_classes must be a non-negative integer, got {num_classes!r}")
+        pool = self.global_pool.pool_type if global_pool is None else global_pool
+        self.config = replace(self.config, num_classes=num_classes, global_pool=pool)
+        self.num_classes = num_classes
+        device = next(self.parameters()).device
+        self._build_head(num_classes, pool)
+        self.global_pool.to(device).train(self.training)
+        self.classifier.to(device).train(self.training)
+        if self.aux_head is not None:
+            self.aux_head.to(device).train(self.training)
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each cell's inside in backward instead of keeping it (same outputs and
+        gradients, less activation memory; see docs/BENCHMARKS.md)."""
+        self.cells.grad_checkpointing = bool(enable)
+
+    def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
+        """timm's parameter groups (layer-wise LR decay): the stem conv and stem cells first,
+        then one group per cell, or with ``coarse`` one per stride; the head is last."""
+        stem_cells = [c.index for c in self.layout.cells if c.name.startswith("cell_stem")]
+        stem = r"^stem\." + "".join(rf"|^cells\.{i}\." for i in stem_cells)
+        if not coarse:
+            return dict(stem=stem, blocks=r"^cells\.(\d+)\.")
+        by_stride: dict[int, list[int]] = {}
+        for c in self.layout.cells:
+            if c.index not in stem_cells:
+                by_stride.setdefault(c.stride, []).append(c.index)
+        blocks = [
+            (r"^cells\.(?:" + "|".join(map(str, ids)) + r")\.", (k,))
+            for k, ids in enumerate(by_stride.values())
+        ]
+        return dict(stem=stem, blocks=blocks)
+
+    def forward_intermediates(
+        self,
+        x: torch.Tensor,
+        indices: int | Sequence[int] | None = None,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "NCHW",
+        intermediates_only: bool = False,
+    ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
+        """Outputs ``indices`` of ``feature_info`` (an int: the last n; ``None``: all) and the
+        final features, as timm's ``forward_intermediates``.
+
+        Output 0 is the stem (conv, BN); a cell's output is given ReLU'd, as every consumer
+        reads it (timm's ``nasnetalarge`` taps the same places). ``norm`` has nothing to apply
+        (no final norm layer). ``stop_early`` (or ``intermediates_only``) stops after the last
+        output asked for.
+        """
+        if output_fmt != "NCHW":
+            raise ValueError(f"output_fmt must be 'NCHW', got {output_fmt!r}")
+        take, max_index = take_indices(len(self.feature_info), indices)
+        stop = max_index if stop_early or intermediates_only else None
+        outs = self.cells({0: self.stem(x)}, keep=take, stop=stop)
+        inter = [outs[j] if j == 0 else F.relu(outs[j]) for j in take]
+        if intermediates_only:
+            return inter
+        last = max(outs)
+        return (outs[0] if last == 0 else F.relu(outs[last])), inter
+
+    def prune_intermediate_layers(
+        self, indices: int | Sequence[int] = 1, prune_norm: bool = False, prune_head: bool = True
+    ) -> list[int]:
+        """Drop the cells after the last output in ``indices`` (and the head, or all of it
+        when cells go); returns the kept indices. ``prune_norm``: no norm layer to drop."""
+        take, max_index = take_indices(len(self.feature_info), indices)
+        if max_index < len(self.cells):
+            old = self.cells
+            kept = {i: old[i] for i in old.indices if i < max_index}
+            self.cells = CellStack(
+                kept, {i: old.prev_index[i] for i in kept}, old.total_cells,
+                old.drop_path_keep_prob,
+            )  # fmt: skip
+            self.cells.set_drop_path_progress(old.drop_path_progress)
+            self.cells.grad_checkpointing = old.grad_checkpointing
+            self.feature_info = self.feature_info[: max_index + 1]
+            self.num_features = self.feature_info[max_index]["num_chs"]
+            prune_head = True
+        if prune_head:
+            self.reset_classifier(0, "")
+        return take
+
     # ------------------------------------------------------------------ forward
     def forward_outputs(
         self, x: torch.Tensor, keep: tuple[int, ...] = ()
@@ -434,8 +584,7 @@ class NASNet(nn.Module):
         return F.relu(self.forward_outputs(x)[len(self.cells)])
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
-        x = self.dropout(x)
+        x = self.dropout(self.global_pool(x))
         return x if pre_logits else self.classifier(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | NASNetOutput:
@@ -446,6 +595,38 @@ class NASNet(nn.Module):
         if aux:
             return NASNetOutput(logits, self.aux_head(outs[self.aux_after + 1]))
         return logits
+
+
+def take_indices(num: int, indices: int | Sequence[int] | None) -> tuple[list[int], int]:
+    """timm's ``feature_take_indices``: ``(indices to return, the largest)`` out of ``num``
+    outputs; an int ``n`` is the last ``n``, ``None`` all, a sequence may count from the end."""
+    if indices is None:
+        indices = num
+    if isinstance(indices, int) and not isinstance(indices, bool):
+        if not 0 < indices <= num:
+            raise ValueError(f"indices: the last n outputs needs 0 < n <= {num}, got {indices}")
+        take = list(range(num - indices, num))
+    else:
+        take = []
+        for i in indices:
+            if isinstance(i, bool) or not isinstance(i, int) or not -num <= i < num:
+                raise ValueError(f"indices: expected integers in [-{num}, {num}), got {i!r}")
+            take.append(i % num)
+    if not take:
+        raise ValueError("indices: expected at least one output index")
+    return take, max(take)
+
+
+def default_pretrained_cfg(cfg: NASNetConfig) -> dict[str, Any]:
+    """timm's ``pretrained_cfg`` for a network built from ``cfg`` (no weights named: the timm
+    registration in :mod:`nasnet_det.timm` adds them). Preprocessing is TF-slim's Inception one
+    (mean = std = 0.5), which both published NASNet checkpoints use."""
+    pool = math.ceil(cfg.image_size / (32 if cfg.stem == "imagenet" else 4))
+    return dict(
+        num_classes=cfg.num_classes, input_size=(cfg.in_chans, cfg.image_size, cfg.image_size),
+        pool_size=(pool, pool), crop_pct=0.875, interpolation="bicubic", mean=(0.5, 0.5, 0.5),
+        std=(0.5, 0.5, 0.5), first_conv="stem.conv", classifier="classifier",
+    )  # fmt: skip
 
 
 def build_nasnet(preset: str = "nasnet_a_mobile", **overrides: Any) -> NASNet:

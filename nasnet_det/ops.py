@@ -131,13 +131,24 @@ class SameConv2d(nn.Conv2d):
         if self._subsample:
             sh, sw = self.stride
             return F.conv2d(x[:, :, ::sh, ::sw], self.weight, self.bias, 1, 0, 1, self.groups)
-        plan = _pad_plan.__wrapped__ if torch.compiler.is_compiling() else _pad_plan
-        padding, extra = plan(
-            x.shape[-2], x.shape[-1], self.kernel_size, self.stride, self.dilation
-        )
-        if extra is not None:
-            x = F.pad(x, extra)
+        x, padding = same_pad_input(x, self.kernel_size, self.stride, self.dilation)
         return F.conv2d(x, self.weight, self.bias, self.stride, padding, self.dilation, self.groups)
+
+
+def same_pad_input(
+    x: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int], dilation: tuple[int, int]
+) -> tuple[torch.Tensor, tuple[int, int]]:
+    """``(x, conv padding)`` for a SAME convolution: ``x`` explicitly padded when SAME is
+    asymmetric. Its arithmetic depends on the input size, so ``torch.fx`` records it as one call
+    (:func:`torch.fx.wrap`) and the traced graph keeps SAME padding for every input size."""
+    plan = _pad_plan.__wrapped__ if torch.compiler.is_compiling() else _pad_plan
+    padding, extra = plan(x.shape[-2], x.shape[-1], kernel, stride, dilation)
+    if extra is not None:
+        x = F.pad(x, extra)
+    return x, padding
+
+
+torch.fx.wrap("same_pad_input")
 
 
 @functools.lru_cache(maxsize=4096)
@@ -169,28 +180,36 @@ class SamePool2d(nn.Module):
         self.kind, self.k, self.stride, self.count_pad = kind, kernel_size, stride, count_pad
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        k, s = self.k, self.stride
-        plan = _pool_plan.__wrapped__ if torch.compiler.is_compiling() else _pool_plan
-        how, pad = plan(x.shape[-2], x.shape[-1], k, s, self.kind == "avg" and self.count_pad)
-        if how == "count_pad":
-            # timm's port: explicit zero padding, every window divided by k * k.
-            return F.avg_pool2d(F.pad(x, pad), k, s, 0, False, True)
-        if how != "pad":
-            # Both symmetric: plain padding. Both one pixel heavier after: ceil_mode.
-            ceil = how == "ceil"
-            if self.kind == "max":
-                return F.max_pool2d(x, k, s, pad, ceil_mode=ceil)
-            return F.avg_pool2d(x, k, s, pad, ceil_mode=ceil, count_include_pad=False)
-        # One axis symmetric, the other not (non-square inputs): pad explicitly.
-        if self.kind == "max":
-            return F.max_pool2d(F.pad(x, pad, value=-math.inf), k, s, 0)
-        ones = F.pad(torch.ones_like(x[:1, :1]), pad)
-        return F.avg_pool2d(F.pad(x, pad), k, s, 0) / F.avg_pool2d(ones, k, s, 0)
+        return same_pool(x, self.kind, self.k, self.stride, self.kind == "avg" and self.count_pad)
 
     def extra_repr(self) -> str:
         return (
             f"{self.kind}, kernel_size={self.k}, stride={self.stride}, count_pad={self.count_pad}"
         )
+
+
+def same_pool(x: torch.Tensor, kind: str, k: int, s: int, count_pad: bool) -> torch.Tensor:
+    """:class:`SamePool2d`'s computation (``torch.fx`` records it as one call: its padding
+    depends on the input size)."""
+    plan = _pool_plan.__wrapped__ if torch.compiler.is_compiling() else _pool_plan
+    how, pad = plan(x.shape[-2], x.shape[-1], k, s, count_pad)
+    if how == "count_pad":
+        # timm's port: explicit zero padding, every window divided by k * k.
+        return F.avg_pool2d(F.pad(x, pad), k, s, 0, False, True)
+    if how != "pad":
+        # Both symmetric: plain padding. Both one pixel heavier after: ceil_mode.
+        ceil = how == "ceil"
+        if kind == "max":
+            return F.max_pool2d(x, k, s, pad, ceil_mode=ceil)
+        return F.avg_pool2d(x, k, s, pad, ceil_mode=ceil, count_include_pad=False)
+    # One axis symmetric, the other not (non-square inputs): pad explicitly.
+    if kind == "max":
+        return F.max_pool2d(F.pad(x, pad, value=-math.inf), k, s, 0)
+    ones = F.pad(torch.ones_like(x[:1, :1]), pad)
+    return F.avg_pool2d(F.pad(x, pad), k, s, 0) / F.avg_pool2d(ones, k, s, 0)
+
+
+torch.fx.wrap("same_pool")
 
 
 #: ``bn_folds`` on a module lists ``(conv names, bn name)`` pairs where the BN directly follows
@@ -367,9 +386,18 @@ class FactorizedReduction(nn.Module):
         p1 = self.path1(x[:, :, ::2, ::2])
         # Shifted grid: pixels 1, 3, 5, ...; for an odd size TF's zero padding after the end
         # supplies the last one.
-        shifted = x[:, :, 1::2, 1::2]
-        h, w = p1.shape[-2:]
-        if shifted.shape[-2] != h or shifted.shape[-1] != w:
-            shifted = F.pad(shifted, (0, w - shifted.shape[-1], 0, h - shifted.shape[-2]))
-        p2 = self.path2(shifted)
+        # Shifted grid: pixels 1, 3, 5, ...; for an odd size TF's zero padding after the end
+        # supplies the last one.
+        p2 = self.path2(pad_to_match(x[:, :, 1::2, 1::2], p1))
         return self.bn(torch.cat([p1, p2], 1))
+
+
+def pad_to_match(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """``x`` zero-padded after its end to ``like``'s height and width (one ``torch.fx`` call)."""
+    h, w = like.shape[-2:]
+    if x.shape[-2] != h or x.shape[-1] != w:
+        x = F.pad(x, (0, w - x.shape[-1], 0, h - x.shape[-2]))
+    return x
+
+
+torch.fx.wrap("pad_to_match")

@@ -94,17 +94,28 @@ def max_abs_difference(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
 
 
 def export_weights(
-    spec: str, path: str | os.PathLike, fmt: str, image_size: int | None = None, **load_kw
+    spec: str,
+    path: str | os.PathLike,
+    fmt: str,
+    image_size: int | None = None,
+    *,
+    fast: bool = True,
+    **load_kw,
 ) -> dict:
     """Export the classifier that :func:`nasnet_det.convert.hub.load_weights` reads from
     ``spec`` (a weight name or file), traced at ``image_size`` (default: the source's
-    preprocessing, else the preset's). Returns what happened, parity with PyTorch included."""
+    preprocessing, else the preset's), with its batch norms folded unless ``fast`` is False.
+    Returns what happened, parity with PyTorch included."""
     from nasnet_det.convert.hub import load_weights
 
     _check_format(fmt)
     weights = load_weights(spec, **load_kw)
     model = weights.build_model().eval()
     model.load_state_dict(weights.state_dict)
+    if fast:
+        from nasnet_det.fuse import fast_inference
+
+        fast_inference(model, channels_last=False)  # a traced graph has no memory format
     size = image_size or (weights.preprocessing or {}).get("image_size") or model.config.image_size
     out = export_classifier(model, path, fmt, int(size))
     x = torch.randn(2, 3, int(size), int(size), generator=torch.Generator().manual_seed(0))

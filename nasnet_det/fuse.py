@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["fold_bn", "fuse_for_inference"]
+__all__ = ["channels_last_pays", "fast_inference", "fold_bn", "fuse_for_inference"]
 
 
 def _affine(bn: nn.Module) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -128,4 +128,31 @@ def fuse_for_inference(model: nn.Module, *, channels_last: bool = False) -> nn.M
             if hasattr(module, "input_memory_format"):
                 module.input_memory_format = torch.channels_last
     model.fused_bn_count = count
+    return model
+
+
+def channels_last_pays(device: torch.device | str) -> bool:
+    """Whether channels_last speeds NASNet inference up on ``device``.
+
+    CPU: yes, on both kinds measured (AVX-512 + AMX, and the AVX2 kernels that
+    ``ONEDNN_MAX_CPU_ISA=AVX2`` selects): PyTorch vectorises its CPU pooling kernels for
+    channels_last only (docs/BENCHMARKS.md, issue 19). Elsewhere (CUDA): not measured in fp32,
+    so no.
+    """
+    return torch.device(device).type == "cpu"
+
+
+def fast_inference(model: nn.Module, *, channels_last: bool | None = None) -> nn.Module:
+    """``model`` (in place) in eval mode with its batch norms folded and, where
+    :func:`channels_last_pays` for its parameters' device (``channels_last=None``), in
+    channels_last. The outputs equal the plain model's up to float rounding. Marks the model
+    (``model.fast_inference = True``) so that a second call returns it unchanged."""
+    if getattr(model, "fast_inference", False):
+        return model
+    model.eval()
+    if channels_last is None:
+        param = next(model.parameters(), None)
+        channels_last = param is not None and channels_last_pays(param.device)
+    fuse_for_inference(model, channels_last=channels_last)
+    model.fast_inference = True
     return model

@@ -9,7 +9,7 @@ from torch import nn
 
 from nasnet_det import build_nasnet
 from nasnet_det.compile import compile_module, compile_status
-from nasnet_det.fuse import fold_bn, fuse_for_inference
+from nasnet_det.fuse import channels_last_pays, fast_inference, fold_bn, fuse_for_inference
 
 
 def randomize_bn(model: nn.Module, seed: int = 0) -> nn.Module:
@@ -103,6 +103,23 @@ def test_channels_last_inputs_give_the_same_logits(fuse):
     with torch.no_grad():
         ref = plain(x)
         out = model(x.to(memory_format=torch.channels_last))
+    torch.testing.assert_close(out, ref, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("channels_last", [None, False])
+def test_default_fast_path_gives_the_plain_logits(channels_last):
+    """fast_inference (what the export and the detector entry points run): BN folded and, where
+    it pays (None: on CPU), channels_last weights fed plain NCHW inputs."""
+    plain = tiny()
+    model = fast_inference(copy.deepcopy(plain).train(), channels_last=channels_last)
+    assert not model.training and model.fast_inference and model.fused_bn_count > 0
+    assert fast_inference(model) is model and model.fused_bn_count > 0  # once only
+    cl = channels_last_pays("cpu") if channels_last is None else channels_last
+    assert model.stem[0].weight.is_contiguous(memory_format=torch.channels_last) is cl
+    x = torch.randn(2, 3, 67, 67)
+    with torch.no_grad():
+        ref, out = plain(x), model(x)
+    assert ref.abs().max() > 1e-2
     torch.testing.assert_close(out, ref, atol=1e-4, rtol=0)
 
 

@@ -34,6 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     what.add_argument("--config-file", help="detector: a config file or model-zoo name")
     p.add_argument("--image-size", type=int, help="classifier: input side (default: source's)")
     p.add_argument("--sample-image", help="detector: image to trace on")
+    p.add_argument("--no-fast-inference", action="store_true",
+                   help="export the model as built, batch norms not folded into the convs "
+                   "(detector: MODEL.NASNET.FAST_INFERENCE False)")  # fmt: skip
     p.add_argument("opts", nargs=argparse.REMAINDER, help="detector: KEY VALUE config overrides")
     args = p.parse_args(argv)
     if args.weights and (args.opts or args.sample_image):
@@ -49,13 +52,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.weights:
         from nasnet_det.export import export_weights
 
-        report = export_weights(args.weights, args.output, args.format, args.image_size)
+        report = export_weights(args.weights, args.output, args.format, args.image_size,
+                                fast=not args.no_fast_inference)  # fmt: skip
         what = f"{report['source']} classifier at {report['image_size']} px"
     else:
         from nasnet_det.detection.engine import load_config
         from nasnet_det.detection.export import export_from_config
 
         cfg = load_config(args.config_file, args.opts)
+        if args.no_fast_inference:
+            cfg.MODEL.NASNET.FAST_INFERENCE = False
         cfg.freeze()
         report = export_from_config(cfg, args.output, args.format, args.sample_image)
         h, w = report["image_size"]

@@ -49,6 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="a registered dataset the input images belong to: its image and category ids go "
         "into the JSON so that its annotations score it",
     )
+    p.add_argument(
+        "--no-fast-inference",
+        action="store_true",
+        help="run the detector as built, batch norms not folded and not in channels_last "
+        "(MODEL.NASNET.FAST_INFERENCE False; the detections are the same up to rounding)",
+    )
     p.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ...")
     return p
 
@@ -69,6 +75,8 @@ def main() -> int:
 
     setup_logger(name="nasnet_det")
     cfg = load_config(args.config_file, args.opts)
+    if args.no_fast_inference:
+        cfg.MODEL.NASNET.FAST_INFERENCE = False
     register_from_config(cfg)
     cfg.freeze()
     inputs = P.collect_inputs(args.input)

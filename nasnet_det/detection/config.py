@@ -64,6 +64,12 @@ def add_nasnet_config(cfg: CN) -> CN:
     # cells of the middle stack (stride 16) for the C4-style detector. "c2".."c5": the last
     # cell output at stride 4, 8, 16, 32 (for FPN).
     _C.MODEL.NASNET.OUT_FEATURES = ["nasnet_16"]
+    # Inference (tools/predict.py, train_net --eval-only, evaluation during training, export)
+    # runs the detector with every eval/frozen BN folded into its conv and, on CPU, in
+    # channels_last: the same detections up to float rounding, faster (docs/BENCHMARKS.md).
+    # During training a folded copy is evaluated; the trained model is left alone. False: run
+    # the model as built (tools/predict.py --no-fast-inference says the same).
+    _C.MODEL.NASNET.FAST_INFERENCE = True
 
     # Datasets registered from the config (nasnet_det.detection.datasets.register_from_config,
     # called by tools/train_net.py and tools/predict.py before anything runs), so that a custom

@@ -32,6 +32,7 @@ from nasnet_det.detection.backbone import C4_FEATURE, FPN_FEATURES
 from nasnet_det.detection.checkpoint import NASNetCheckpointer, allow_pickle_from_env, check_weights
 from nasnet_det.detection.config import get_nasnet_cfg, nasnet_config_from_cfg
 from nasnet_det.detection.datasets import register_from_config
+from nasnet_det.detection.fast import inference_model
 from nasnet_det.detection.hooks import DropPathHook
 from nasnet_det.io import atomic_write_json, check_output_dir
 from nasnet_det.limits import max_image_side
@@ -100,6 +101,12 @@ class Trainer(DefaultTrainer):
         if resume and self.start_iter >= self.max_iter and not os.path.isfile(final):
             logger.info("the run had finished training; writing the missing %s", final)
             self.checkpointer.save("model_final", iteration=self.start_iter - 1)
+
+    @classmethod
+    def test(cls, cfg: CfgNode, model: torch.nn.Module, evaluators=None):
+        # MODEL.NASNET.FAST_INFERENCE: evaluate a BN-folded copy (the trained model is untouched;
+        # an --eval-only model made fast in place is used as it is).
+        return super().test(cfg, inference_model(model, cfg, copy=True), evaluators)
 
     @classmethod
     def build_evaluator(cls, cfg: CfgNode, dataset_name: str, output_folder: str | None = None):
@@ -285,7 +292,7 @@ def main(args: argparse.Namespace) -> OrderedDict | dict | None:
         model = Trainer.build_model(cfg)
         checkpointer = NASNetCheckpointer(model, cfg.OUTPUT_DIR, cfg=cfg, allow_pickle=allow_pickle)
         checkpointer.resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
-        results = Trainer.test(cfg, model)
+        results = Trainer.test(cfg, inference_model(model, cfg))  # folded in place: no copy
     else:
         trainer = Trainer(cfg, allow_pickle=allow_pickle)
         trainer.resume_or_load(resume=args.resume)

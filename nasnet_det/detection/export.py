@@ -83,11 +83,14 @@ def export_from_config(cfg, path: str | os.PathLike, fmt: str, image: str | None
     from detectron2.modeling import build_model
 
     from nasnet_det.detection.checkpoint import NASNetCheckpointer
+    from nasnet_det.detection.fast import inference_model
     from nasnet_det.export import load_exported, max_abs_difference, run_exported
 
     model = build_model(cfg).eval()
     if cfg.MODEL.WEIGHTS:
         NASNetCheckpointer(model, cfg=cfg).load(cfg.MODEL.WEIGHTS)
+    # MODEL.NASNET.FAST_INFERENCE: BN folded (an exported graph has no memory format to keep).
+    model = inference_model(model, cfg, channels_last=False)
     sample = sample_image(cfg, image)
     out, adapter = export_detector(model, sample, path, fmt)
     with torch.no_grad():

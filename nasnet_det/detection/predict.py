@@ -38,6 +38,7 @@ from PIL import UnidentifiedImageError
 from tqdm import tqdm
 
 from nasnet_det.detection.checkpoint import NASNetCheckpointer
+from nasnet_det.detection.fast import inference_model
 from nasnet_det.io import OutputError, atomic_call, atomic_write_bytes, atomic_write_json
 
 __all__ = [
@@ -142,7 +143,8 @@ def dataset_image_ids(dataset: str, paths: Iterable[Path]) -> dict[Path, int]:
 
 class Predictor(DefaultPredictor):
     """Detectron2's ``DefaultPredictor`` (its ``__call__``: BGR in, resize, one image out),
-    loading ``MODEL.WEIGHTS`` with :class:`NASNetCheckpointer` (weights-only, shape-checked)."""
+    loading ``MODEL.WEIGHTS`` with :class:`NASNetCheckpointer` (weights-only, shape-checked),
+    then made fast as ``MODEL.NASNET.FAST_INFERENCE`` says (:func:`inference_model`)."""
 
     def __init__(self, cfg: CfgNode) -> None:
         if not cfg.MODEL.WEIGHTS:
@@ -156,6 +158,7 @@ class Predictor(DefaultPredictor):
         if len(cfg.DATASETS.TEST):
             self.metadata = MetadataCatalog.get(cfg.DATASETS.TEST[0])
         NASNetCheckpointer(self.model, cfg=self.cfg).load(cfg.MODEL.WEIGHTS)
+        self.model = inference_model(self.model, self.cfg)  # MODEL.NASNET.FAST_INFERENCE
         self.aug = T.ResizeShortestEdge(
             [cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MIN_SIZE_TEST], cfg.INPUT.MAX_SIZE_TEST
         )

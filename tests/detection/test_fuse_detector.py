@@ -1,6 +1,7 @@
 """The detector's inference fast paths give the plain detector's detections.
 
-BN folded (FrozenBN and eval BN), channels_last, the second stage in proposal chunks, and the
+BN folded (FrozenBN and eval BN), channels_last, the default inference path of every entry
+point (MODEL.NASNET.FAST_INFERENCE on and off), the second stage in proposal chunks, and the
 compiled path's fallback: boxes within 1e-3 of the plain path's on the instant-test detector.
 """
 
@@ -14,6 +15,7 @@ from torch import nn
 
 from nasnet_det.compile import compile_detector, compile_status
 from nasnet_det.detection import model_zoo
+from nasnet_det.detection.fast import inference_model
 from nasnet_det.fuse import fuse_for_inference
 
 INSTANT = "quick_schedules/faster_rcnn_nasnet_a_mobile_instant_test.yaml"
@@ -31,15 +33,19 @@ def _randomize_norms(model: nn.Module) -> None:
                 m.bias.copy_((torch.rand(n, generator=g) - 0.5) * 0.1)
 
 
-def detector(norm: str):
-    """The instant-test detector (the real NASNet-A Mobile network, 128 px), random weights."""
+def config(norm: str):
     cfg = model_zoo.get_config(INSTANT)
     cfg.MODEL.DEVICE = "cpu"
     cfg.MODEL.NASNET.NORM = norm
     cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = 0.05
     cfg.TEST.DETECTIONS_PER_IMAGE = 1000  # no cut at a rank where near-equal scores could swap
+    return cfg
+
+
+def detector(norm: str):
+    """The instant-test detector (the real NASNet-A Mobile network, 128 px), random weights."""
     torch.manual_seed(0)
-    model = build_model(cfg)
+    model = build_model(config(norm))
     _randomize_norms(model)
     # Fresh predictors score every region almost alike (std 0.01 / 0.001 weights); spread the
     # scores and boxes so that float rounding (1e-6) cannot reorder proposals or NMS survivors.
@@ -90,6 +96,73 @@ def test_folded_eval_bn_detector_with_channels_last_gives_the_plain_boxes():
     assert fused.fused_bn_count > 100
     assert fused.backbone.input_memory_format == torch.channels_last
     assert_same_detections(run(fused), ref)
+
+
+def _n_frozen(model):
+    return sum(type(m).__name__ == "FrozenBatchNorm2d" for m in model.modules())
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_predictor_default_path_gives_the_plain_boxes(frozen_pair, tmp_path, fast):
+    """tools/predict.py's Predictor folds and goes channels_last by default (CPU); with
+    MODEL.NASNET.FAST_INFERENCE False it runs the model as built. Same detections either way."""
+    from detectron2.engine import DefaultPredictor
+
+    from nasnet_det.detection.predict import Predictor
+
+    plain, _ = frozen_pair
+    weights = tmp_path / "model.pth"
+    torch.save({"model": plain.state_dict()}, weights)
+    cfg = config("FrozenBN")
+    cfg.MODEL.WEIGHTS = str(weights)
+    reference = DefaultPredictor.__new__(DefaultPredictor)  # Detectron2's __call__, plain model
+    reference.model, reference.cfg, reference.input_format = plain, cfg, cfg.INPUT.FORMAT
+    cfg.MODEL.NASNET.FAST_INFERENCE = fast
+    predictor = Predictor(cfg)
+    reference.aug = predictor.aug
+    assert getattr(predictor.model, "fast_inference", False) is fast
+    assert _n_frozen(predictor.model) == (0 if fast else _n_frozen(plain))
+    stem_conv = next(m for m in predictor.model.backbone.modules() if isinstance(m, nn.Conv2d))
+    layout = torch.channels_last if fast else torch.contiguous_format
+    assert stem_conv.weight.is_contiguous(memory_format=layout)
+    bgr = (images()[0]["image"].permute(1, 2, 0).numpy()).astype("uint8")
+    assert_same_detections(predictor(bgr)["instances"], reference(bgr)["instances"])
+
+
+def test_evaluation_during_training_runs_a_folded_copy(frozen_pair, monkeypatch):
+    """Trainer.test (periodic, final and EMA evaluation) evaluates a folded copy and leaves the
+    trained model as it was: not folded, still training, same weights."""
+    from detectron2.engine import DefaultTrainer
+
+    from nasnet_det.detection.engine import Trainer
+
+    plain, ref = frozen_pair
+    model = copy.deepcopy(plain).train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    seen = []
+    record = classmethod(lambda cls, cfg, m, evaluators=None: seen.append(m))
+    monkeypatch.setattr(DefaultTrainer, "test", record)
+    Trainer.test(config("FrozenBN"), model)
+    (evaluated,) = seen
+    assert evaluated is not model and evaluated.fast_inference and not evaluated.training
+    assert _n_frozen(evaluated) == 0 and _n_frozen(model) == _n_frozen(plain)
+    assert model.training and not hasattr(model, "fast_inference")
+    assert model.state_dict().keys() == before.keys()
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    assert_same_detections(run(evaluated), ref)
+    # --eval-only folds its own model in place; Trainer.test then evaluates that one, no copy.
+    in_place = inference_model(copy.deepcopy(plain), config("FrozenBN"))
+    Trainer.test(config("FrozenBN"), in_place)
+    assert seen[-1] is in_place
+
+
+def test_fast_inference_off_leaves_the_model_as_built(frozen_pair):
+    plain, _ = frozen_pair
+    cfg = config("FrozenBN")
+    cfg.MODEL.NASNET.FAST_INFERENCE = False
+    assert inference_model(plain, cfg) is plain and inference_model(plain, cfg, copy=True) is plain
+    assert _n_frozen(plain) > 100 and not hasattr(plain, "fast_inference")
 
 
 def test_training_detector_keeps_trainable_convs_unfolded():

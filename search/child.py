@@ -18,10 +18,10 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from nasnet_det.search.data import cached_dataset
 
 from nasnet_det.cli import first_line
+from nasnet_det.engine import DropPathHook, SimpleTrainer, cosine, top1_accuracy
 from nasnet_det.genotypes import Genotype
 
 __all__ = [
@@ -123,33 +123,25 @@ def train_child(genotype: Genotype, child_cfg: dict, data_cfg: dict, seed: int) 
     steps_per_epoch = max(1, math.ceil(len(xt) / bs))
     total = cfg["epochs"] * steps_per_epoch
     gen = torch.Generator().manual_seed(seed)
-    step = 0
+    perm: list[torch.Tensor] = []
+
+    def batches(step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        epoch_step = step % steps_per_epoch
+        if epoch_step == 0:  # a new order every epoch
+            perm[:] = [torch.randperm(len(xt), generator=gen).to(device)]
+        idx = perm[0][epoch_step * bs : (epoch_step + 1) * bs]
+        return xt[idx], yt[idx]
+
+    trainer = SimpleTrainer(
+        model, opt, batches,
+        lr=cosine(cfg["lr"]) if cfg["schedule"] == "cosine" else None,
+        clip_grad_norm=cfg["grad_clip"] or 0.0,
+    )  # fmt: skip
+    trainer.register_hooks([DropPathHook(total)])
     model.train()
-    for _ in range(cfg["epochs"]):
-        perm = torch.randperm(len(xt), generator=gen).to(device)
-        for i in range(steps_per_epoch):
-            idx = perm[i * bs : (i + 1) * bs]
-            if cfg["schedule"] == "cosine":
-                lr = 0.5 * cfg["lr"] * (1 + math.cos(math.pi * step / total))
-                for g in opt.param_groups:
-                    g["lr"] = lr
-            model.set_drop_path_progress(step / total)
-            loss = F.cross_entropy(model(xt[idx]), yt[idx])
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"loss is {loss.item()} at step {step}")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg["grad_clip"]:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg["grad_clip"])
-            opt.step()
-            step += 1
+    trainer.train(0, total)
     model.eval()
-    correct = 0
-    with torch.no_grad():
-        for i in range(0, len(xv), cfg["eval_batch_size"]):
-            logits = model(xv[i : i + cfg["eval_batch_size"]])
-            correct += int((logits.argmax(1) == yv[i : i + cfg["eval_batch_size"]]).sum())
-    return {"reward": correct / len(xv), "params": params}
+    return {"reward": top1_accuracy(model, xv, yv, cfg["eval_batch_size"]), "params": params}
 
 
 def worker_init(num_threads: int = 1) -> None:

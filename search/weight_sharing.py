@@ -36,11 +36,17 @@ from nasnet_det.search.space import Decisions, SearchSpace
 from torch import nn
 
 from nasnet_det.cells import Cell, CellStack
+from nasnet_det.engine import SimpleTrainer, top1_accuracy
 from nasnet_det.genotypes import Block, Branch, Genotype
 from nasnet_det.nasnet import CellPlan, build_stem, nasnet_config, op_config, plan_nasnet
 from nasnet_det.ops import OpConfig, ReLUConvBN, build_op
 
 __all__ = ["SharedNet", "SharedScorer"]
+
+
+def _shared_loss(net: nn.Module, batch: tuple[torch.Tensor, torch.Tensor, Decisions]):
+    x, y, decisions = batch
+    return F.cross_entropy(net(x, decisions), y)
 
 
 def _full_width_genotype(num_blocks: int) -> Genotype:
@@ -208,17 +214,20 @@ class SharedScorer:
         self.val = (self.xv[:n_val], self.yv[:n_val])
 
     def train_round(self, proposals: Sequence[Decisions]) -> None:
-        self.net.train()
+        """``steps_per_round`` steps on random training batches, child ``k % len(proposals)``
+        at step ``k``."""
         bs = self.cfg["batch_size"]
-        for step in range(self.cfg["steps_per_round"]):
+
+        def batches(step: int) -> tuple[torch.Tensor, torch.Tensor, Decisions]:
             idx = torch.randint(len(self.xt), (bs,), generator=self.gen).to(self.device)
-            loss = F.cross_entropy(
-                self.net(self.xt[idx], proposals[step % len(proposals)]), self.yt[idx]
-            )
-            self.opt.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(self.net.parameters(), self.cfg["grad_clip"])
-            self.opt.step()
+            return self.xt[idx], self.yt[idx], proposals[step % len(proposals)]
+
+        clip = self.cfg["grad_clip"]
+        trainer = SimpleTrainer(
+            self.net, self.opt, batches, _shared_loss, clip_grad_norm=clip, check_finite=False
+        )
+        self.net.train()
+        trainer.train(0, self.cfg["steps_per_round"])
 
     @torch.no_grad()
     def score(self, decisions: Decisions, recalibrate: int = 0) -> float:
@@ -236,11 +245,7 @@ class SharedScorer:
                 for i in range(0, min(len(self.xt), recalibrate * bs), bs):
                     self.net(self.xt[i : i + bs], decisions)
                 self.net.eval()
-            correct = 0
-            for i in range(0, len(x), bs):
-                logits = self.net(x[i : i + bs], decisions)
-                correct += int((logits.argmax(1) == y[i : i + bs]).sum())
-        return correct / len(x)
+            return top1_accuracy(lambda xb: self.net(xb, decisions), x, y, bs)
 
     def run_round(self, proposals: Sequence[Decisions], todo: Sequence[dict]) -> Iterator[dict]:
         """Train on the whole round (also when resuming it: the replay gives the same weights),

@@ -33,7 +33,8 @@ from nasnet_det.detection.checkpoint import NASNetCheckpointer, allow_pickle_fro
 from nasnet_det.detection.config import get_nasnet_cfg, nasnet_config_from_cfg
 from nasnet_det.detection.datasets import register_from_config
 from nasnet_det.detection.fast import inference_model
-from nasnet_det.detection.hooks import DropPathHook
+from nasnet_det.detection.hooks import DropPathHook, EngineHook
+from nasnet_det.engine import ProgressHook
 from nasnet_det.io import atomic_write_json, check_output_dir
 from nasnet_det.limits import max_image_side
 from nasnet_det.nasnet import plan_nasnet
@@ -67,16 +68,26 @@ logging.getLogger("detectron2.engine.train_loop").addFilter(_NoTracebackForUserE
 class Trainer(DefaultTrainer):
     """``DefaultTrainer`` with NASNet checkpoint loading, drop path and COCO evaluation.
 
-    ``allow_pickle`` lets ``MODEL.WEIGHTS`` / ``--resume`` unpickle (``--allow-pickle``)."""
+    ``allow_pickle`` lets ``MODEL.WEIGHTS`` / ``--resume`` unpickle (``--allow-pickle``);
+    ``progress`` adds the engine's progress bar (the demo's)."""
 
-    def __init__(self, cfg: CfgNode, allow_pickle: bool = False) -> None:
-        self.allow_pickle = allow_pickle
+    def __init__(self, cfg: CfgNode, allow_pickle: bool = False, progress: bool = False) -> None:
+        self.allow_pickle, self.progress = allow_pickle, progress
         super().__init__(cfg)
         self._trainer = training.autocast_trainer(self._trainer, cfg)  # SOLVER.AMP.ENABLED
 
     @classmethod
+    def build_model(cls, cfg: CfgNode) -> torch.nn.Module:
+        # MODEL.CHANNELS_LAST, MODEL.ROI_BOX_HEAD.POOLER_IMPL
+        return training.prepare_model(cfg, super().build_model(cfg))
+
+    @classmethod
     def build_optimizer(cls, cfg: CfgNode, model: torch.nn.Module) -> torch.optim.Optimizer:
-        return training.build_optimizer(cfg, model)  # SOLVER.OPTIMIZER
+        return training.build_optimizer(cfg, model)  # SOLVER.OPTIMIZER, CLIP_TYPE full_model
+
+    @classmethod
+    def build_lr_scheduler(cls, cfg: CfgNode, optimizer: torch.optim.Optimizer):
+        return training.build_lr_scheduler(cfg, optimizer)  # also WarmupHoldCosineLR
 
     def build_hooks(self) -> list:
         # DefaultTrainer made a DetectionCheckpointer just before; ours also reads NASNet
@@ -91,6 +102,8 @@ class Trainer(DefaultTrainer):
         ret = super().build_hooks()
         total = self.cfg.MODEL.NASNET.DROP_PATH_TOTAL_STEPS or self.cfg.SOLVER.MAX_ITER
         ret.insert(0, DropPathHook(total))
+        if self.progress:
+            ret.append(EngineHook(ProgressHook("detector")))
         return training.add_training_hooks(self, ret)  # MODEL_EMA, SOLVER.BEST_CHECKPOINTER
 
     def resume_or_load(self, resume: bool = True) -> None:

@@ -27,6 +27,15 @@ import torch.distributed as dist
 from torch import nn
 
 from nasnet_det.config import CfgNode
+from nasnet_det.engine import (
+    DropPathHook,
+    EMAHook,
+    ExponentialWarmup,
+    HookBase,
+    ModelEma,
+    StepCallbackHook,
+    TrainerBase,
+)
 from nasnet_det.genotypes import Genotype
 from nasnet_det.io import atomic_write_text, check_output_dir
 from nasnet_det.nasnet import NASNet, build_nasnet
@@ -41,8 +50,7 @@ from nasnet_det.pretrain.data import (
     scan_imagenet,
 )
 from nasnet_det.pretrain.evaluate import evaluate
-from nasnet_det.pretrain.optim import ExponentialWarmup, ModelEma, RMSPropTF, param_groups
-from nasnet_det.pretrain.trainer import HookBase, TrainerBase
+from nasnet_det.pretrain.optim import RMSPropTF, param_groups
 
 __all__ = [
     "CHECKPOINT_NAME",
@@ -222,9 +230,10 @@ class PretrainTrainer(TrainerBase):
         ``on_step`` (timing) runs before the epoch-end work."""
         t = self.cfg.train
         return [
-            H.DropPathHook(self.total_steps),
-            H.EMAHook(),
-            H.StepCallbackHook(on_step) if on_step is not None else None,
+            DropPathHook(self.total_steps),
+            # The EMA starts as the model (fresh) or as the checkpoint's (resumed).
+            EMAHook(self.ema, copy_at_start=False),
+            StepCallbackHook(on_step) if on_step is not None else None,
             H.EvalHook(),
             H.LoggingHook(t.log_every, progress),
             H.CheckpointHook(t.checkpoint_every),

@@ -1,9 +1,11 @@
-"""The pretraining loop's hooks: drop-path schedule, weight EMA, evaluation, logging, checkpoints.
+"""The pretraining loop's own hooks: per-epoch evaluation, logging and checkpoints.
 
-Each hook reads what it needs from its trainer (``PretrainTrainer``):
-``model``, ``ema``, ``dist`` (rank and collectives), ``state`` (running loss, unreadable-image
-count, metrics, history), ``steps_per_epoch``, ``output`` and ``log``. Every process runs every
-hook (collectives stay in step); only the main process writes files.
+The drop-path schedule, the weight EMA and the step callback are the engine's
+(:mod:`nasnet_det.engine.hooks`, importable here too). Each hook here reads what it needs
+from its trainer (``PretrainTrainer``): ``model``, ``ema``, ``dist`` (rank and collectives),
+``state`` (running loss, unreadable-image count, metrics, history), ``steps_per_epoch``,
+``output`` and ``log``. Every process runs every hook (collectives stay in step); only the main
+process writes files.
 """
 
 from __future__ import annotations
@@ -11,13 +13,12 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from nasnet_det.drop_path import training_progress
+from nasnet_det.engine.hooks import DropPathHook, EMAHook, StepCallbackHook
+from nasnet_det.engine.trainer import HookBase
 from nasnet_det.io import atomic_save_torch, atomic_write_text
-from nasnet_det.pretrain.trainer import HookBase
 
 __all__ = [
     "CHECKPOINT_NAME",
@@ -39,35 +40,6 @@ def _done(trainer) -> tuple[int, int, int]:
     done = trainer.iter + 1
     epoch, batch = divmod(done, trainer.steps_per_epoch)
     return done, epoch, batch
-
-
-class DropPathHook(HookBase):
-    """ScheduledDropPath: before each step, progress = steps done / all steps of the schedule."""
-
-    def __init__(self, total_steps: int) -> None:
-        self.total_steps = total_steps
-
-    def before_step(self) -> None:
-        self.trainer.model.set_drop_path_progress(
-            training_progress(self.trainer.iter, self.total_steps)
-        )
-
-
-class EMAHook(HookBase):
-    """Update the weight EMA after every optimiser step."""
-
-    def after_step(self) -> None:
-        self.trainer.ema.update(self.trainer.model)
-
-
-class StepCallbackHook(HookBase):
-    """Call ``fn(steps done)`` after every step (benchmarks time steps with it)."""
-
-    def __init__(self, fn: Callable[[int], None]) -> None:
-        self.fn = fn
-
-    def after_step(self) -> None:
-        self.fn(self.trainer.iter + 1)
 
 
 class EvalHook(HookBase):

@@ -1,4 +1,5 @@
-"""The detection demo: config, schedule, digit crops, pretraining transfer, and repeatability."""
+"""The detection demo: config, schedule, digit crops, pretraining transfer, repeatability, and
+that it is train_net (the same trained weights and AP from tools/train_net.py's path)."""
 
 import json
 import math
@@ -10,15 +11,7 @@ import torch
 
 from nasnet_det.data import DigitsSpec
 from nasnet_det.detection.datasets import register_nasnet_digits
-from nasnet_det.detection.demo import (
-    Pretrain,
-    _classifier,
-    _lr_factor,
-    demo_config,
-    digit_crops,
-    load_pretrained,
-    run_demo,
-)
+from nasnet_det.detection.demo import Pretrain, demo_config, digit_crops, run_demo
 
 from .test_backbone import TOY
 
@@ -53,12 +46,70 @@ def test_demo_config_takes_a_genotype_json(tmp_path):
         demo_config("nasnet_a", ["SOLVER.MAX_ITER", "0"])
 
 
+def _lr_factor(progress: float, it: int, warmup: int, hold: float = 0.6) -> float:
+    # The demo's schedule written out: linear warmup, held, then a cosine over the rest.
+    warm = min(1.0, (it + 1) / warmup) if warmup > 0 else 1.0
+    p = min(1.0, max(0.0, (progress - hold) / (1.0 - hold)))
+    return warm * 0.5 * (1.0 + math.cos(math.pi * p))
+
+
 def test_lr_schedule_warmup_hold_then_cosine():
-    assert _lr_factor(0.0, 0, 10) == pytest.approx(0.1)  # warmup: (it + 1) / 10
-    assert _lr_factor(0.5, 100, 10) == pytest.approx(1.0)  # held until 60%
-    assert _lr_factor(0.8, 100, 10) == pytest.approx(0.5)  # halfway down: cos(pi / 2) = 0
-    assert _lr_factor(1.0, 100, 10) == pytest.approx(0.0, abs=1e-12)
+    # The config's WarmupHoldCosineLR through train_net's scheduler, iteration by iteration,
+    # against the closed form (warm-up factor 1 / WARMUP_ITERS at iteration 0).
+    from nasnet_det.detection.training import build_lr_scheduler
+
+    cfg = demo_config("nasnet_a", ["SOLVER.MAX_ITER", "100", "SOLVER.WARMUP_ITERS", "10",
+                                   "SOLVER.WARMUP_FACTOR", "0.1"])  # fmt: skip
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=cfg.SOLVER.BASE_LR)
+    sched = build_lr_scheduler(cfg, opt)
+    seen = []
+    for _ in range(100):
+        seen.append(opt.param_groups[0]["lr"] / cfg.SOLVER.BASE_LR)
+        opt.step()
+        sched.step()
+    assert seen[0] == pytest.approx(0.1)  # warmup: (it + 1) / 10
+    assert seen[5] == pytest.approx(0.1 + 0.9 * 0.5)  # linear from the factor to 1
+    for it in range(10, 100):
+        assert seen[it] == pytest.approx(_lr_factor(it / 100, it, 10), abs=1e-12)
+    assert seen[50] == pytest.approx(1.0) and seen[80] == pytest.approx(0.5)  # held, halfway
     assert _lr_factor(0.7, 100, 0) == pytest.approx(0.5 * (1 + math.cos(math.pi / 4)))
+
+
+def test_full_model_clipping_clips_the_whole_gradient_norm():
+    from nasnet_det.detection.training import build_optimizer
+
+    cfg = demo_config("nasnet_a", ["SOLVER.CLIP_GRADIENTS.CLIP_VALUE", "1.0"])
+    model = torch.nn.Linear(3, 2)
+    ref = torch.nn.Linear(3, 2)
+    ref.load_state_dict(model.state_dict())
+    opt = build_optimizer(cfg, model)
+    ref_opt = torch.optim.AdamW(ref.parameters(), lr=cfg.SOLVER.BASE_LR,
+                                weight_decay=cfg.SOLVER.WEIGHT_DECAY)  # fmt: skip
+    x = torch.randn(4, 3) * 100
+    for m in (model, ref):
+        m(x).square().sum().backward()
+    torch.nn.utils.clip_grad_norm_(ref.parameters(), 1.0)  # torch's reference: all together
+    opt.step()
+    ref_opt.step()
+    for a, b in zip(model.parameters(), ref.parameters()):
+        torch.testing.assert_close(a, b)
+
+
+def test_channels_last_and_grid_sample_pooler_are_config_keys():
+    from nasnet_det.detection.engine import Trainer
+    from nasnet_det.detection.pooling import GridSampleROIAlign
+
+    cfg = demo_config("nasnet_a", ["MODEL.NASNET.NUM_CONV_FILTERS", "4"])
+    model = Trainer.build_model(cfg)
+    assert any(isinstance(m, GridSampleROIAlign) for m in model.modules())
+    conv = model.backbone.stem.conv.weight
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    cfg.MODEL.ROI_BOX_HEAD.POOLER_IMPL, cfg.MODEL.CHANNELS_LAST = "roi_align", False
+    plain = Trainer.build_model(cfg)
+    assert not any(isinstance(m, GridSampleROIAlign) for m in plain.modules())
+    cfg.MODEL.ROI_BOX_HEAD.POOLER_IMPL = "fast"
+    with pytest.raises(ValueError, match="POOLER_IMPL must be one of roi_align, grid_sample"):
+        Trainer.build_model(cfg)
 
 
 def test_digit_crops_are_centred_on_the_annotated_digits(tiny_digits):
@@ -76,19 +127,27 @@ def test_digit_crops_are_centred_on_the_annotated_digits(tiny_digits):
     assert torch.allclose(x[0, :, 16, 16], torch.from_numpy(expected))
 
 
-def test_pretrained_classifier_weights_land_in_both_detector_halves():
+def test_pretrained_classifier_weights_land_in_both_detector_halves(tmp_path):
+    # The demo's pretraining checkpoint, read as MODEL.WEIGHTS by train_net's checkpointer.
+    import dataclasses
+
     from detectron2.modeling import build_model
+
+    from nasnet_det.detection.checkpoint import NASNetCheckpointer
+    from nasnet_det.detection.config import nasnet_config_from_cfg
+    from nasnet_det.nasnet import NASNet
+    from nasnet_det.pretrain.digits import save_classifier
 
     cfg = demo_config("nasnet_a", ["MODEL.NASNET.NUM_CONV_FILTERS", "4"])
     detector = build_model(cfg)
-    classifier = _classifier(cfg, 10)
+    classifier = NASNet(dataclasses.replace(nasnet_config_from_cfg(cfg), num_classes=10))
     with torch.no_grad():
         for p in classifier.parameters():
             p.uniform_(-1, 1)
-    n = load_pretrained(detector, classifier, cfg)
+    path = save_classifier(classifier, tmp_path / "pretrain.pth")
+    NASNetCheckpointer(detector, cfg=cfg).load(path)
     det = detector.state_dict()
     clf = classifier.state_dict()
-    assert n == len([k for k in clf if not k.startswith("classifier.")])
     assert torch.equal(det["backbone.stem.conv.weight"], clf["stem.conv.weight"])
     last = max(int(k.split(".")[1]) for k in clf if k.startswith("cells."))
     key = next(k for k in clf if k.startswith(f"cells.{last}.") and k.endswith("weight"))
@@ -110,6 +169,7 @@ def test_same_seed_same_ap_and_losses(tmp_path, tiny_digits):
     assert json.dumps(a["metrics"], sort_keys=True) == json.dumps(b["metrics"], sort_keys=True)
     assert a["pretrain"]["val_accuracy"] == b["pretrain"]["val_accuracy"]
     losses = {k: v for k, v in a["train"].items() if k.startswith("loss")}
+    assert {"loss_cls", "loss_box_reg", "loss_rpn_cls", "loss_rpn_loc"} <= set(losses)
     assert losses and losses == {k: b["train"][k] for k in losses}
     assert losses != {k: c["train"][k] for k in losses}
     picture = cv2.imread(a["image"])
@@ -124,34 +184,6 @@ def test_same_seed_same_ap_and_losses(tmp_path, tiny_digits):
     assert not torch.equal(weights["backbone.stem.conv.weight"], other["backbone.stem.conv.weight"])
 
 
-def test_detections_are_drawn_from_the_test_time_resized_image(tmp_path, tiny_digits):
-    # The picture must show what the evaluation scores: the model sees the image resized to
-    # INPUT.MIN_SIZE_TEST (192 for the 128 px digits) and its boxes come back at 128 px.
-    from detectron2.structures import Boxes, Instances
-
-    from nasnet_det.detection.demo import save_detections
-
-    seen = []
-
-    class Recorder(torch.nn.Module):
-        def forward(self, batch):
-            seen.append((tuple(batch[0]["image"].shape), batch[0]["height"], batch[0]["width"]))
-            inst = Instances((batch[0]["height"], batch[0]["width"]))
-            inst.pred_boxes = Boxes(torch.tensor([[10.0, 10.0, 40.0, 50.0]]))
-            inst.scores = torch.tensor([0.9])
-            inst.pred_classes = torch.tensor([3])
-            return [{"instances": inst}]
-
-    path = save_detections(
-        Recorder(), "demo_test_digits_val", tmp_path / "a.png", num_images=2, resize=(192, 192)
-    )
-    assert seen == [((3, 192, 192), 128, 128)] * 2
-    assert cv2.imread(path).shape == (128 * 3, 2 * 128 * 3, 3)
-    seen.clear()
-    save_detections(Recorder(), "demo_test_digits_val", tmp_path / "b.png", num_images=1)
-    assert seen == [((3, 128, 128), 128, 128)]
-
-
 def test_pretraining_renders_only_built_in_digits():
     from nasnet_det.detection.demo import _crop_source
 
@@ -159,3 +191,30 @@ def test_pretraining_renders_only_built_in_digits():
     with pytest.raises(ValueError, match="'coco_2017_train' is not a built-in digits dataset"):
         _crop_source(cfg)
     assert _crop_source(demo_config("nasnet_a")) == DigitsSpec()  # nasnet_digits_train
+
+
+@pytest.mark.slow
+def test_train_net_on_the_demo_checkpoint_reproduces_the_demo(tmp_path, tiny_digits):
+    # The demo's detector half is tools/train_net.py: its main() with the demo's config and
+    # MODEL.WEIGHTS at the demo's pretraining checkpoint trains the same weights, same AP.
+    from detectron2.engine import default_argument_parser
+
+    from nasnet_det.detection import engine, model_zoo
+
+    spec = Pretrain(iters=2, batch_size=8, crop=32)
+    demo = run_demo(str(tmp_path / "demo"), "nasnet_a", opts=_opts(3), pretrain=spec,
+                    progress=False)  # fmt: skip
+    cfg_file = model_zoo.get_config_file("Demo/faster_rcnn_nasnet_a_digits_cpu.yaml")
+    weights = str(tmp_path / "demo" / "pretrain.pth")
+    args = default_argument_parser().parse_args(
+        ["--config-file", cfg_file, *_opts(3), "MODEL.WEIGHTS", weights,
+         "OUTPUT_DIR", str(tmp_path / "train_net")]
+    )  # fmt: skip
+    torch.set_num_threads(1)  # as run_demo trains: the same float sums
+    results = engine.main(args)
+    assert json.dumps(results["bbox"], sort_keys=True) == json.dumps(
+        demo["metrics"], sort_keys=True
+    )
+    a = torch.load(tmp_path / "demo" / "model_final.pth", weights_only=True)["model"]
+    b = torch.load(tmp_path / "train_net" / "model_final.pth", weights_only=True)["model"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -386,8 +386,6 @@ class FactorizedReduction(nn.Module):
         p1 = self.path1(x[:, :, ::2, ::2])
         # Shifted grid: pixels 1, 3, 5, ...; for an odd size TF's zero padding after the end
         # supplies the last one.
-        # Shifted grid: pixels 1, 3, 5, ...; for an odd size TF's zero padding after the end
-        # supplies the last one.
         p2 = self.path2(pad_to_match(x[:, :, 1::2, 1::2], p1))
         return self.bn(torch.cat([p1, p2], 1))
 

@@ -60,6 +60,8 @@ def quiet_library_logs() -> None:
     logging.getLogger("fvcore").setLevel(logging.WARNING)
     # Detectron2 asks torch.fx whether it is tracing; torch logs a deprecation about it.
     logging.getLogger("torch.fx._symbolic_trace").setLevel(logging.ERROR)
+    # "No CUDA runtime is found, using CUDA_HOME=..." on every machine without a GPU.
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
 
 
 def first_line(err: BaseException) -> str:

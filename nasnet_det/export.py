@@ -8,8 +8,10 @@ of exactly ``image_size`` (the batch size may vary). ONNX uses the TorchScript-b
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -17,12 +19,37 @@ from torch import nn
 
 from nasnet_det.io import atomic_call
 
-__all__ = ["FORMATS", "OPSET", "export_classifier", "load_exported", "run_exported"]
+__all__ = [
+    "FORMATS",
+    "OPSET",
+    "export_classifier",
+    "load_exported",
+    "run_exported",
+    "save_torchscript",
+    "write_through_python",
+]
 
 #: ``--format`` values.
 FORMATS = ("onnx", "torchscript")
 #: ONNX opset (16: ``GridSample``/``RoiAlign`` with half-pixel alignment for the detector).
 OPSET = 17
+
+
+def save_torchscript(module: torch.jit.ScriptModule, path: str) -> None:
+    """Write a TorchScript module to ``path`` through Python's file writes (see
+    :func:`write_through_python`): TorchScript's C++ writer turns a write error (a full disk)
+    into ``std::terminate``, which aborts the process and leaves its file."""
+    write_through_python(path, lambda buffer: torch.jit.save(module, buffer))
+
+
+def write_through_python(path: str, serialise: Callable[[io.BytesIO], None]) -> None:
+    """``serialise`` into memory, then write the bytes to ``path`` with Python, whose failed
+    write is an ``OSError`` the atomic writer cleans up after (TorchScript's C++ writer aborts
+    the process instead). Both export formats take this one path."""
+    buffer = io.BytesIO()
+    serialise(buffer)
+    with open(path, "wb") as f:
+        f.write(buffer.getbuffer())
 
 
 def _check_format(fmt: str) -> None:
@@ -48,13 +75,13 @@ def export_classifier(
             # TracerWarnings say the traced sizes become constants: exactly what we want.
             warnings.simplefilter("ignore", torch.jit.TracerWarning)
             if fmt == "torchscript":
-                torch.jit.trace(model, x).save(tmp)
+                save_torchscript(torch.jit.trace(model, x), tmp)
                 return
-            torch.onnx.export(
-                model, (x,), tmp, dynamo=False, opset_version=OPSET,
+            write_through_python(tmp, lambda buffer: torch.onnx.export(
+                model, (x,), buffer, dynamo=False, opset_version=OPSET,
                 input_names=["images"], output_names=["logits"],
                 dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
-            )  # fmt: skip
+            ))  # fmt: skip
 
     return atomic_call(path, write, what=f"{fmt} file")
 

@@ -45,6 +45,7 @@ _CAUSES = {
     errno.EISDIR: "it is a folder, not a file",
     errno.ENOTDIR: "a part of the path is a file, not a folder",
     errno.ENAMETOOLONG: "the name is too long",
+    errno.EFBIG: "file too large (over the file-size limit, see ulimit -f)",
 }
 
 
@@ -170,8 +171,33 @@ def atomic_save_torch(obj: Any, path: str | os.PathLike, what: str = "checkpoint
     import torch
 
     with atomic_open(path, "wb", what) as f:
-        torch.save(obj, f)
+        writer = _RecordingWriter(f)
+        try:
+            torch.save(obj, writer)
+        except RuntimeError:
+            # torch's zip writer reports a failed write (a full disk) as a RuntimeError
+            # ("unexpected pos"); the OSError underneath is the cause to name.
+            if writer.error is not None:
+                raise writer.error from None
+            raise
     return Path(path)
+
+
+class _RecordingWriter:
+    """A binary file's ``write``/``flush`` that keeps the first ``OSError`` it raised."""
+
+    def __init__(self, f: IO) -> None:
+        self.f, self.error = f, None
+
+    def write(self, data) -> int:
+        try:
+            return self.f.write(data)
+        except OSError as e:
+            self.error = self.error or e
+            raise
+
+    def flush(self) -> None:
+        self.f.flush()
 
 
 def atomic_call(

@@ -37,10 +37,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-fast-inference", action="store_true",
                    help="export the model as built, batch norms not folded into the convs "
                    "(detector: MODEL.NASNET.FAST_INFERENCE False)")  # fmt: skip
+    p.add_argument("--random-weights", action="store_true",
+                   help="detector: export even though MODEL.WEIGHTS is empty (random weights, "
+                   "for testing the export itself)")  # fmt: skip
     p.add_argument("opts", nargs=argparse.REMAINDER, help="detector: KEY VALUE config overrides")
     args = p.parse_args(argv)
-    if args.weights and (args.opts or args.sample_image):
-        p.error("KEY VALUE overrides and --sample-image apply to --config-file only")
+    if args.weights and (args.opts or args.sample_image or args.random_weights):
+        p.error("KEY VALUE overrides, --sample-image and --random-weights apply to --config-file "
+                "only")  # fmt: skip
     from nasnet_det.limits import LIMITS, max_image_side
 
     if args.image_size is not None and not 32 <= args.image_size <= max_image_side():
@@ -60,6 +64,11 @@ def main(argv: list[str] | None = None) -> int:
         from nasnet_det.detection.export import export_from_config
 
         cfg = load_config(args.config_file, args.opts)
+        if not cfg.MODEL.WEIGHTS and not args.random_weights:
+            raise ValueError(
+                "MODEL.WEIGHTS is empty: the detector would be exported with random weights; "
+                "add MODEL.WEIGHTS <trained checkpoint> (or --random-weights to export them anyway)"
+            )
         if args.no_fast_inference:
             cfg.MODEL.NASNET.FAST_INFERENCE = False
         cfg.freeze()

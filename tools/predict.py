@@ -77,7 +77,7 @@ def main() -> int:
     cfg = load_config(args.config_file, args.opts)
     if args.no_fast_inference:
         cfg.MODEL.NASNET.FAST_INFERENCE = False
-    register_from_config(cfg)
+    register_from_config(cfg, need=())  # the training data is not needed here
     cfg.freeze()
     inputs = P.collect_inputs(args.input)
     if args.dataset:

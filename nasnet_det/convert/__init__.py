@@ -227,15 +227,16 @@ def save_checkpoint(
 ) -> None:
     """Write atomically: ``.safetensors`` (meta as JSON metadata) or ``.pth``
     ``{"model": state_dict, "meta": meta}``, loadable with ``weights_only=True``."""
-    from nasnet_det.io import atomic_call, atomic_save_torch
+    from nasnet_det.io import atomic_save_torch, atomic_write_bytes
 
     path = Path(path)
     if path.suffix == ".safetensors":
-        from safetensors.torch import save_file
+        from safetensors.torch import save
 
+        # Serialised in memory, written by our writer: safetensors' own file writer turns a
+        # full disk into a SafetensorError (not an OSError) after creating the file.
         tensors = {k: v.contiguous() for k, v in state_dict.items()}
-        atomic_call(
-            path, lambda tmp: save_file(tensors, tmp, metadata={"meta": json.dumps(meta)}), "output"
-        )
+        data = save(tensors, metadata={"meta": json.dumps(meta)})
+        atomic_write_bytes(path, data, "output")
     else:
         atomic_save_torch({"model": state_dict, "meta": meta}, path, "output")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -145,10 +146,12 @@ def register_coco_json(name: str, json_file: str, image_root: str) -> list[dict]
     if not gt["annotations"]:
         raise ValueError(f"{what}: {json_file} has no annotations (an empty dataset)")
     _check_boxes_inside(gt, f"{what}: {json_file}")
+    _check_annotation_fields(gt["annotations"], f"{what}: {json_file}")
     for i, im in enumerate(gt["images"]):
-        if type(im.get("file_name")) is not str:
-            raise ValueError(f"{what}: {json_file}: images[{i}] (id {im['id']}) has no file_name")
-        _file(root / im["file_name"], f"{what}: {json_file}: images[{i}] (id {im['id']}): image")
+        where = f"{what}: {json_file}: images[{i}] (id {im['id']})"
+        if type(im.get("file_name")) is not str or not im["file_name"]:
+            raise ValueError(f"{where} has no file_name")
+        _check_image(_inside(root, im["file_name"], where), im, where)
     # Detectron2's loader: maps category ids to 0..K-1 and records the mapping in the metadata
     # (thing_dataset_id_to_contiguous_id) that COCOEvaluator uses to map results back.
     records = load_coco_json(str(json_file), str(root), name)
@@ -197,13 +200,128 @@ def _check_boxes_inside(gt: dict, where: str) -> None:
             )
 
 
+def _check_annotation_fields(anns: list[dict], where: str) -> None:
+    """The optional fields Detectron2's ``load_coco_json`` reads, with the types it needs (it
+    asserts on ``ignore`` and fails with a ``TypeError`` on a string of keypoints or a number as
+    a segmentation). Degenerate polygons (under 3 points) pass: Detectron2 drops them itself."""
+    for k, ann in enumerate(anns):
+        at = f"{where}: annotation[{k}] (id {ann.get('id')})"
+        ignore = ann.get("ignore", 0)
+        if ignore not in (0, None):  # also True, "1", 1
+            raise ValueError(
+                f'{at} has "ignore": {ignore!r}, which Detectron2 does not support; drop the '
+                'key (or mark the object "iscrowd": 1)'
+            )
+        keypoints = ann.get("keypoints")
+        if keypoints is not None and not (
+            type(keypoints) is list
+            and len(keypoints) % 3 == 0
+            and all(_finite_number(v) for v in keypoints)
+        ):
+            raise ValueError(
+                f"{at} has 'keypoints' {_shown(keypoints)}, expected a list of numbers "
+                "(x, y, visibility for each keypoint)"
+            )
+        seg = ann.get("segmentation")
+        if seg is not None and not _segmentation_ok(seg):
+            raise ValueError(
+                f"{at} has 'segmentation' {_shown(seg)}, expected polygons (lists of x, y "
+                "numbers) or an RLE {'size': [height, width], 'counts': ...}"
+            )
+
+
+def _finite_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _segmentation_ok(seg: Any) -> bool:
+    if type(seg) is list:
+        return all(type(p) is list and all(_finite_number(v) for v in p) for p in seg)
+    if type(seg) is dict:
+        size, counts = seg.get("size"), seg.get("counts")
+        size_ok = type(size) is list and len(size) == 2 and all(type(v) is int for v in size)
+        counts_ok = type(counts) is str or (
+            type(counts) is list and all(type(c) is int and c >= 0 for c in counts)
+        )
+        return size_ok and counts_ok
+    return False
+
+
+def _shown(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _inside(root: Path, file_name: str, where: str) -> Path:
+    """``root / file_name`` for a relative name that stays inside ``root`` (no ``..`` out of it,
+    not absolute: Detectron2 would join an absolute name to nothing)."""
+    norm = os.path.normpath(file_name)
+    if os.path.isabs(file_name) or norm == ".." or norm.startswith(".." + os.sep):
+        raise ValueError(
+            f"{where}: file_name {file_name!r} is outside the image folder {str(root)!r} "
+            "(names must be relative to it, without '..')"
+        )
+    return root / norm
+
+
+# EXIF orientations that turn the image by 90 degrees (Detectron2's read_image applies them, so
+# the recorded width and height are those of the turned image).
+_TRANSPOSED = (5, 6, 7, 8)
+
+
+def _check_image(path: Path, record: dict, where: str) -> tuple[int, int]:
+    """The image at ``path`` exists, is an image within the limits (header read, not decoded)
+    and has the ``width`` x ``height`` its record states (Detectron2 stops training with a
+    ``SizeMismatchError`` otherwise). Returns its (width, height)."""
+    from nasnet_det.limits import open_image
+
+    if not path.exists():
+        raise FileNotFoundError(f"{where}: image {str(path)!r} does not exist")
+    with open_image(path, f"{where}: image") as im:
+        width, height = im.size
+        try:
+            orientation = im.getexif().get(0x0112)
+        except Exception:  # a damaged EXIF block: Detectron2 ignores it as well
+            orientation = None
+    if orientation in _TRANSPOSED:
+        width, height = height, width
+    if "width" in record or "height" in record:
+        stated = record.get("width"), record.get("height")
+        if not all(type(v) is int and v > 0 for v in stated):
+            raise ValueError(f"{where} has width/height {stated[0]!r}x{stated[1]!r}, expected "
+                             "positive integers")  # fmt: skip
+        if stated != (width, height):
+            raise ValueError(
+                f"{where} records {stated[0]}x{stated[1]} but its image {str(path)!r} is "
+                f"{width}x{height} (width x height); fix the record or the image"
+            )
+    return width, height
+
+
+def _read_lines(path: Path, what: str) -> list[str]:
+    """The non-empty lines of a UTF-8 text file (bounded read), one message naming it if not."""
+    from nasnet_det.limits import read_input_bytes
+
+    data = read_input_bytes(path, "text", what)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(
+            f"{what} {str(path)!r} is not UTF-8 text (byte {e.start}); save it as UTF-8"
+        ) from None
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
 def _voc_number(obj: ET.Element, key: str, where: str) -> float:
     node = obj.find(key)
     try:
-        return float(node.text)  # type: ignore[union-attr,arg-type]
+        value = float(node.text)  # type: ignore[union-attr,arg-type]
     except (AttributeError, TypeError, ValueError):
         text = None if node is None else node.text
         raise ValueError(f"{where}: <{key}> is {text!r}, expected a number") from None
+    if not math.isfinite(value):  # inf, nan, 1e400
+        raise ValueError(f"{where}: <{key}> is {node.text.strip()!r}, expected a finite number")
+    return value
 
 
 def load_voc(folder: str, image_set: str, classes: list[str], what: str = "VOC") -> list[dict]:
@@ -220,7 +338,7 @@ def load_voc(folder: str, image_set: str, classes: list[str], what: str = "VOC")
     ann_dir = _dir(str(root / "Annotations"), f"{what}: annotation folder")
     img_dir = _dir(str(root / "JPEGImages"), f"{what}: image folder")
     list_file = _file(root / "ImageSets" / "Main" / f"{image_set}.txt", f"{what}: image set")
-    ids = [line.split()[0] for line in list_file.read_text().splitlines() if line.strip()]
+    ids = [line.split()[0] for line in _read_lines(list_file, f"{what}: image set")]
     if not ids:
         raise ValueError(f"{what}: image set {str(list_file)!r} lists no images (an empty dataset)")
     index = {c: i for i, c in enumerate(classes)}
@@ -235,6 +353,7 @@ def load_voc(folder: str, image_set: str, classes: list[str], what: str = "VOC")
                 f"{where}: no image {fileid}{{{','.join(IMAGE_EXTENSIONS)}}} in {str(img_dir)!r}"
             )
         record = _voc_record(xml, index, classes, what)
+        _check_image(image, record, f"{where} ({xml.name})")
         record.update(file_name=str(image), image_id=image_id)
         num_boxes += len(record["annotations"])
         records.append(record)
@@ -248,8 +367,11 @@ def load_voc(folder: str, image_set: str, classes: list[str], what: str = "VOC")
 
 def _voc_record(xml: Path, index: dict[str, int], classes: list[str], what: str) -> dict:
     """One VOC xml file as a Detectron2 record (without file name and id), checked."""
+    from nasnet_det.limits import read_input_bytes
+
+    data = read_input_bytes(xml, "text", f"{what}: annotation")
     try:
-        tree = ET.parse(xml)
+        tree = ET.ElementTree(ET.fromstring(data))
     except ET.ParseError as e:
         raise ValueError(f"{what}: {str(xml)!r} is not valid XML: {e}") from None
     size = tree.find("size")
@@ -296,7 +418,7 @@ def _voc_classes(folder: str, classes: str, what: str) -> list[str]:
         source = "the class list"
     else:
         labels = _file(Path(folder) / "labels.txt", f"{what}: class list (no class names given)")
-        names = [line.strip() for line in labels.read_text().splitlines() if line.strip()]
+        names = _read_lines(labels, f"{what}: class list")
         source = str(labels)
     if not names or not all(names):
         raise ValueError(f"{what}: {source} {classes!r} has an empty class name")
@@ -355,10 +477,12 @@ def _duplicate(key: str, names: list[str]) -> list:
     raise ValueError(f"DATASETS.{key} names {twice} more than once")
 
 
-def register_from_config(cfg) -> list[str]:
+def register_from_config(cfg, need: tuple[str, ...] = ("TRAIN", "TEST")) -> list[str]:
     """Register every ``DATASETS.COCO_JSON`` and ``DATASETS.VOC`` entry, then check that
     ``DATASETS.TRAIN``/``TEST`` name registered datasets and that the class count matches
-    (:func:`check_num_classes`). Returns the names registered here."""
+    (:func:`check_num_classes`). The datasets of the ``need`` keys that are registered
+    elsewhere (Detectron2's built-in ones) must have their files. Returns the names registered
+    here."""
     coco = _entries(cfg, "COCO_JSON", (3,), "[name, annotation json, image folder]")
     voc = _entries(cfg, "VOC", (3, 4), "[name, folder, image set, class names]")
     both = [e[0] for e in coco] + [e[0] for e in voc]
@@ -377,8 +501,31 @@ def register_from_config(cfg) -> list[str]:
                     "DATASETS.COCO_JSON or DATASETS.VOC, or use a built-in name "
                     "(nasnet_digits_train, coco_2017_train, ...)"
                 )
+    for key in need:
+        for name in cfg.DATASETS[key]:
+            if name not in _FROM_CONFIG:
+                _check_builtin_files(name, f"DATASETS.{key}")
     check_num_classes(cfg)
     return both
+
+
+def _check_builtin_files(name: str, key: str) -> None:
+    """A dataset registered elsewhere (Detectron2's ``coco_2017_train``, ``voc_2007_trainval``)
+    is loaded lazily, after the output folder and the model exist; its files are at least looked
+    for now. The digits set is generated on first use and has none yet."""
+    meta = MetadataCatalog.get(name)
+    if meta.get("digits_spec") is not None:
+        return
+    for attr, noun in (("json_file", "annotation file"), ("image_root", "image folder"),
+                       ("dirname", "folder")):  # fmt: skip
+        path = meta.get(attr)
+        if isinstance(path, str) and not os.path.exists(path):
+            root = os.environ.get("DETECTRON2_DATASETS", "datasets")
+            raise FileNotFoundError(
+                f"{key} names {name!r}, whose {noun} {path!r} does not exist (Detectron2's "
+                f"built-in datasets are read from $DETECTRON2_DATASETS, now {root!r}; or "
+                "register your files with DATASETS.COCO_JSON or DATASETS.VOC)"
+            )
 
 
 def check_num_classes(cfg) -> None:

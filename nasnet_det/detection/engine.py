@@ -264,7 +264,7 @@ def setup(args: argparse.Namespace) -> CfgNode:
     cfg = load_config(args.config_file, args.opts)
     check_config(cfg, args)
     # DATASETS.COCO_JSON / VOC: read and checked here, before default_setup makes OUTPUT_DIR.
-    register_from_config(cfg)
+    register_from_config(cfg, need=("TEST",) if args.eval_only else ("TRAIN", "TEST"))
     if not args.eval_only and not cfg.DATASETS.TRAIN:
         raise ConfigError("DATASETS.TRAIN is empty; name at least one dataset to train on")
     check_output_dir(cfg.OUTPUT_DIR, "OUTPUT_DIR")

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from detectron2.export import TracingAdapter
 
-from nasnet_det.export import FORMATS, OPSET
+from nasnet_det.export import FORMATS, OPSET, save_torchscript, write_through_python
 from nasnet_det.io import atomic_call
 
 __all__ = ["export_detector", "tracing_adapter"]
@@ -47,9 +47,10 @@ def export_detector(
             warnings.simplefilter("ignore", torch.jit.TracerWarning)
             warnings.simplefilter("ignore", UserWarning)
             if fmt == "torchscript":
-                torch.jit.trace(adapter, inputs).save(tmp)
+                save_torchscript(torch.jit.trace(adapter, inputs), tmp)
             else:
-                torch.onnx.export(adapter, inputs, tmp, dynamo=False, opset_version=OPSET)
+                write_through_python(tmp, lambda buffer: torch.onnx.export(
+                    adapter, inputs, buffer, dynamo=False, opset_version=OPSET))  # fmt: skip
 
     return atomic_call(path, write, what=f"{fmt} file"), adapter
 

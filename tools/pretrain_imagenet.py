@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 PROG = "pretrain_imagenet"
@@ -43,7 +44,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--arch", help="with --source: the source's architecture name")
     p.add_argument("--no-ema", action="store_true", help="evaluate the raw, not the EMA, weights")
     p.add_argument("--batch-size", type=int, default=32, help="with --eval-only")
-    p.add_argument("--workers", type=int, default=4, help="with --eval-only")
+    p.add_argument("--workers", type=int, help="with --eval-only: loader processes (default: "
+                   "4, at most the CPUs this process may use)")  # fmt: skip
     p.add_argument("--allow-pickle", action="store_true", help="unpickle --weights (trusted only)")
     p.add_argument("overrides", nargs="*", metavar="KEY VALUE", help="config overrides")
     return p
@@ -54,6 +56,9 @@ def _eval_only(args: argparse.Namespace) -> int:
 
     if not args.weights:
         raise ValueError("--eval-only needs --weights")
+    if args.workers is None:  # torch warns when the workers outnumber the usable CPUs
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+        args.workers = min(4, cpus or os.cpu_count() or 1)
     if args.batch_size < 1 or args.workers < 0:
         raise ValueError("--batch-size must be >= 1 and --workers >= 0")
     r = evaluate_weights(

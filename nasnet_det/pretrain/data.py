@@ -30,6 +30,7 @@ __all__ = [
     "ImageFolderDataset",
     "EpochSampler",
     "collate_skip",
+    "first_readable",
     "make_loader",
 ]
 
@@ -168,6 +169,25 @@ class ImageFolderDataset(Dataset):
             return None, path, f"{type(e).__name__}: {e}"
         rng = random.Random(f"{self.seed}/{self.epoch}/{index}")
         return self.preprocess(img, rng), label, path
+
+
+def first_readable(samples: Sequence[tuple[str, int]], where: str, tries: int = 100) -> str:
+    """The first of ``samples`` that decodes (trying at most ``tries``): a training set whose
+    images are all unreadable would otherwise train on empty batches with a loss of 0 (cheap
+    when the data is good: one image is read)."""
+    reason = ""
+    for path, _ in samples[:tries]:
+        try:
+            with open_image(path) as im:
+                im.convert("RGB")  # decodes: a truncated file fails here
+            return path
+        except (OSError, ValueError, SyntaxError) as e:
+            reason = reason or f"{path}: {type(e).__name__}: {e}"
+    n = min(len(samples), tries)
+    raise ValueError(
+        f"none of the first {n} training images in {where} can be read (the first: {reason}); "
+        "nothing to train on"
+    )
 
 
 def collate_skip(batch):

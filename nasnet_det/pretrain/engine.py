@@ -46,6 +46,7 @@ from nasnet_det.pretrain.data import (
     EpochSampler,
     ImageFolderDataset,
     Preprocess,
+    first_readable,
     make_loader,
     scan_imagenet,
 )
@@ -152,6 +153,12 @@ class PretrainTrainer(TrainerBase):
         if cfg.train.threads:
             torch.set_num_threads(cfg.train.threads)
         self.classes, train_samples, val_samples = scan_imagenet(data_dir)
+        if len(self.classes) < 2:
+            raise ValueError(
+                f"{str(data_dir)!r} has {len(self.classes)} class folder ({self.classes[0]}): a "
+                "classifier needs at least 2 (with one class the loss is 0 from the start)"
+            )
+        first_readable(train_samples, f"{str(data_dir)!r} train/")
         self.arch = arch_of(cfg, len(self.classes))
         if ckpt is not None and ckpt["arch"]["preset"] != self.arch["preset"]:
             raise ValueError(
@@ -297,6 +304,13 @@ class PretrainTrainer(TrainerBase):
         value = loss.item()
         if not math.isfinite(value):
             raise FloatingPointError(f"loss is {value} at step {self.iter + 1}")
+        if value == 0.0 and weight and self.iter == self.start_iter == 0:
+            # Cross-entropy of a real batch is never exactly 0 before training: the labels or
+            # the model's output carry nothing to learn from.
+            raise ValueError(
+                "the training loss is exactly 0 at the first step: nothing to learn from "
+                "(check the class folders and model.overrides.num_classes)"
+            )
         self.state.last_loss = value
         self.state.loss_sum += value * weight
         self.state.loss_n += weight
@@ -396,10 +410,28 @@ def _check_run_folder(output: Path, resume: bool, overwrite: bool) -> None:
     if output.exists() and not output.is_dir():
         raise ValueError(f"output folder {str(output)!r} is a file, expected a folder")
     if not resume and not overwrite and any((output / name).exists() for name in RUN_FILES):
+        if (output / CHECKPOINT_NAME).exists():
+            raise ValueError(
+                f"{str(output)!r} already holds a training run; pass --resume to continue it or "
+                "--overwrite to start over"
+            )
+        found = ", ".join(n for n in RUN_FILES if (output / n).exists())
         raise ValueError(
-            f"{str(output)!r} already holds a training run; pass --resume to continue it or "
-            "--overwrite to start over"
+            f"{str(output)!r} holds files of a run ({found}) but no {CHECKPOINT_NAME} to resume "
+            "from; pass --overwrite to start over"
         )
+
+
+def _remove_stale_temporaries(output: Path) -> list[str]:
+    """Temporary files of this folder's own writers (``.last.pth.<random>.tmp`` and the like)
+    left by a kill: no writer of this run has one open yet."""
+    removed = []
+    for name in RUN_FILES:
+        for tmp in output.glob(f".{name}.*.tmp"):
+            if tmp.is_file():
+                tmp.unlink()
+                removed.append(tmp.name)
+    return removed
 
 
 def _clear_run(output: Path) -> None:
@@ -449,12 +481,24 @@ def train(
         log(f"the run in {str(output)!r} is complete (step {trainer.start_iter}); nothing to do")
         return trainer.state.metrics
     trainer.register_hooks(trainer.build_hooks(progress, on_step))
+    created = not output.exists()
     if trainer.dist.main:
         check_output_dir(output)
         if overwrite:
             _clear_run(output)
+        if resume and _remove_stale_temporaries(output):
+            log(f"removed temporary files of an interrupted write in {str(output)!r}")
         # The first file written: a full disk or a read-only folder stops the run here.
         atomic_write_text(output / "config.yaml", cfg.dump(), "config copy")
-    trainer.train(trainer.start_iter, trainer.budget)
+    try:
+        trainer.train(trainer.start_iter, trainer.budget)
+    except BaseException:
+        # A new run that fails before its first checkpoint cannot be resumed: its config copy,
+        # metrics and TensorBoard files would only make the next attempt need --overwrite.
+        if trainer.dist.main and ckpt is None and not (output / CHECKPOINT_NAME).exists():
+            _clear_run(output)
+            if created and output.is_dir() and not any(output.iterdir()):
+                output.rmdir()
+        raise
     trainer.dist.barrier()
     return trainer.state.metrics

@@ -146,7 +146,11 @@ def evaluate_weights(
     """Top-1/top-5 (percent) of the weights at ``path`` on ``data_dir/val`` (or ``data_dir``
     itself if it has no ``val/``), with the source's preprocessing."""
     from nasnet_det.convert import check_against_model
+    from nasnet_det.convert.hub import resolve_weights_path
 
+    # A weight name (nasnet://timm/nasnetalarge) is its converted file, which names its source;
+    # as a path it would lose a slash ("nasnet:/timm/...") and "not exist".
+    path = resolve_weights_path(os.fspath(path))
     conv, pre = load_weights(path, source, arch, ema, allow_pickle)
     val_dir = Path(data_dir) / "val" if (Path(data_dir) / "val").is_dir() else Path(data_dir)
     classes, samples = scan_split(val_dir)

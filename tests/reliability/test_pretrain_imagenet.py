@@ -110,6 +110,15 @@ CASES = [
     ("eval-without-weights", ["--eval-only", "--data", "{data}"], "needs --weights", "empty"),
     ("eval-missing-weights", ["--eval-only", "--data", "{data}", "--weights", "{tmp}/w.pth"],
      "w.pth", "empty"),
+    ("eval-unknown-weight-name", ["--eval-only", "--data", "{data}", "--weights",
+     "nasnet://timm/nope"], "nasnet://timm/nope", "empty"),
+    ("data-all-unreadable", ["--config", "{cfg}", "--data", "{tmp}/unreadable", "--output",
+     "{out}", "--no-progress"], "none of the first 24 training images", "none"),
+    ("data-one-class", ["--config", "{cfg}", "--data", "{tmp}/oneclass", "--output", "{out}",
+     "--no-progress"], "has 1 class folder (class0): a classifier needs at least 2", "none"),
+    ("config-without-checkpoint", TRAIN,
+     "holds files of a run (config.yaml, tb) but no last.pth to resume from; pass --overwrite",
+     "run-without-checkpoint"),
 ]  # fmt: skip
 
 
@@ -127,6 +136,11 @@ def _scratch(tmp: Path, data: Path) -> None:
         _write(tmp / "textonly" / split / "cat" / "notes.txt", "no images here")
     shutil.copytree(data, tmp / "noval")
     shutil.rmtree(tmp / "noval" / "val" / "class1")
+    shutil.copytree(data, tmp / "unreadable")
+    for f in (tmp / "unreadable" / "train").rglob("*.png"):
+        _write(f, b"\x89PNG\r\n\x1a\n" + b"\x00" * 32)  # a PNG signature, then nothing
+    for split in ("train", "val"):
+        shutil.copytree(data / split / "class0", tmp / "oneclass" / split / "class0")
 
 
 def _prepare(how: str, out: Path, run: Path, monkeypatch) -> None:
@@ -139,6 +153,9 @@ def _prepare(how: str, out: Path, run: Path, monkeypatch) -> None:
         _write(out / "last.pth", blob[: len(blob) // 3])
     if how.endswith("pickle"):
         torch.save({"model": {}, "hook": _Opaque()}, out / "last.pth")
+    if how == "run-without-checkpoint":  # a run that never wrote its first checkpoint
+        (out / "last.pth").unlink()
+        (out / "metrics.jsonl").unlink(missing_ok=True)
     if how == "read-only":
         monkeypatch.setattr(os, "access", lambda path, mode, **kw: False)
     if how == "run+disk-full":  # as if stopped at step 1 of 12: resuming has work to do
@@ -193,3 +210,63 @@ def test_overwrite_starts_over_and_resume_of_a_finished_run_writes_nothing(previ
 
 class _Opaque:
     pass
+
+
+def test_resume_removes_stale_temporaries_of_its_own(previous_run, tmp_path):
+    """A kill during the write of last.pth leaves ``.last.pth.<random>.tmp``; the resumed run
+    removes it (and only files named like its own writers' temporaries)."""
+    data, run = previous_run
+    out = tmp_path / "out"
+    shutil.copytree(run, out)
+    ckpt = torch.load(out / "last.pth", weights_only=True)
+    ckpt["config"]["train"].update(max_steps=2)  # one more step to take
+    torch.save(ckpt, out / "last.pth")
+    (out / ".last.pth.k3j9x2.tmp").write_bytes(b"half a checkpoint")
+    (out / ".config.yaml.a1b2c3.tmp").write_text("half a config")
+    (out / ".notes.txt.tmp").write_text("not ours")
+    res = run_tool(TOOL, "--config", INSTANT, "--data", data, "--output", out, "--no-progress",
+                   "--resume")  # fmt: skip
+    assert res.rc == 0, res.stderr
+    assert "removed temporary files of an interrupted write" in res.stdout
+    left = sorted(p.name for p in out.iterdir() if p.name.startswith("."))
+    assert left == [".notes.txt.tmp"]
+    assert torch.load(out / "last.pth", weights_only=True)["step"] == 2
+
+
+def test_loss_exactly_zero_at_the_first_step_stops_and_leaves_no_run(
+    previous_run, tmp_path, monkeypatch
+):
+    """A loss of exactly 0 before any training (here: the criterion made to return 0) is one
+    line; the new run's config.yaml, metrics and tb/ go with it (it has no checkpoint)."""
+    data, _ = previous_run
+    out = tmp_path / "out"
+    real = torch.nn.CrossEntropyLoss.forward
+    monkeypatch.setattr(torch.nn.CrossEntropyLoss, "forward",
+                        lambda self, x, y: real(self, x, y) * 0.0)  # fmt: skip
+    res = run_tool(TOOL, "--config", INSTANT, "--data", data, "--output", out, "--no-progress")
+    monkeypatch.undo()
+    assert_clean_failure(res, "the training loss is exactly 0 at the first step")
+    assert not out.exists()
+
+
+def test_a_new_run_that_fails_before_its_first_checkpoint_leaves_nothing(
+    previous_run, tmp_path, monkeypatch
+):
+    """A full disk at the first last.pth: before, config.yaml and tb/ stayed (and the next
+    start needed --overwrite); an existing folder's other files stay."""
+    data, _ = previous_run
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    real = os.fsync
+
+    def fsync(fd):
+        if "last.pth" in os.readlink(f"/proc/self/fd/{fd}"):
+            _no_space()
+        return real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    res = run_tool(TOOL, "--config", INSTANT, "--data", data, "--output", out, "--no-progress")
+    monkeypatch.undo()
+    assert_clean_failure(res, "last.pth': no space left on the device")
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]

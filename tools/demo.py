@@ -42,6 +42,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             p.error(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
     if args.pretrain_iters is not None and args.pretrain_iters < 0:
         p.error(f"--pretrain-iters must be 0 or more, got {args.pretrain_iters}")
+    if not 0 <= args.seed < 2**32:  # numpy's and Detectron2's seeding range
+        p.error(f"--seed must be in [0, 2**32), got {args.seed}")
+    if args.skip_search and args.skip_detection:
+        p.error("--skip-search with --skip-detection leaves nothing to run; drop one of them")
     return args
 
 

@@ -127,8 +127,10 @@ class CocoEvalResult:
         return atomic_write_json(path, clean, what="metrics file")
 
 
-def _safe_name(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "category"
+def _safe_name(name: str, limit: int = 80) -> str:
+    # At most ``limit`` characters: a file name may have 255 bytes, and the atomic writer's
+    # temporary name adds some (the category id before it keeps the names apart).
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_")[:limit] or "category"
 
 
 def _pr_curves(prec: np.ndarray, iou_thrs: np.ndarray) -> dict:

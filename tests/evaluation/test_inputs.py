@@ -176,3 +176,25 @@ def test_bad_input_exit_2_one_line_no_metrics(bad_runs, name):
     assert not (d / "metrics.json").exists()
     assert not (d / "plots").exists()
     assert "Average Precision" not in proc.stdout
+
+
+def test_rle_string_totals_match_pycocotools_encodings():
+    """Every RLE string pycocotools' encoder writes sums to its mask's height x width (the
+    reference: pycocotools.mask.encode, and its own area for the foreground runs); damaged or
+    foreign strings are refused (-1) instead of being decoded past the buffer."""
+    import numpy as np
+    from pycocotools import mask as M
+
+    from nasnet_det.evaluation.inputs import rle_string_totals
+
+    rng = np.random.default_rng(0)
+    strings, areas = [], []
+    for t in range(200):
+        h, w = (int(v) for v in rng.integers(1, 90, 2))
+        m = (rng.random((h, w)) < rng.random()).astype(np.uint8)
+        m[:] = 0 if t % 5 == 0 else (1 if t % 7 == 0 else m)
+        rle = M.encode(np.asfortranarray(m))
+        strings.append(rle["counts"].decode())
+        areas.append(h * w)
+    assert rle_string_totals(strings).tolist() == areas
+    assert rle_string_totals(["zzzz", "PPP", "caf\u00e9", "0"]).tolist() == [-1, -1, -1, 0]

@@ -17,7 +17,11 @@ CASES = [
     ("negative-pretrain", ["--pretrain-iters", "-1"], "--pretrain-iters must be 0 or more"),
     ("seed-not-a-number", ["--seed", "zero"], "invalid int value"),
     ("output-is-a-file", ["--output", "{tmp}/file.txt"], "file.txt"),
-]
+    ("seed-negative", ["--seed", "-1"], "--seed must be in [0, 2**32), got -1"),
+    ("seed-too-large", ["--seed", str(2**32)], "--seed must be in [0, 2**32)"),
+    ("nothing-to-run", ["--skip-search", "--skip-detection"],
+     "--skip-search with --skip-detection leaves nothing to run"),
+]  # fmt: skip
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])

@@ -29,6 +29,8 @@ GT = {
         {"id": 2, "image_id": 1, "category_id": 7, "bbox": [20, 0, 10, 10], "area": 100.0},
     ],
 }
+GT_SEGM = {**GT, "annotations": [{**a, "segmentation": [[0, 0, 10, 0, 10, 10, 0, 10]]}
+                                  for a in GT["annotations"]]}  # fmt: skip
 DET = {"image_id": 1, "category_id": 5, "bbox": [0, 0, 10, 10], "score": 0.9}
 DET_TEXT = json.dumps(DET)
 
@@ -36,6 +38,12 @@ DET_TEXT = json.dumps(DET)
 def dt(**bad) -> list:
     """A good detection, then one with ``bad`` fields (the offending entry is detection[1])."""
     return [DET, {**DET, **bad}]
+
+
+def segm_dt(rle: dict) -> list:
+    """A good mask detection (a polygon), then one with ``rle`` (detection[1])."""
+    square = [[0, 0, 10, 0, 10, 10, 0, 10]]
+    return [{**DET, "segmentation": square}, {**DET, "segmentation": rle}]
 
 
 FOLDER = "<a folder>"  # make a folder where the file is expected
@@ -128,6 +136,39 @@ CASES = [
     ("dt_unknown_category", GT, dt(category_id=6), STD, "category_id that is not in GT", None),
     ("dt_category_id_string", GT, dt(category_id="5"), STD, "category_id that is not in GT", None),
     ("segm_without_masks", GT, [DET], (*STD, "--iou-type", "segm"), "no 'segmentation'", None),
+    # Malformed RLEs: pycocotools decoded them past the mask's buffer (exit 0 or a hang).
+    (
+        "segm_rle_bad_characters",
+        GT_SEGM,
+        segm_dt({"size": [100, 100], "counts": "zzzz"}),
+        (*STD, "--iou-type", "segm"),
+        "an RLE whose runs do not add up to its height x width",
+        None,
+    ),
+    (
+        "segm_rle_open_run",
+        GT_SEGM,
+        segm_dt({"size": [100, 100], "counts": "PPP"}),
+        (*STD, "--iou-type", "segm"),
+        "a malformed 'counts'",
+        None,
+    ),
+    (
+        "segm_rle_runs_too_long",
+        GT_SEGM,
+        segm_dt({"size": [100, 100], "counts": [20000]}),
+        (*STD, "--iou-type", "segm"),
+        "a malformed 'counts'",
+        None,
+    ),
+    (
+        "segm_rle_runs_too_short",
+        GT_SEGM,
+        segm_dt({"size": [100, 100], "counts": [5, 3]}),
+        (*STD, "--iou-type", "segm"),
+        "a malformed 'counts'",
+        None,
+    ),
     ("workers_zero", GT, [DET], (*STD, "--workers", "0"), "workers must be a positive", None),
     # Outputs that cannot be written: one line naming the path and the cause, nothing written.
     ("out_is_a_folder", GT, [DET], (*IN, "--out", "{out}"), "is a folder, expected a file", None),
@@ -255,3 +296,16 @@ def test_disk_full_after_a_good_run_keeps_the_previous_outputs(tmp_path, monkeyp
         result = run_tool("eval_coco.py", *args[:4], *outputs, cwd=tmp_path)
         monkeypatch.undo()
         assert_clean_failure(result, "no space left on the device", before, tmp_path)
+
+
+def test_plot_of_a_400_character_category_name(tmp_path):
+    """A file name holds at most 255 bytes: the plot of a category named with 400 characters
+    used to fail ("File name too long") after the plots before it were written."""
+    gt = {**GT, "categories": [{"id": 5, "name": "c" * 400}, {"id": 7, "name": "dog"}]}
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    (tmp_path / "dt.json").write_text(json.dumps([DET]))
+    r = run_tool("eval_coco.py", "--gt", tmp_path / "gt.json", "--dt", tmp_path / "dt.json",
+                 "--plot", tmp_path / "plots")  # fmt: skip
+    assert r.rc == 0, r.stderr
+    names = sorted(p.name for p in (tmp_path / "plots").iterdir())
+    assert names == ["pr_5_" + "c" * 80 + ".png", "pr_7_dog.png", "pr_all.png"]

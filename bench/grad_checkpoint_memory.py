@@ -38,9 +38,11 @@ def main() -> None:
     (out.logits.sum() + out.aux_logits.sum()).backward()
     dt = time.perf_counter() - t
     peak = rss_mib("VmHWM")
-    print(f"checkpoint={args.checkpoint} batch={args.batch} size={args.size} "
-          f"peak_rise_mib={peak - base:.0f} step_s={dt:.1f} "
-          f"logit0={out.logits[0, 0].item():.6f}")
+    print(
+        f"checkpoint={args.checkpoint} batch={args.batch} size={args.size} "
+        f"peak_rise_mib={peak - base:.0f} step_s={dt:.1f} "
+        f"logit0={out.logits[0, 0].item():.6f}"
+    )
 
 
 if __name__ == "__main__":

@@ -80,8 +80,7 @@ def read_search(folder: str | os.PathLike) -> tuple[list[dict], dict]:
             f"--search {str(folder)!r} is not a finished search folder (expected "
             f"leaderboard.csv and {HISTORY_FILE} in it)"
         )
-    with open(board, newline="") as f:
-        rows = list(csv.DictReader(f))
+    rows = _read_leaderboard(board)
     history = History(folder / HISTORY_FILE, create=False)
     try:
         config = history.get_meta("config")
@@ -90,6 +89,48 @@ def read_search(folder: str | os.PathLike) -> tuple[list[dict], dict]:
     if not isinstance(config, dict) or "child" not in config or "data" not in config:
         raise ValueError(f"{str(folder / HISTORY_FILE)!r} holds no search config")
     return rows, {"child": config["child"], "data": config["data"], "seed": config["seed"]}
+
+
+_COLUMNS = ("child_id", "reward", "status", "genotype")
+
+
+def _read_leaderboard(board: Path) -> list[dict]:
+    """The rows of a search's ``leaderboard.csv``, each trained child's fields checked (a
+    hand-edited file is refused here, before the study writes anything)."""
+    from nasnet_det.limits import read_input_bytes
+
+    data = read_input_bytes(board, "text", "leaderboard")
+    try:
+        rows = list(csv.DictReader(io.StringIO(data.decode("utf-8"), newline="")))
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise ValueError(f"leaderboard {str(board)!r} is not a CSV file we can read: {e}") from None
+    missing = [c for c in _COLUMNS if rows and c not in rows[0]]
+    if missing or not rows:
+        raise ValueError(f"leaderboard {str(board)!r} has no rows or lacks columns {missing}")
+    for line, r in enumerate(rows, start=2):
+        if r["status"] != "ok" or r["reward"] in ("", None) or r.get("phase") == "shared":
+            continue
+        where = f"leaderboard {str(board)!r} line {line}"
+        try:
+            reward, child = float(r["reward"]), int(r["child_id"])
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"{where}: reward {r['reward']!r} and child_id {r['child_id']!r} must be a "
+                "number and an integer"
+            ) from None
+        if not math.isfinite(reward) or child < 0:
+            raise ValueError(f"{where}: reward {reward} or child_id {child} is out of range")
+        try:
+            raw = json.loads(r["genotype"] or "")
+        except (ValueError, RecursionError):
+            raise ValueError(f"{where}: genotype is not JSON: {_short(r['genotype'])}") from None
+        Genotype.from_dict(raw, f"{where}: genotype")  # errors name the field
+    return rows
+
+
+def _short(text: Any, limit: int = 60) -> str:
+    text = repr(text)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def select_cells(rows: Sequence[dict], k: int) -> list[dict]:
@@ -288,6 +329,7 @@ def _run_jobs(todo: list[dict], workers: int):
         return
     import multiprocessing as mp
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
 
     from nasnet_det.search.child import worker_init
 
@@ -297,7 +339,15 @@ def _run_jobs(todo: list[dict], workers: int):
         while pending:
             finished, pending = wait(pending, return_when=FIRST_COMPLETED)
             for f in finished:
-                yield f.result()
+                try:
+                    yield f.result()
+                except BrokenProcessPool:
+                    # An OSError: the tools' one-line errors (not a pool traceback).
+                    raise ChildProcessError(
+                        "a worker process died while training a cell (killed, or out of "
+                        "memory?); the cells finished so far are kept: run the same command "
+                        "again to resume, with fewer --workers if memory is short"
+                    ) from None
 
 
 def correlations(records: Sequence[dict]) -> dict[str, Any]:

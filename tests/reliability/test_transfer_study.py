@@ -16,6 +16,17 @@ from harness import assert_clean_failure, run_tool, snapshot  # noqa: E402
 TOOL = "transfer_study.py"
 
 
+def _cell(i: int) -> dict:
+    """NASNet-A's cell with the i-th normal pair's first op changed: distinct real cells."""
+    from nasnet_det.genotypes import NASNET_A
+
+    d = NASNET_A.to_dict()
+    ops = ["sep_conv_3x3", "sep_conv_5x5", "avg_pool_3x3", "max_pool_3x3", "identity"]
+    d["normal"][0]["left"][0] = ops[i % len(ops)]
+    d["name"] = f"cell{i}"
+    return d
+
+
 def _search(folder: Path, n: int = 4) -> Path:
     """A finished-search folder as the runner leaves it: leaderboard.csv and the history."""
     from nasnet_det.search.history import History
@@ -25,7 +36,7 @@ def _search(folder: Path, n: int = 4) -> Path:
         w = csv.writer(f)
         w.writerow(["rank", "child_id", "reward", "status", "phase", "genotype"])
         for i in range(n):
-            w.writerow([i + 1, i, 0.9 - 0.1 * i, "ok", "standalone", json.dumps({"i": i})])
+            w.writerow([i + 1, i, 0.9 - 0.1 * i, "ok", "standalone", json.dumps(_cell(i))])
     h = History(folder / "history.sqlite", create=True)
     h.set_meta("config", {"seed": 0, "child": {"epochs": 1}, "data": {"name": "digits"}})
     h.close()
@@ -49,13 +60,44 @@ CASES = [
      "file.txt"),
     ("study-of-another-budget", ["--search", "{s}", "--k", "2", "--detector-iters", "7"],
      "holds a transfer study with another search, k or budget"),
+    # A hand-edited leaderboard: refused before OUT exists (it used to be created first).
+    ("leaderboard-reward-text", ["--search", "{tmp}/edited/reward", "--k", "2"],
+     "line 3: reward 'high' and child_id '1' must be a number and an integer"),
+    ("leaderboard-genotype-not-a-cell", ["--search", "{tmp}/edited/cell", "--k", "2"],
+     "line 2: genotype: unknown field(s) ['n']"),
+    ("leaderboard-genotype-not-json", ["--search", "{tmp}/edited/json", "--k", "2"],
+     "line 4: genotype is not JSON"),
+    ("leaderboard-not-utf8", ["--search", "{tmp}/edited/latin1", "--k", "2"],
+     "is not a CSV file we can read"),
+    ("leaderboard-no-status", ["--search", "{tmp}/edited/columns", "--k", "2"],
+     "lacks columns ['status']"),
 ]  # fmt: skip
+
+
+def _edited(tmp: Path) -> None:
+    """Searches whose leaderboard.csv was edited by hand, one defect each."""
+    edits = {
+        "reward": lambda t: t.replace(",0.8,", ",high,", 1),
+        "cell": lambda t: t.replace('"{""name"": ""cell0""', '"{""name"": ""x"", ""n"": 1', 1),
+        "json": lambda t: t.replace('"{""name"": ""cell2""', '"{""name"" ""cell2""', 1),
+        "columns": lambda t: t.replace(",status,", ",state,", 1),
+    }
+    for name, edit in {**edits, "latin1": None}.items():
+        board = _search(tmp / "edited" / name) / "leaderboard.csv"
+        if edit is None:
+            extra = "5,9,0.1,ok,standalone,caf\xe9\n".encode("latin-1")
+            board.write_bytes(board.read_bytes() + extra)
+        else:
+            text = board.read_text()
+            assert edit(text) != text, name
+            board.write_text(edit(text))
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
 def test_bad_input_fails_cleanly(case, tmp_path):
     name, args, message = case
     search = _search(tmp_path / "search")
+    _edited(tmp_path)
     (tmp_path / "file.txt").write_text("not a folder\n")
     out = tmp_path / "out"
     if name == "study-of-another-budget":
@@ -73,3 +115,25 @@ def test_bad_input_fails_cleanly(case, tmp_path):
     before = snapshot(out)
     result = run_tool(TOOL, *argv, "--no-progress")
     assert_clean_failure(result, message, before, out)
+
+
+def test_a_crashed_worker_is_one_line(tmp_path, monkeypatch):
+    """A worker that dies (here: it calls os._exit instead of training its cell, as an OOM kill
+    would end it) breaks the process pool; the tool says so in one line, exit 2, not a
+    BrokenProcessPool traceback."""
+    import concurrent.futures
+    import os
+
+    search = _search(tmp_path / "search")
+
+    class DyingPool(concurrent.futures.ProcessPoolExecutor):
+        def submit(self, fn, *args, **kwargs):
+            return super().submit(os._exit, 3)
+
+    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", DyingPool)
+    out = tmp_path / "out"
+    result = run_tool(TOOL, "--search", search, "--k", "2", "--output", out, "--workers", "2",
+                      "--no-progress")  # fmt: skip
+    monkeypatch.undo()
+    assert_clean_failure(result, "a worker process died while training a cell")
+    assert not list((out / "cells").iterdir())  # no cell record from the dead workers

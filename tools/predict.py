@@ -88,12 +88,24 @@ def main() -> int:
             )
         if inputs.kind == "video":
             raise ValueError("--dataset maps images to a dataset's ids; the input is a video")
+    if inputs.kind == "video":
+        P.open_video(inputs.paths[0])[0].release()  # a first frame, before any output exists
     image_ids = P.dataset_image_ids(args.dataset, inputs.paths) if args.dataset else None
     meta_name = args.dataset or (cfg.DATASETS.TEST[0] if cfg.DATASETS.TEST else "__predict__")
     metadata = MetadataCatalog.get(meta_name)
     predictor = P.Predictor(cfg)
     out_dir = Path(args.output or os.path.join(cfg.OUTPUT_DIR, "predictions"))
+    created = not out_dir.exists()
     check_output_dir(out_dir, "--output folder")
+    try:
+        return _predict(args, P, predictor, inputs, out_dir, metadata, image_ids)
+    except BaseException:
+        if created and out_dir.is_dir() and not any(out_dir.iterdir()):
+            out_dir.rmdir()  # a failed run leaves no empty --output behind
+        raise
+
+
+def _predict(args, P, predictor, inputs, out_dir: Path, metadata, image_ids) -> int:
     if inputs.kind == "video":
         video, results = P.predict_video(
             predictor, inputs.paths[0], out_dir, metadata, args.confidence_threshold

@@ -113,7 +113,7 @@ def _check_image(path: Path) -> None:
 
     try:
         with open_image(path, "--input") as im:
-            im.verify()
+            im.load()  # decodes: a file truncated after its header fails here, not mid-run
     except (UnidentifiedImageError, OSError, SyntaxError) as e:
         raise ValueError(f"--input {str(path)!r} is not a readable image: {e}") from None
 

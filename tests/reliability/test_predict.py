@@ -33,6 +33,8 @@ def world(tmp_path_factory):
     (tmp / "twins" / "two").mkdir()
     for sub in ("one", "two"):
         (tmp / "twins" / sub / "same.jpg").write_bytes((images / "img000.jpg").read_bytes())
+    jpeg = (images / "img001.jpg").read_bytes()
+    (tmp / "truncated.jpg").write_bytes(jpeg[: len(jpeg) // 2])  # a whole header, half the data
     other = tmp / "other.jpg"
     other.write_bytes((images / "img001.jpg").read_bytes())
     return tmp, ann, images, weights
@@ -79,3 +81,17 @@ def test_bad_input_fails_cleanly(world, tmp_path, args, message):
     before = snapshot(out)
     r = run_tool("predict.py", *base, *flags, *opts, *extra, cwd=REPO)
     assert_clean_failure(r, message, before, out)
+
+
+@pytest.mark.parametrize("name", ["broken.mp4", "truncated.jpg"])
+def test_unreadable_input_leaves_no_output_folder(world, tmp_path, name):
+    """An unreadable video, or a JPEG whose header is whole but its data cut, used to leave an
+    empty --output folder: the first frame is read, and every image decoded, before it exists."""
+    tmp, ann, images, weights = world
+    out = tmp_path / "out"
+    opts = [*TINY, *dataset_opts((ann, images), None, "tc", "tc"), "MODEL.WEIGHTS", str(weights)]
+    r = run_tool("predict.py", "--config-file", CONFIG, "--output", str(out), "--input",
+                 str(tmp / name), *opts, cwd=REPO)  # fmt: skip
+    message = "is not a video OpenCV can read" if name.endswith(".mp4") else "not a readable image"
+    assert_clean_failure(r, message)
+    assert not out.exists()

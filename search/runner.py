@@ -124,16 +124,43 @@ class SearchRunner:
                 self.space, to_plain(cfg.weight_sharing), to_plain(cfg.data), cfg.seed
             )
         self.phase = "shared" if self.scorer else "standalone"
-        self.history = History(_prepare_dir(self.out, resume, overwrite), create=not resume)
         self.executor = None
         self.bar = None
+        # A new history that never gets a child or a checkpoint is removed again on failure
+        # (and the folder, if this search created it and nothing else is in it).
+        self._new = None if resume else (self.out, not self.out.exists())
+        db = _prepare_dir(self.out, resume, overwrite)
+        try:
+            self.history = History(db, create=not resume)
+        except BaseException:
+            self._discard_unstarted(db)
+            raise
         try:
             self._check_stored_config()
             self._restore()
             self.bar = _progress_bar(cfg, self, progress)
         except BaseException:
+            self._discard_unstarted(db)
             self.close()
             raise
+
+    def _discard_unstarted(self, db: Path) -> None:
+        """Remove the history this run created if it holds nothing to resume from."""
+        if self._new is None:
+            return
+        history = getattr(self, "history", None)
+        if history is not None:
+            try:
+                if history.load_checkpoint() is not None or history.children():
+                    return
+            except Exception:  # noqa: BLE001 (unreadable: nothing to resume from either)
+                pass
+            self.close()
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            Path(f"{db}{suffix}").unlink(missing_ok=True)
+        out, created = self._new
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()
 
     # ------------------------------------------------------------------ state
     def _check_stored_config(self) -> None:
@@ -290,8 +317,12 @@ class SearchRunner:
     # ------------------------------------------------------------------ the end
     def run(self) -> SearchResult:
         """Step until the budget is spent, then :meth:`finish`."""
-        while self.step():
-            pass
+        try:
+            while self.step():
+                pass
+        except BaseException:
+            self._discard_unstarted(self.history.path)
+            raise
         return self.finish()
 
     def finish(self) -> SearchResult:

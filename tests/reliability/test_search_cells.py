@@ -233,3 +233,28 @@ def test_disk_full_from_the_start_is_one_line(tmp_path, monkeypatch):
     assert_clean_failure(result, "no space left on the device")
     assert "leaderboard.csv" in result.stderr
     assert _temporaries(out) == [] and sorted(snapshot(out)) == ["history.sqlite"]
+
+
+def test_history_of_a_search_that_never_started_is_removed(tmp_path):
+    """SQLite meets a full disk (here: RLIMIT_FSIZE of 1 KB in a fresh interpreter, below one
+    database page) while it creates the history: one line, and no history.sqlite (nor the
+    folder) of a search that stored nothing is left to demand --resume or --overwrite."""
+    import resource
+    import signal
+    import subprocess
+
+    def cap() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1024, 1024))
+
+    out = tmp_path / "out"
+    p = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / TOOL), "--config", str(INSTANT), "--output",
+         str(out), "--no-progress", *FAST],
+        capture_output=True, text=True, timeout=600, preexec_fn=cap,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    from harness import Result
+
+    assert_clean_failure(Result(p.returncode, p.stdout, p.stderr), "cannot write search history")
+    assert not out.exists()

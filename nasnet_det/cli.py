@@ -8,7 +8,10 @@ Detectron2, fvcore and torch) are filtered by :func:`quiet_warnings` before thos
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
+import re
 import sys
 import warnings
 from collections.abc import Callable
@@ -17,6 +20,7 @@ __all__ = [
     "EXIT_USAGE",
     "UserError",
     "first_line",
+    "without_pycocotools_prints",
     "quiet_library_logs",
     "quiet_warnings",
     "run_tool",
@@ -43,7 +47,57 @@ _NOISE = (
     r".*fx.*tracing.*",
     r".*No CUDA runtime is found.*",
     r".*The given NumPy array is not writable.*",
+    # Detectron2's DefaultTrainer builds a CUDA AMPTrainer before ours replaces it (CPU AMP).
+    r".*GradScaler is enabled, but CUDA is not available.*",
 )
+
+#: Progress lines pycocotools prints while it loads and evaluates (Detectron2 logs the results).
+_PYCOCOTOOLS_PRINTS = re.compile(
+    r"(loading annotations into memory\.\.\.|Done \(t=[\d.]+s\)|creating index\.\.\.|"
+    r"index created!|Loading and preparing results\.\.\.|DONE \(t=[\d.]+s\)\.?|"
+    r"Running per image evaluation\.\.\.|Evaluate annotation type \*\w+\*|"
+    r"Accumulating evaluation results\.\.\.)"
+)
+
+
+class _DetectronNoise(logging.Filter):
+    """Detectron2 warns that it maps COCO category ids to 0..K-1: what our datasets expect."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Category ids in annotations are not in [1, #categories]" not in record.getMessage()
+
+
+class _LineFilter(io.TextIOBase):
+    """A text stream that forwards every whole line except those ``drop`` matches."""
+
+    def __init__(self, stream, drop: re.Pattern) -> None:
+        self.stream, self.drop, self.partial = stream, drop, ""
+
+    def write(self, text: str) -> int:
+        *lines, self.partial = (self.partial + text).split("\n")
+        for line in lines:
+            if not self.drop.fullmatch(line.strip()):
+                self.stream.write(line + "\n")
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def close_line(self) -> None:
+        if self.partial:
+            self.stream.write(self.partial)
+            self.partial = ""
+
+
+@contextlib.contextmanager
+def without_pycocotools_prints():
+    """``sys.stdout`` without pycocotools' progress prints (inside train_net's evaluation)."""
+    filtered = _LineFilter(sys.stdout, _PYCOCOTOOLS_PRINTS)
+    with contextlib.redirect_stdout(filtered):
+        try:
+            yield
+        finally:
+            filtered.close_line()
 
 
 def quiet_warnings() -> None:
@@ -62,6 +116,9 @@ def quiet_library_logs() -> None:
     logging.getLogger("torch.fx._symbolic_trace").setLevel(logging.ERROR)
     # "No CUDA runtime is found, using CUDA_HOME=..." on every machine without a GPU.
     logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+    coco = logging.getLogger("detectron2.data.datasets.coco")
+    if not any(isinstance(f, _DetectronNoise) for f in coco.filters):
+        coco.addFilter(_DetectronNoise())
 
 
 def first_line(err: BaseException) -> str:

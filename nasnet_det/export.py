@@ -120,6 +120,22 @@ def max_abs_difference(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
     return max(diffs, default=0.0)
 
 
+# The loader's advice names convert_weights.py's flags; export_model.py has none of them, so
+# it points to that tool instead.
+_ADVICE = (
+    ("(source=/arch=, --source/--arch)",
+     "(convert it first: tools/convert_weights.py --source SOURCE --arch ARCH)"),
+    ("Use --allow-pickle only if you trust the file",
+     "If you trust the file, convert it first with tools/convert_weights.py --allow-pickle"),
+)  # fmt: skip
+
+
+def _export_advice(message: str) -> str:
+    for theirs, ours in _ADVICE:
+        message = message.replace(theirs, ours)
+    return message
+
+
 def export_weights(
     spec: str,
     path: str | os.PathLike,
@@ -136,7 +152,10 @@ def export_weights(
     from nasnet_det.convert.hub import load_weights
 
     _check_format(fmt)
-    weights = load_weights(spec, **load_kw)
+    try:
+        weights = load_weights(spec, **load_kw)
+    except ValueError as e:
+        raise ValueError(_export_advice(str(e))) from None
     model = weights.build_model().eval()
     model.load_state_dict(weights.state_dict)
     if fast:

@@ -46,7 +46,9 @@ def _convert(argv: list[str] | None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--source", required=True, choices=sorted(SOURCES))
     p.add_argument(
-        "--arch", help="e.g. nasnetalarge (timm); a preset for nasnet_det (optional there)"
+        "--arch",
+        help="required with --source timm or pretrainedmodels (e.g. nasnetalarge); with "
+        "--source nasnet_det optional (a preset, checked against the checkpoint's)",
     )
     p.add_argument("--input", required=True, help="checkpoint of the source (.pth or .safetensors)")
     p.add_argument("--output", required=True, help="OUT.pth or OUT.safetensors")

@@ -60,10 +60,12 @@ def main(argv: list[str] | None = None) -> int:
                                 fast=not args.no_fast_inference)  # fmt: skip
         what = f"{report['source']} classifier at {report['image_size']} px"
     else:
+        from nasnet_det.detection import engine
         from nasnet_det.detection.engine import load_config
         from nasnet_det.detection.export import export_from_config
 
         cfg = load_config(args.config_file, args.opts)
+        engine.check_device(cfg.MODEL.DEVICE)
         if not cfg.MODEL.WEIGHTS and not args.random_weights:
             raise ValueError(
                 "MODEL.WEIGHTS is empty: the detector would be exported with random weights; "

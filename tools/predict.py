@@ -68,6 +68,7 @@ def main() -> int:
     from detectron2.data import MetadataCatalog
     from detectron2.utils.logger import setup_logger
 
+    from nasnet_det.detection import engine
     from nasnet_det.detection import predict as P
     from nasnet_det.detection.datasets import register_from_config
     from nasnet_det.detection.engine import load_config
@@ -77,6 +78,7 @@ def main() -> int:
     cfg = load_config(args.config_file, args.opts)
     if args.no_fast_inference:
         cfg.MODEL.NASNET.FAST_INFERENCE = False
+    engine.check_device(cfg.MODEL.DEVICE)  # cuda without a GPU: one line, not torch's error
     register_from_config(cfg, need=())  # the training data is not needed here
     cfg.freeze()
     inputs = P.collect_inputs(args.input)

@@ -29,17 +29,19 @@ def main() -> int:
         "trust; also NASNET_DET_ALLOW_PICKLE=1)",
     )
     args = parser.parse_args()
+    from nasnet_det.cli import without_pycocotools_prints
     from nasnet_det.detection import engine
 
     engine.check_num_gpus(args.num_gpus)
-    launch(
-        engine.main,
-        args.num_gpus,
-        num_machines=args.num_machines,
-        machine_rank=args.machine_rank,
-        dist_url=args.dist_url,
-        args=(args,),
-    )
+    with without_pycocotools_prints():
+        launch(
+            engine.main,
+            args.num_gpus,
+            num_machines=args.num_machines,
+            machine_rank=args.machine_rank,
+            dist_url=args.dist_url,
+            args=(args,),
+        )
     return 0
 
 

@@ -195,6 +195,10 @@ def _spec_dict(spec: DigitsSpec) -> dict:
     return d
 
 
+#: What a digits dataset consists of in its cache folder.
+_OWN = "meta.json, train.json, val.json, val_mini.json, train/, val/"
+
+
 def build_digits_dataset(root: str | os.PathLike | None = None, spec: DigitsSpec | None = None):
     """Write the dataset under ``root`` unless it is already there; return ``root``.
 
@@ -210,12 +214,16 @@ def build_digits_dataset(root: str | os.PathLike | None = None, spec: DigitsSpec
         found = json.loads(meta_path.read_text())
         if found != _spec_dict(spec):
             raise ValueError(
-                f"dataset cache {str(root)!r} was built with other settings ({found}); delete it "
-                "or point NASNET_DET_CACHE elsewhere"
+                f"dataset cache {str(root)!r} was built with other settings ({found}); remove "
+                f"its dataset files ({_OWN}) or point NASNET_DET_CACHE elsewhere"
             )
         return root
     if root.exists() and any(root.iterdir()):
-        raise ValueError(f"dataset cache {str(root)!r} exists but has no meta.json; delete it")
+        # Not "delete it": NASNET_DET_CACHE may be the folder that holds downloaded weights.
+        raise ValueError(
+            f"dataset cache {str(root)!r} holds other files and no digits dataset (no "
+            "meta.json); point NASNET_DET_CACHE at an empty or new folder"
+        )
 
     tmp = root.parent / f".{root.name}.tmp-{uuid.uuid4().hex[:8]}"
     try:

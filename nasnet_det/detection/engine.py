@@ -44,6 +44,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "Trainer",
     "check_config",
+    "check_device",
     "check_num_gpus",
     "load_config",
     "main",
@@ -240,6 +241,11 @@ def check_num_gpus(num_gpus: int) -> None:
         raise ConfigError(
             f"--num-gpus {num_gpus} asks for more GPUs than the {gpus} CUDA GPU(s) available"
         )
+
+
+def check_device(device: str) -> None:
+    """``MODEL.DEVICE`` for a one-process tool (predict, export): cuda needs a GPU."""
+    _check_device(device, 1)
 
 
 def _check_device(device: str, num_gpus: int) -> None:

@@ -94,6 +94,8 @@ def collect_inputs(spec: str) -> Inputs:
         paths = sorted(Path(p) for p in glob.glob(spec) if Path(p).is_file() and _is_image(Path(p)))
         if not paths:
             raise ValueError(f"--input pattern {spec!r} matches no image files")
+    elif path.exists():  # /dev/null, /dev/zero, a pipe: there, but not a file to read
+        raise ValueError(f"--input {spec!r} is not a regular file, a folder or a pattern")
     else:
         raise FileNotFoundError(f"--input {spec!r} does not exist")
     seen: dict[str, Path] = {}

@@ -43,6 +43,8 @@ def world(tmp_path_factory):
 # (arguments, expected message); {img}, {images}, {w}, {t}: the fixture's paths
 CASES = [
     (["--input", "{t}/nope.jpg"], "does not exist"),
+    (["--input", "/dev/null"], "--input '/dev/null' is not a regular file, a folder or a pattern"),
+    (["--input", "/dev/zero"], "'/dev/zero' is not a regular file"),
     (["--input", "{t}/empty"], "has no images"),
     (["--input", "{t}/nothing*.jpg"], "matches no image files"),
     (["--input", "{t}/notes.txt"], "is neither an image"),

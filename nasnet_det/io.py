@@ -189,6 +189,10 @@ class _RecordingWriter:
     def __init__(self, f: IO) -> None:
         self.f, self.error = f, None
 
+    @property
+    def name(self):  # the temporary file's, as torch.save would see it on the file itself
+        return self.f.name
+
     def write(self, data) -> int:
         try:
             return self.f.write(data)

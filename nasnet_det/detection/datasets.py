@@ -127,8 +127,11 @@ def register_coco_json(name: str, json_file: str, image_root: str) -> list[dict]
     """Register a COCO-format annotation file and its image folder as ``name``.
 
     The file is checked as ``tools/eval_coco.py`` checks ground truth (layout, ids, category
-    references, boxes), every image must exist under ``image_root``, and there must be at least
-    one image and one annotation. Returns the Detectron2 records.
+    references, boxes), then what Detectron2's loader and mapper would stumble on mid-training:
+    the optional annotation fields (``ignore``, ``keypoints``, ``segmentation``), every
+    ``file_name`` inside ``image_root``, every image's header within the limits and its
+    recorded ``width``/``height``. There must be at least one image and one annotation.
+    Returns the Detectron2 records.
     """
     from nasnet_det.evaluation.inputs import load_json_file, validate_gt
 

@@ -56,6 +56,11 @@ def load_json_file(path: str | os.PathLike, role: str) -> Any:
         raise EvalInputError(
             f"{role} file {path} is not COCO JSON: lists or objects nested too deeply to read"
         ) from None
+    except MemoryError:
+        raise EvalInputError(
+            f"{role} file {path} ({len(data) / 2**20:.1f} MB) does not fit in memory once "
+            "parsed; free memory or split the file"
+        ) from None
     except ValueError as e:
         if "integer string conversion" in str(e):  # Python's cap on digits per integer
             limit = sys.get_int_max_str_digits()

@@ -153,12 +153,6 @@ class PretrainTrainer(TrainerBase):
         if cfg.train.threads:
             torch.set_num_threads(cfg.train.threads)
         self.classes, train_samples, val_samples = scan_imagenet(data_dir)
-        if len(self.classes) < 2:
-            raise ValueError(
-                f"{str(data_dir)!r} has {len(self.classes)} class folder ({self.classes[0]}): a "
-                "classifier needs at least 2 (with one class the loss is 0 from the start)"
-            )
-        first_readable(train_samples, f"{str(data_dir)!r} train/")
         self.arch = arch_of(cfg, len(self.classes))
         if ckpt is not None and ckpt["arch"]["preset"] != self.arch["preset"]:
             raise ValueError(
@@ -166,6 +160,13 @@ class PretrainTrainer(TrainerBase):
             )
         _seed_everything(cfg.train.seed)
         self.model = build_model_from_config(ckpt["arch"] if ckpt else self.arch)
+        # The data, after the config's own checks (the model's arguments above).
+        if len(self.classes) < 2:
+            raise ValueError(
+                f"{str(data_dir)!r} has {len(self.classes)} class folder ({self.classes[0]}): a "
+                "classifier needs at least 2 (with one class the loss is 0 from the start)"
+            )
+        first_readable(train_samples, f"{str(data_dir)!r} train/")
         self._build_data(train_samples, val_samples)
         self._build_optimizer()
         self.state = RunState()

@@ -198,3 +198,19 @@ def test_rle_string_totals_match_pycocotools_encodings():
         areas.append(h * w)
     assert rle_string_totals(strings).tolist() == areas
     assert rle_string_totals(["zzzz", "PPP", "caf\u00e9", "0"]).tolist() == [-1, -1, -1, 0]
+
+
+def test_memory_error_while_parsing_names_the_file(tmp_path, monkeypatch):
+    """Parsing can need several times the file's size: running out is one line naming the file
+    (it was a bare 'MemoryError')."""
+    import nasnet_det.evaluation.inputs as inputs
+
+    f = tmp_path / "gt.json"
+    f.write_text('{"images": []}')
+
+    def no_memory(*a, **k):
+        raise MemoryError
+
+    monkeypatch.setattr(inputs.json, "loads", no_memory)
+    with pytest.raises(inputs.EvalInputError, match=r"gt\.json \(0\.0 MB\) does not fit in memory"):
+        inputs.load_json_file(f, "GT")

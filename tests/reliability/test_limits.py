@@ -59,6 +59,13 @@ def _files(tmp: Path) -> dict[str, Path]:
     (tmp / "big.yaml").write_text(f'_BASE_: "{D2}"\n' + "# padding\n" * 500_000)
     (tmp / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
     (tmp / "cycle.yaml").write_text("_BASE_: cycle.yaml\n")
+    (tmp / "bombset").mkdir()  # a COCO dataset whose one image claims 40000x40000
+    (tmp / "bombset" / "bomb.png").write_bytes(png_header(40000, 40000))
+    bombset = {"images": [{"id": 1, "file_name": "bomb.png", "width": 40000, "height": 40000}],
+               "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 9, 9],
+                                "area": 81, "iscrowd": 0}],
+               "categories": [{"id": 1, "name": "a"}]}  # fmt: skip
+    (tmp / "bombset.json").write_text(json.dumps(bombset))
     for split in ("train", "val"):  # a one-image ImageNet layout for pretraining
         (tmp / "data" / split / "a").mkdir(parents=True)
         (tmp / "data" / split / "a" / "0.png").write_bytes(png_header(1, 1))
@@ -90,9 +97,15 @@ CASES = [
      "INPUT.MIN_SIZE_TEST must be an integer in [0, 4096]"),
     ("weights-dev-zero", "train_net.py",
      ["--config-file", str(D2), *TAIL, "MODEL.WEIGHTS", "/dev/zero"], "is a character device"),
+    ("dataset-pixel-bomb", "train_net.py",
+     ["--config-file", str(D2), *TAIL, "DATASETS.COCO_JSON",
+      "[['bombset', '{t}/bombset.json', '{t}/bombset']]", "DATASETS.TRAIN", "('bombset',)",
+      "MODEL.ROI_HEADS.NUM_CLASSES", "1"],
+     "bomb.png' is 40000x40000 = 1600.0 megapixels, over the 100 megapixel limit"),
     ("predict-pixel-bomb", "predict.py",
-     ["--config-file", str(D2), "--input", "{t}/bomb.png", "--output", "{out}", "MODEL.WEIGHTS",
-      "{t}/none.pth"], "is 40000x40000 = 1600.0 megapixels, over the 100 megapixel limit"),
+     ["--config-file", str(D2), "--input", "{t}/bomb.png", "--output", "{out}", "MODEL.DEVICE",
+      "cpu", "MODEL.WEIGHTS", "{t}/none.pth"],
+     "is 40000x40000 = 1600.0 megapixels, over the 100 megapixel limit"),
     ("export-pixel-bomb", "export_model.py",
      ["--config-file", str(D2), "--format", "onnx", "--output", "{out}/m.onnx",
       "--sample-image", "{t}/bomb.png", "--random-weights", "MODEL.DEVICE", "cpu"],

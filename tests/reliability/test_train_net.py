@@ -53,6 +53,12 @@ CASES = [
     ("yaml-missing", ["--config-file", "{tmp}/nope.yaml", *TAIL], "does not exist", "none"),
     ("yaml-folder", ["--config-file", "{tmp}", *TAIL], "is a folder", "none"),
     ("yaml-missing-base", ["--config-file", "{tmp}/no_base.yaml", *TAIL], "_BASE_", "none"),
+    ("yaml-base-two-file-cycle", ["--config-file", "{tmp}/cycle_a.yaml", *TAIL],
+     "_BASE_ 'cycle_a.yaml' inherits from itself (a cycle)", "none"),
+    ("yaml-base-not-utf8", ["--config-file", "{tmp}/top_latin1.yaml", *TAIL],
+     "/latin1.yaml' is not UTF-8 text", "none"),
+    ("yaml-base-python-tag", ["--config-file", "{tmp}/top_evil.yaml", *TAIL],
+     "/evil.yaml' uses a YAML tag that builds Python objects", "none"),
     ("yaml-unknown-key", ["--config-file", "{tmp}/unknown.yaml", *TAIL],
      "unknown config key MODEL.NASNET.NUM_CELL", "none"),
     ("model-zoo-unknown", ["--config-file", "COCO-Detection/nope.yaml", *TAIL],
@@ -147,6 +153,10 @@ def _scratch(tmp: Path) -> None:
     (tmp / "list.yaml").write_text("- 1\n- 2\n")
     (tmp / "latin1.yaml").write_bytes(f'_BASE_: "{INSTANT}"\n# caf\xe9\n'.encode("latin-1"))
     (tmp / "no_base.yaml").write_text('_BASE_: "missing_base.yaml"\n')
+    (tmp / "cycle_a.yaml").write_text("_BASE_: cycle_b.yaml\n")
+    (tmp / "cycle_b.yaml").write_text("_BASE_: cycle_a.yaml\n")
+    (tmp / "top_latin1.yaml").write_text("_BASE_: latin1.yaml\n")
+    (tmp / "top_evil.yaml").write_text("_BASE_: evil.yaml\n")
     (tmp / "unknown.yaml").write_text(f'_BASE_: "{INSTANT}"\nMODEL:\n  NASNET:\n    NUM_CELL: 2\n')
     (tmp / "latin1.json").write_bytes('{"normal": "caf\xe9"}'.encode("latin-1"))
     (tmp / "cells.json").mkdir()

@@ -286,6 +286,7 @@ def _check_images(images: list, iou_type: str, label: str) -> tuple[set, dict]:
         for i, im in enumerate(images)
         if type(im) is not dict
         or not _is_int(im.get("id"))
+        or type(im["id"]) is bool  # JSON true is not an id (Python would read it as 1)
         or (need_hw and not (_is_int(im.get("height")) and _is_int(im.get("width"))))
     ]
     what = "an integer 'id'"
@@ -460,6 +461,10 @@ def _check_dt_layout(dts: Any, iou_type: str, label: str) -> None:
 def _check_dt_ids(dts: list, gt_index: GtIndex, label: str) -> None:
     """Every detection's image and category exist in GT (one numpy pass on integer ids)."""
     for key, known in (("image_id", gt_index.image_ids), ("category_id", gt_index.cat_names)):
+        # JSON true/false would pass as 1/0 (numpy turns [1, true] into integers as well).
+        flags = [i for i, d in enumerate(dts) if type(d[key]) is bool]
+        article = "an" if key == "image_id" else "a"
+        _fail(label, dts, flags, "detection", f"{article} {key} that is true or false, not an id")
         ids = np.fromiter(known, dtype=np.int64, count=len(known))
         bad = _bad_indices(
             [d[key] for d in dts],
@@ -467,5 +472,4 @@ def _check_dt_ids(dts: list, gt_index: GtIndex, label: str) -> None:
             lambda a, ids=ids: np.isin(a, ids),
             lambda v, known=known: not (_is_int(v) and v in known),
         )
-        article = "an" if key == "image_id" else "a"
         _fail(label, dts, bad, "detection", f"{article} {key} that is not in GT")

@@ -132,6 +132,15 @@ CASES = [
     ),
     # Detections that do not belong to GT.
     ("dt_unknown_image", GT, dt(image_id=99), STD, "image_id that is not in GT", None),
+    ("dt_image_id_true", GT, dt(image_id=True), STD, "an image_id that is true or false", None),
+    (
+        "gt_image_id_true",
+        {**GT, "images": [{"id": True, "height": 100, "width": 100}]},
+        [DET],
+        STD,
+        "1 of 1 image has no",
+        None,
+    ),
     ("dt_image_id_beyond_int64", GT, dt(image_id=2**70), STD, "image_id that is not in GT", None),
     ("dt_unknown_category", GT, dt(category_id=6), STD, "category_id that is not in GT", None),
     ("dt_category_id_string", GT, dt(category_id="5"), STD, "category_id that is not in GT", None),

@@ -55,14 +55,8 @@ def probe_network() -> int:
     count = 0
     for fmt in (torch.contiguous_format, torch.channels_last):
         for filters, stem in ((8, 1.0), (12, 0.5)):
-            net = build_nasnet(
-                "nasnet_a_mobile",
-                num_cells=1,
-                num_conv_filters=filters,
-                stem_multiplier=stem,
-                num_classes=10,
-                use_aux_head=False,
-            )
+            net = build_nasnet("nasnet_a_mobile", num_cells=1, num_conv_filters=filters,
+                               stem_multiplier=stem, num_classes=10, use_aux_head=False)
             net = net.to(memory_format=fmt)
             for size in (64, 96):
                 _run(net, torch.randn(2, 3, size, size).to(memory_format=fmt))

@@ -32,11 +32,13 @@ __all__ = [
     "MIN_READABLE_SIDE",
     "SOURCES",
     "dataloader_images",
+    "draw_coco_images",
     "draw_instances",
     "draw_record",
     "instances_from_results",
     "readable_scale",
     "side_by_side",
+    "visualizer",
     "visualize_dataset",
     "visualize_json_results",
     "write_picture",
@@ -59,7 +61,9 @@ def readable_scale(height: int, width: int, scale: float | None = None) -> float
     return max(1.0, MIN_READABLE_SIDE / max(height, width, 1))
 
 
-def _visualizer(rgb: np.ndarray, metadata: Any, scale: float | None) -> Visualizer:
+def visualizer(rgb: np.ndarray, metadata: Any, scale: float | None = None) -> Visualizer:
+    """Detectron2's ``Visualizer`` at :func:`readable_scale`, with a label font at least
+    :data:`MIN_FONT_PX` output pixels high."""
     h, w = rgb.shape[:2]
     s = readable_scale(h, w, scale)
     # Visualizer's own font size (its formula) is in image pixels and shrinks with the scale;
@@ -69,10 +73,14 @@ def _visualizer(rgb: np.ndarray, metadata: Any, scale: float | None) -> Visualiz
     return Visualizer(rgb, metadata, scale=s, instance_mode=ColorMode.IMAGE, font_size_scale=font)
 
 
-def draw_record(record: dict, metadata: Any, scale: float | None = None) -> np.ndarray:
-    """A Detectron2 dataset dict's ground truth drawn on its image; returns RGB uint8."""
-    rgb = utils.read_image(record["file_name"], format="RGB")
-    return _visualizer(rgb, metadata, scale).draw_dataset_dict(record).get_image()
+def draw_record(
+    record: dict, metadata: Any, scale: float | None = None, rgb: np.ndarray | None = None
+) -> np.ndarray:
+    """A Detectron2 dataset dict's ground truth drawn on its image (read from
+    ``record["file_name"]`` unless ``rgb`` is given); returns RGB uint8."""
+    if rgb is None:
+        rgb = utils.read_image(record["file_name"], format="RGB")
+    return visualizer(rgb, metadata, scale).draw_dataset_dict(record).get_image()
 
 
 def draw_instances(
@@ -80,7 +88,7 @@ def draw_instances(
 ) -> np.ndarray:
     """Predicted ``Instances`` (``pred_boxes``, ``scores``, ``pred_classes``) or ground-truth ones
     (``gt_boxes``, ``gt_classes``, as a data loader yields them) drawn on ``rgb``."""
-    vis = _visualizer(rgb, metadata, scale)
+    vis = visualizer(rgb, metadata, scale)
     if instances.has("gt_boxes"):
         names = metadata.get("thing_classes", None)
         classes = instances.gt_classes.tolist() if instances.has("gt_classes") else []
@@ -92,7 +100,11 @@ def draw_instances(
 def _banner(rgb: np.ndarray, title: str) -> np.ndarray:
     height = 28
     bar = np.full((height, rgb.shape[1], 3), 255, np.uint8)
-    cv2.putText(bar, title, (6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 1, cv2.LINE_AA)
+    font, size = cv2.FONT_HERSHEY_SIMPLEX, 0.6
+    width = cv2.getTextSize(title, font, size, 1)[0][0]
+    if width > rgb.shape[1] - 12:  # a long title shrinks to fit rather than being cut
+        size *= (rgb.shape[1] - 12) / width
+    cv2.putText(bar, title, (6, 20), font, size, (0, 0, 0), 1, cv2.LINE_AA)
     return np.concatenate([bar, rgb], 0)
 
 
@@ -247,7 +259,7 @@ def visualize_json_results(
         dets = [r for r in by_image.get(rec["image_id"], []) if r["score"] >= conf_threshold]
         inst = instances_from_results(dets, rgb.shape[0], rgb.shape[1], metadata)
         pred = draw_instances(rgb, inst, metadata, scale)
-        gt = _visualizer(rgb, metadata, scale).draw_dataset_dict(rec).get_image()
+        gt = draw_record(rec, metadata, scale, rgb)
         n_gt = len(rec.get("annotations", []))
         picture = side_by_side(
             pred, gt, (f"{len(dets)} detections >= {conf_threshold:g}", f"{n_gt} ground truth")
@@ -259,3 +271,67 @@ def visualize_json_results(
                 f"({len(by_image.get(rec['image_id'], []))} below it, {n_gt} ground truth)"
             )
     return written, notes
+
+
+def draw_coco_images(
+    gt: dict,
+    dts: list[dict],
+    image_ids: list,
+    image_root: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    score_thr: float = 0.3,
+    scale: float | None = None,
+    notes: dict | None = None,
+) -> list[Path]:
+    """COCO GT and results (plain dicts, as ``tools/eval_coco.py`` reads them): for each of
+    ``image_ids``, its detections scoring >= ``score_thr`` beside its ground truth, as
+    ``<rank>_<image name>.png`` in ``out_dir``; ``notes[image_id]`` is added to the left title.
+    Every image file is checked to exist under ``image_root`` before the first is drawn."""
+    from detectron2.data.catalog import Metadata
+
+    cats = sorted(gt["categories"], key=lambda c: c["id"])
+    mapping = {c["id"]: k for k, c in enumerate(cats)}
+    metadata = Metadata(name="__coco_images__", thing_classes=[c["name"] for c in cats],
+                        thing_dataset_id_to_contiguous_id=mapping)  # fmt: skip
+    images = {im["id"]: im for im in gt["images"]}
+    root = Path(image_root)
+    files = {}
+    for i in image_ids:
+        name = images[i].get("file_name")
+        if not isinstance(name, str) or not (root / name).is_file():
+            raise FileNotFoundError(
+                f"image {i} ({name!r}) is not a file under the image folder {str(root)!r}"
+            )
+        files[i] = root / name
+    anns: dict = {}
+    for a in gt["annotations"]:
+        anns.setdefault(a["image_id"], []).append(a)
+    found: dict = {}
+    for d in dts:
+        if d["score"] >= score_thr:
+            found.setdefault(d["image_id"], []).append(d)
+    out = check_output_dir(out_dir, "pictures folder")
+    written = []
+    for rank, i in enumerate(image_ids):
+        rgb = utils.read_image(str(files[i]), format="RGB")
+        record = {
+            "file_name": str(files[i]),
+            "annotations": [
+                {"bbox": a["bbox"], "bbox_mode": BoxMode.XYWH_ABS, "iscrowd": a.get("iscrowd", 0),
+                 "category_id": mapping[a["category_id"]]}
+                for a in anns.get(i, [])
+            ],
+        }  # fmt: skip
+        dets = found.get(i, [])
+        inst = instances_from_results(dets, rgb.shape[0], rgb.shape[1], metadata)
+        left = f"{len(dets)} detections >= {score_thr:g}"
+        if notes and i in notes:
+            left += f" ({notes[i]})"
+        picture = side_by_side(
+            draw_instances(rgb, inst, metadata, scale),
+            draw_record(record, metadata, scale, rgb),
+            (left, f"{len(record['annotations'])} ground truth"),
+        )
+        written.append(write_picture(out / _picture_name(rank, files[i].name), picture))
+    return written

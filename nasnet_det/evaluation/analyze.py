@@ -32,7 +32,7 @@ import contextlib
 import io
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -279,6 +279,17 @@ class ConfusionMatrix:
     cat_names: list
     iou_thr: float
     score_thr: float
+    # image id -> (wrong class, detections on background, missed GT) in that image
+    errors_per_image: dict = field(default_factory=dict)
+
+    def worst_images(self, n: int) -> list:
+        """Ids of the (at most) ``n`` images with the most errors, most first (ties: by id);
+        images without error are left out."""
+        ranked = sorted(
+            (i for i, e in self.errors_per_image.items() if sum(e)),
+            key=lambda i: (-sum(self.errors_per_image[i]), i),
+        )
+        return ranked[:n]
 
     def labels(self) -> list[str]:
         return [*self.cat_names, "background"]
@@ -317,7 +328,8 @@ def confusion_matrix(
     for d in dts:
         if d["score"] >= score_thr:
             by_image.setdefault(d["image_id"], ([], []))[1].append(d)
-    for anns, dets in by_image.values():
+    per_image = {}
+    for image_id, (anns, dets) in by_image.items():
         g = [a for a in anns if not a.get("iscrowd", 0)]
         crowd = [a for a in anns if a.get("iscrowd", 0)]
         # Stable sort: equal scores keep the input order, as in COCOeval.
@@ -355,14 +367,19 @@ def confusion_matrix(
                 )
             ).reshape(len(dets), len(crowd))
             on_crowd = ((cious >= iou_thr) & (c_cls[None, :] == d_cls[:, None])).any(axis=1)
+        wrong = background = 0
         for i in range(len(dets)):
             if det_gt[i] >= 0:
                 cm[g_cls[det_gt[i]], d_cls[i]] += 1
+                wrong += int(g_cls[det_gt[i]] != d_cls[i])
             elif not on_crowd[i]:
                 cm[K, d_cls[i]] += 1
+                background += 1
         for j in np.flatnonzero(~gt_taken):
             cm[g_cls[j], K] += 1
-    return ConfusionMatrix(cm, cat_ids, [c["name"] for c in cats], iou_thr, score_thr)
+        per_image[image_id] = (wrong, background, int((~gt_taken).sum()))
+    names = [c["name"] for c in cats]
+    return ConfusionMatrix(cm, cat_ids, names, iou_thr, score_thr, per_image)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -264,3 +264,40 @@ def test_cli_analyze_bad_score_leaves_nothing(tmp_path):
         "eval_coco.py: error: --confusion-score must be in [0, 1], got 1.5"
     ]
     assert not out.exists()
+
+
+def test_cli_analyze_draws_the_worst_images(tmp_path):
+    import cv2
+
+    gt, dts = scene()
+    # A second image where the one cat is found: no error, so it is not drawn.
+    gt["images"].append({"id": 2, "height": 100, "width": 100, "file_name": "b.png"})
+    gt["images"][0]["file_name"] = "a.png"
+    gt["annotations"].append({"id": 99, "image_id": 2, "category_id": 1, "bbox": [30, 30, 20, 20],
+                              "area": 400.0, "iscrowd": 0})  # fmt: skip
+    dts.append({"image_id": 2, "category_id": 1, "bbox": [30, 30, 20, 20], "score": 0.9})
+    cm = an.confusion_matrix(gt, dts, "bbox", score_thr=0.3)
+    # Image 1: d3 wrong class; d4, d2, d6, d8 on background; g4 missed.
+    assert cm.errors_per_image == {1: (1, 4, 1), 2: (0, 0, 0)}
+    assert cm.worst_images(5) == [1]
+    root = tmp_path / "images"
+    root.mkdir()
+    for name in ("a.png", "b.png"):
+        cv2.imwrite(str(root / name), np.full((100, 100, 3), 128, np.uint8))
+    gt_path = write_json(tmp_path / "gt.json", gt)
+    dt_path = write_json(tmp_path / "dt.json", dts)
+    out = tmp_path / "analysis"
+    res = run_tool("eval_coco.py", "--gt", str(gt_path), "--dt", str(dt_path), "--analyze",
+                   str(out), "--image-root", str(root))  # fmt: skip
+    assert res.rc == 0, res.stderr
+    assert f"wrote 1 pictures of the images with the most errors to {out / 'images'}" in res.stdout
+    pic = cv2.imread(str(out / "images" / "00000_a.png"))
+    assert pic.shape == (28 + 512, 512 + 8 + 512, 3)  # 100 px enlarged, GT on the right
+    # Missing image files are refused before any picture is drawn.
+    (root / "a.png").unlink()
+    out2 = tmp_path / "analysis2"
+    res = run_tool("eval_coco.py", "--gt", str(gt_path), "--dt", str(dt_path), "--analyze",
+                   str(out2), "--image-root", str(root))  # fmt: skip
+    assert res.rc == 2
+    assert "image 1 ('a.png') is not a file under the image folder" in res.stderr
+    assert not (out2 / "images").exists()

@@ -121,3 +121,14 @@ def test_video_is_drawn_frame_by_frame(setup):
     second = _boxes([{**d, "image_id": d["image_id"] - 2} for d in dets if d["image_id"] > 2])
     assert first == second
     assert not list(out.glob(".*tmp*"))
+
+
+@pytest.mark.parametrize("bad", ["0", "-2", "big", "inf"])
+def test_bad_scale_is_one_line(tmp_path, bad):
+    out = tmp_path / "out"
+    r = run_tool("predict.py", "--config-file", CONFIG, "--input", str(tmp_path), "--output",
+                 str(out), "--scale", bad, *TINY, cwd=REPO)  # fmt: skip
+    assert r.rc == 2 and not out.exists()
+    assert r.stderr.strip().splitlines() == [
+        f"predict.py: error: --scale must be 'auto' or a positive number, got {bad!r}"
+    ]

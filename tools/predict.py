@@ -68,23 +68,15 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _scale(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not value > 0 or value == float("inf"):
-        raise ValueError(f"--scale must be 'auto' or a positive number, got {text!r}")
-    return value
-
-
 def main() -> int:
     args = build_parser().parse_args()
     if not 0.0 <= args.confidence_threshold <= 1.0:
         raise ValueError(
             f"--confidence-threshold must be in [0, 1], got {args.confidence_threshold}"
         )
-    scale = None if args.scale == "auto" else _scale(args.scale)
+    from nasnet_det.detection.visualize import parse_scale
+
+    scale = parse_scale(args.scale)
     from detectron2.data import MetadataCatalog
     from detectron2.utils.logger import setup_logger
 

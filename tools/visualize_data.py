@@ -24,15 +24,6 @@ quiet_warnings()
 PROG = "visualize_data.py"
 
 
-def parse_scale(text: str) -> float | None:
-    if text == "auto":
-        return None
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected 'auto' or a number, got {text!r}") from None
-
-
 def main() -> int:
     p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
     p.add_argument("--config-file", required=True, metavar="FILE")
@@ -41,10 +32,13 @@ def main() -> int:
     p.add_argument("--dataset", action="append", metavar="NAME",
                    help="a dataset to show, repeatable (default: DATASETS.TRAIN)")  # fmt: skip
     p.add_argument("--num-images", type=int, default=50, help="pictures to draw (default 50)")
-    p.add_argument("--scale", type=parse_scale, default=None,
+    p.add_argument("--scale", default="auto",
                    help="'auto' (default: enlarge to a 512 px long side) or a factor")  # fmt: skip
     p.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ...")
     args = p.parse_args()
+    from nasnet_det.detection.visualize import parse_scale
+
+    scale = parse_scale(args.scale)
     from nasnet_det.detection.datasets import register_from_config
     from nasnet_det.detection.engine import load_config
     from nasnet_det.detection.visualize import visualize_dataset
@@ -58,7 +52,7 @@ def main() -> int:
         args.output_dir,
         datasets=args.dataset,
         num_images=args.num_images,
-        scale=args.scale,
+        scale=scale,
     )
     names = ", ".join(args.dataset or cfg.DATASETS.TRAIN)
     print(f"wrote {len(paths)} pictures of {names} ({args.source}) to {args.output_dir}")

@@ -24,15 +24,6 @@ quiet_warnings()
 PROG = "visualize_json_results.py"
 
 
-def parse_scale(text: str) -> float | None:
-    if text == "auto":
-        return None
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected 'auto' or a number, got {text!r}") from None
-
-
 def main() -> int:
     p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
     p.add_argument("--input", required=True, help="COCO results JSON")
@@ -41,13 +32,16 @@ def main() -> int:
     p.add_argument("--conf-threshold", type=float, default=0.5, help="default 0.5")
     p.add_argument("--config-file", metavar="FILE", help="registers its config datasets")
     p.add_argument("--num-images", type=int, default=None, help="default: all")
-    p.add_argument("--scale", type=parse_scale, default=None,
+    p.add_argument("--scale", default="auto",
                    help="'auto' (default: enlarge to a 512 px long side) or a factor")  # fmt: skip
     args = p.parse_args()
     if not 0.0 <= args.conf_threshold <= 1.0:
         raise ValueError(f"--conf-threshold must be in [0, 1], got {args.conf_threshold}")
     if args.num_images is not None and args.num_images < 1:
         raise ValueError(f"--num-images must be >= 1, got {args.num_images}")
+    from nasnet_det.detection.visualize import parse_scale
+
+    scale = parse_scale(args.scale)
     from nasnet_det.detection.datasets import register_from_config
     from nasnet_det.detection.visualize import visualize_json_results
     from nasnet_det.evaluation import load_json_file
@@ -62,7 +56,7 @@ def main() -> int:
         args.dataset,
         args.output,
         conf_threshold=args.conf_threshold,
-        scale=args.scale,
+        scale=scale,
         num_images=args.num_images,
     )
     for note in notes:

@@ -36,6 +36,7 @@ __all__ = [
     "draw_instances",
     "draw_record",
     "instances_from_results",
+    "parse_scale",
     "readable_scale",
     "side_by_side",
     "visualizer",
@@ -59,6 +60,20 @@ def readable_scale(height: int, width: int, scale: float | None = None) -> float
             raise ValueError(f"scale must be a positive number, got {scale!r}")
         return float(scale)
     return max(1.0, MIN_READABLE_SIDE / max(height, width, 1))
+
+
+def parse_scale(text: str, option: str = "--scale") -> float | None:
+    """A tool's ``--scale`` value: ``"auto"`` (None: :func:`readable_scale` decides) or a
+    positive factor; anything else is one ``ValueError`` line naming ``option``."""
+    if text == "auto":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{option} must be 'auto' or a positive number, got {text!r}")
+    return value
 
 
 def visualizer(rgb: np.ndarray, metadata: Any, scale: float | None = None) -> Visualizer:

@@ -36,6 +36,12 @@ def test_readable_scale():
     assert V.readable_scale(800, 1333, 0.5) == 0.5
     with pytest.raises(ValueError, match="positive"):
         V.readable_scale(10, 10, 0)
+    assert V.parse_scale("auto") is None and V.parse_scale("2.5") == 2.5
+    for bad in ("0", "-1", "nan", "inf", "x"):
+        with pytest.raises(
+            ValueError, match=f"--scale must be 'auto' or a positive number, got '{bad}'"
+        ):
+            V.parse_scale(bad)
 
 
 def _box_pixels(img: np.ndarray, bgr: tuple) -> int:

@@ -3,8 +3,15 @@
 
     python bench/detection_speed.py --threads 1                 # CPU, 600x600
     python bench/detection_speed.py --models mobile large --what train
-    python bench/detection_speed.py --models mobile mobile_low r50_c4 --what infer \
-        --fast fuse,channels_last          # ours through fuse_for_inference(channels_last=True)
+    python bench/detection_speed.py --what alt --models r50_c4 r50_fpn mobile mobile+plain \
+        mobile_fpn mobile_low --repeats 5           # inference, all in one process, in turn
+    python bench/detection_speed.py --what alt-train --models r50_c4 r50_fpn mobile \
+        mobile+grid mobile_fpn --repeats 3         # one training iteration, batch 2, in turn
+
+Our detectors run as users get them: inference through ``inference_model`` (BN folded,
+channels_last where it pays: what ``tools/predict.py``, ``--eval-only`` and export run);
+``NAME+plain`` is the model as built (``MODEL.NASNET.FAST_INFERENCE False``), ``NAME+grid`` uses
+the grid-sample ROIAlign (``MODEL.ROI_BOX_HEAD.POOLER_IMPL grid_sample``, 2 samples per bin).
 
 ``--fast`` applies the inference fast paths to our detectors only (``fuse``: BN folded into the
 convs; ``channels_last``; ``compile``: torch.compile of the backbone and second stage, falling
@@ -34,6 +41,7 @@ MODELS = {
     "large": ("nasnet", "COCO-Detection/faster_rcnn_nasnet_a_large_1x.yaml"),
     "mobile_low": ("nasnet", "COCO-Detection/faster_rcnn_nasnet_a_mobile_lowproposals.yaml"),
     "large_low": ("nasnet", "COCO-Detection/faster_rcnn_nasnet_a_large_lowproposals.yaml"),
+    "mobile_fpn": ("nasnet", "COCO-Detection/faster_rcnn_nasnet_a_mobile_FPN_1x.yaml"),
     "r50_c4": ("detectron2", "COCO-Detection/faster_rcnn_R_50_C4_1x.yaml"),
     "r50_fpn": ("detectron2", "COCO-Detection/faster_rcnn_R_50_FPN_1x.yaml"),
 }
@@ -49,7 +57,9 @@ def build(name: str, train: bool):
     from detectron2.modeling import build_model
 
     fast = name.endswith("+fast")  # alternating mode: the --fast paths for this contender only
-    name = name.removesuffix("+fast")
+    plain = name.endswith("+plain")  # the model as built, without the default inference path
+    grid = name.endswith("+grid")  # the grid-sample ROIAlign
+    name = name.split("+")[0]
     source, path = MODELS[name]
     if source == "nasnet":
         from nasnet_det.detection import model_zoo
@@ -78,7 +88,21 @@ def build(name: str, train: bool):
     head = model.proposal_generator.rpn_head
     torch.nn.init.zeros_(head.anchor_deltas.weight)
     torch.nn.init.zeros_(head.anchor_deltas.bias)
+    if grid:
+        from nasnet_det.detection.training import prepare_model
+
+        cfg.MODEL.ROI_BOX_HEAD.POOLER_TYPE = "ROIAlignV2"
+        cfg.MODEL.ROI_BOX_HEAD.POOLER_SAMPLING_RATIO = 2
+        cfg.MODEL.ROI_BOX_HEAD.POOLER_IMPL = "grid_sample"
+        model = build_model(cfg)
+        torch.nn.init.zeros_(model.proposal_generator.rpn_head.anchor_deltas.weight)
+        torch.nn.init.zeros_(model.proposal_generator.rpn_head.anchor_deltas.bias)
+        prepare_model(cfg, model)
     model.train(train)
+    if source == "nasnet" and not train and not plain and not FAST:
+        from nasnet_det.detection.fast import inference_model
+
+        model = inference_model(model, cfg)  # what predict / --eval-only / export run
     if source == "nasnet" and not train and FAST and (fast or not ALTERNATING):
         from nasnet_det.fuse import fuse_for_inference
 
@@ -97,21 +121,24 @@ def build(name: str, train: bool):
     return model
 
 
-def inputs(train: bool):
+def inputs(train: bool, batch: int = 1):
     import torch
     from detectron2.structures import Boxes, Instances
 
     g = torch.Generator().manual_seed(0)
-    d = {"image": torch.rand(3, SIZE, SIZE, generator=g) * 255, "height": SIZE, "width": SIZE}
-    d["image"] = d["image"].to(DEVICE)
-    if train:
-        inst = Instances((SIZE, SIZE))
-        inst.gt_boxes = Boxes(
-            torch.tensor([[50.0, 60.0, 250.0, 300.0], [300.0, 200.0, 560.0, 580.0]])
-        )
-        inst.gt_classes = torch.tensor([3, 17])
-        d["instances"] = inst
-    return [d]
+    out = []
+    for _ in range(batch):
+        d = {"image": torch.rand(3, SIZE, SIZE, generator=g) * 255, "height": SIZE, "width": SIZE}
+        d["image"] = d["image"].to(DEVICE)
+        if train:
+            inst = Instances((SIZE, SIZE))
+            inst.gt_boxes = Boxes(
+                torch.tensor([[50.0, 60.0, 250.0, 300.0], [300.0, 200.0, 560.0, 580.0]])
+            )
+            inst.gt_classes = torch.tensor([3, 17])
+            d["instances"] = inst
+        out.append(d)
+    return out
 
 
 def _sync() -> None:
@@ -164,24 +191,46 @@ def measure(name: str, what: str, repeats: int) -> dict:
     return out
 
 
-def alternate(names: list[str], repeats: int) -> dict:
+def _train_step(model, opt, batch) -> None:
+    from detectron2.utils.events import EventStorage
+
+    with EventStorage():
+        loss = sum(model(batch).values())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+
+def alternate(names: list[str], repeats: int, train: bool = False) -> dict:
     """All contenders in one process, timed in turn (A B C A B C ...) so that a drifting machine
-    load hits them alike; ratios against the first contender are taken round by round."""
+    load hits them alike; ratios against the first contender are taken round by round. With
+    ``train``, one SGD iteration (forward, backward, step) on a batch of 2 images."""
     import torch
 
-    models = {n: build(n, train=False) for n in names}
-    batch = inputs(False)
-    times: dict[str, list[float]] = {n: [] for n in names}
-    with torch.no_grad():
-        for n in names:
-            models[n](batch)  # warm-up
-        for _ in range(repeats):
-            for n in names:
-                _sync()
-                t = time.perf_counter()
+    models = {n: build(n, train=train) for n in names}
+    batch = inputs(train, batch=2 if train else 1)
+    if train:
+        opts = {n: torch.optim.SGD([p for p in m.parameters() if p.requires_grad], lr=1e-5)
+                for n, m in models.items()}  # fmt: skip
+
+        def run(n: str) -> None:
+            _train_step(models[n], opts[n], batch)
+    else:
+
+        def run(n: str) -> None:
+            with torch.no_grad():
                 models[n](batch)
-                _sync()
-                times[n].append(time.perf_counter() - t)
+
+    times: dict[str, list[float]] = {n: [] for n in names}
+    for n in names:
+        run(n)  # warm-up
+    for _ in range(repeats):
+        for n in names:
+            _sync()
+            t = time.perf_counter()
+            run(n)
+            _sync()
+            times[n].append(time.perf_counter() - t)
     print(json.dumps({"round_times_s": times}), file=sys.stderr)
     ref = names[0]
     out = {}
@@ -201,9 +250,10 @@ def main() -> int:
     p.add_argument("--models", nargs="+", default=["mobile", "r50_c4", "r50_fpn"],
                    help=f"of {', '.join(MODELS)}; with --what alt also NAME+fast")  # fmt: skip
     p.add_argument("--what", nargs="+", default=["infer", "flops", "train"],
-                   help="infer flops train (own process each), or alt: all in one process, "
-                   "timed in turn")  # fmt: skip
+                   help="infer flops train (own process each), or alt / alt-train: all in "
+                   "one process, timed in turn")  # fmt: skip
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--size", type=int, default=600, help="input side in pixels (600)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--proposals", type=int, default=300, help="regions per image at inference")
     p.add_argument("--timeout", type=int, default=900, help="seconds per measurement")
@@ -214,8 +264,8 @@ def main() -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    global PROPOSALS, FAST, DEVICE
-    PROPOSALS, DEVICE = args.proposals, args.device
+    global PROPOSALS, FAST, DEVICE, SIZE
+    PROPOSALS, DEVICE, SIZE = args.proposals, args.device, args.size
     FAST = {f for f in args.fast.split(",") if f}
     bad = FAST - {"fuse", "channels_last", "compile"}
     if bad:
@@ -223,13 +273,17 @@ def main() -> int:
     if args.one:
         print(json.dumps(measure(args.one[0], args.one[1], args.repeats)))
         return 0
-    if args.what == ["alt"]:
+    if args.what in (["alt"], ["alt-train"]):
         global ALTERNATING
         ALTERNATING = True
-        res = alternate(args.models, args.repeats)
+        train = args.what == ["alt-train"]
+        res = alternate(args.models, args.repeats, train=train)
         load = os.getloadavg()
+        kind = "training iteration, batch 2" if train else "inference, batch 1"
+        isa = os.environ.get("ONEDNN_MAX_CPU_ISA", "as-is")
         head = (
-            f"{SIZE}x{SIZE}, {args.device}, {args.threads} thread(s), random weights, batch 1, "
+            f"{SIZE}x{SIZE}, {args.device} (oneDNN ISA {isa}), {args.threads} thread(s), "
+            f"random weights, {kind}, "
             f"{args.proposals} proposals (*_low: 50), +fast = {args.fast or '-'}, "
             f"{args.repeats} alternating rounds, load average at end {load[0]:.1f}"
         )

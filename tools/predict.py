@@ -11,7 +11,10 @@
 IMG|DIR|GLOB|VIDEO; pictures keep their names, a video becomes <stem>.mp4 (mp4v) with
 <stem>.json (COCO results, image id = frame number). Images give coco_instances_results.json with
 every detection (the threshold only thins what is drawn); with --dataset NAME its image and
-category ids are that dataset's, and the command to score it with tools/eval_coco.py is printed.
+category ids are that dataset's, its ground truth is drawn beside the detections, and the command
+to score it with tools/eval_coco.py is printed. Small pictures are enlarged to a readable size
+(--scale auto: a 512 px longer side; or a factor); an image where nothing passes the threshold
+gets one printed line.
 Config datasets (DATASETS.COCO_JSON / VOC) are registered as in tools/train_net.py. Bad input is
 one line on stderr and exit 2 before any output. The logic lives in nasnet_det/detection/predict.py.
 """
@@ -50,6 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
         "into the JSON so that its annotations score it",
     )
     p.add_argument(
+        "--scale",
+        default="auto",
+        help="drawing scale of pictures: 'auto' (default: enlarge small images to a 512 px "
+        "longer side so that labels fit) or a factor such as 1",
+    )
+    p.add_argument(
         "--no-fast-inference",
         action="store_true",
         help="run the detector as built, batch norms not folded and not in channels_last "
@@ -65,6 +74,9 @@ def main() -> int:
         raise ValueError(
             f"--confidence-threshold must be in [0, 1], got {args.confidence_threshold}"
         )
+    from nasnet_det.detection.visualize import parse_scale
+
+    scale = parse_scale(args.scale)
     from detectron2.data import MetadataCatalog
     from detectron2.utils.logger import setup_logger
 
@@ -115,9 +127,13 @@ def _predict(args, P, predictor, inputs, out_dir: Path, metadata, image_ids) -> 
         json_path = P.write_results(out_dir / f"{inputs.paths[0].stem}.json", results)
         print(f"wrote {video} and {json_path} ({len(results)} detections)")
         return 0
+    truth = P.dataset_records(args.dataset, image_ids) if args.dataset else None
     results = P.predict_images(
-        predictor, inputs.paths, out_dir, metadata, args.confidence_threshold, image_ids
-    )
+        predictor, inputs.paths, out_dir, metadata, args.confidence_threshold, image_ids,
+        scale=scale, ground_truth=truth,
+    )  # fmt: skip
+    for note in P.no_detection_notes(results, inputs.paths, args.confidence_threshold, image_ids):
+        print(note)
     json_path = P.write_results(out_dir / "coco_instances_results.json", results)
     print(f"wrote {len(inputs.paths)} pictures to {out_dir}")
     print(f"wrote {json_path} ({len(results)} detections on {len(inputs.paths)} images)")

@@ -210,14 +210,17 @@ def _run_demo(out: Path, genotype: str, opts: list[str], spec: Pretrain, progres
 
 
 def _draw(cfg: CfgNode, out: Path, num_images: int = 6) -> str:
-    """predict.py's pictures of the first val images (scores >= 0.5), and their grid."""
+    """predict.py's pictures of the first val images (scores >= 0.5, drawn at 3x) beside
+    their ground truth, and the grid of them."""
     cfg = cfg.clone()
     cfg.defrost()
     cfg.MODEL.WEIGHTS = str(out / "model_final.pth")
     val = cfg.DATASETS.TEST[0]
-    paths = [Path(d["file_name"]) for d in DatasetCatalog.get(val)[:num_images]]
+    records = DatasetCatalog.get(val)[:num_images]
+    paths = [Path(d["file_name"]) for d in records]
     (out / "predictions").mkdir(exist_ok=True)
     with contextlib.redirect_stderr(io.StringIO()):  # predict's progress bar
-        predict_images(Predictor(cfg), paths, out / "predictions", MetadataCatalog.get(val), 0.5)
+        predict_images(Predictor(cfg), paths, out / "predictions", MetadataCatalog.get(val), 0.5,
+                       scale=3, ground_truth=dict(zip(paths, records)))  # fmt: skip
     drawn = [out / "predictions" / p.name for p in paths]
-    return tile_pictures(drawn, out / "detections.png")
+    return tile_pictures(drawn, out / "detections.png", scale=1)

@@ -4,7 +4,8 @@ As Detectron2's ``tools/deploy/export_model.py`` does for its "tracing" method: 
 flattens ``model.inference([{"image": ...}], do_postprocess=False)`` into tensors
 (``pred_boxes``, ``pred_classes``, ``scores``, in the adapter's schema order), traced on one
 sample image. Boxes are in the coordinates of the (resized) input image; the graph is fixed to
-that image's size.
+that image's size. The ONNX graph's outputs are named ``boxes``, ``classes``, ``scores`` and
+``image_size`` (the adapter's order), not the tracer's ``boxes.23`` / ``onnx::Split_339``.
 """
 
 from __future__ import annotations
@@ -32,6 +33,24 @@ def tracing_adapter(model: torch.nn.Module, image: torch.Tensor) -> TracingAdapt
     return TracingAdapter(model.eval(), [{"image": image}], _inference).eval()
 
 
+# Instances fields -> ONNX output names.
+OUTPUT_NAMES = {"pred_boxes": "boxes", "pred_classes": "classes", "scores": "scores"}
+
+
+def output_names(adapter: TracingAdapter) -> list[str]:
+    """Names of the adapter's flat outputs, in order (it must have run once): each Instances
+    field by :data:`OUTPUT_NAMES`, then ``image_size``, which Detectron2's schema appends."""
+    from detectron2.export.flatten import InstancesSchema
+
+    def walk(schema):
+        if isinstance(schema, InstancesSchema):
+            # Fields flatten as one tensor each (boxes as their tensor); the image size last.
+            return [OUTPUT_NAMES.get(k, k) for k in schema.keys] + ["image_size"]
+        return [n for sub in getattr(schema, "schemas", []) for n in walk(sub)]
+
+    return walk(adapter.outputs_schema)
+
+
 def export_detector(
     model: torch.nn.Module, image: torch.Tensor, path: str | os.PathLike, fmt: str
 ) -> tuple[Path, TracingAdapter]:
@@ -41,6 +60,11 @@ def export_detector(
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     adapter = tracing_adapter(model, image)
     inputs = adapter.flattened_inputs
+    with torch.no_grad():
+        flat = adapter(*inputs)  # sets adapter.outputs_schema
+    names = output_names(adapter)
+    if len(names) != len(flat):  # a schema we do not know: keep the tracer's names
+        names = None
 
     def write(tmp: str) -> None:
         with torch.no_grad(), warnings.catch_warnings():
@@ -50,7 +74,8 @@ def export_detector(
                 save_torchscript(torch.jit.trace(adapter, inputs), tmp)
             else:
                 write_through_python(tmp, lambda buffer: torch.onnx.export(
-                    adapter, inputs, buffer, dynamo=False, opset_version=OPSET))  # fmt: skip
+                    adapter, inputs, buffer, dynamo=False, opset_version=OPSET,
+                    input_names=["image"], output_names=names))  # fmt: skip
 
     return atomic_call(path, write, what=f"{fmt} file"), adapter
 

@@ -33,12 +33,13 @@ from detectron2.engine import DefaultPredictor
 from detectron2.evaluation.coco_evaluation import instances_to_coco_json
 from detectron2.modeling import build_model
 from detectron2.utils.video_visualizer import VideoVisualizer
-from detectron2.utils.visualizer import ColorMode, Visualizer
+from detectron2.utils.visualizer import ColorMode
 from PIL import UnidentifiedImageError
 from tqdm import tqdm
 
 from nasnet_det.detection.checkpoint import NASNetCheckpointer
 from nasnet_det.detection.fast import inference_model
+from nasnet_det.detection.visualize import draw_instances, draw_record, side_by_side
 from nasnet_det.io import OutputError, atomic_call, atomic_write_bytes, atomic_write_json
 
 __all__ = [
@@ -49,6 +50,8 @@ __all__ = [
     "collect_inputs",
     "dataset_image_ids",
     "dataset_json",
+    "dataset_records",
+    "no_detection_notes",
     "predict_images",
     "predict_video",
     "write_dataset_json",
@@ -143,6 +146,12 @@ def dataset_image_ids(dataset: str, paths: Iterable[Path]) -> dict[Path, int]:
     return out
 
 
+def dataset_records(dataset: str, image_ids: dict[Path, int]) -> dict[Path, dict]:
+    """The ground-truth record of each input image (``image_ids``: :func:`dataset_image_ids`)."""
+    by_id = {r["image_id"]: r for r in DatasetCatalog.get(dataset)}
+    return {p: by_id[i] for p, i in image_ids.items()}
+
+
 class Predictor(DefaultPredictor):
     """Detectron2's ``DefaultPredictor`` (its ``__call__``: BGR in, resize, one image out),
     loading ``MODEL.WEIGHTS`` with :class:`NASNetCheckpointer` (weights-only, shape-checked),
@@ -202,9 +211,16 @@ def predict_images(
     metadata: Any,
     threshold: float,
     image_ids: dict[Path, int] | None = None,
+    *,
+    scale: float | None = None,
+    ground_truth: dict[Path, dict] | None = None,
 ) -> list[dict]:
     """Draw each image's detections scoring >= ``threshold`` into ``out_dir/<name>`` and return
-    all detections as a COCO results list (image ids from ``image_ids``, else 1, 2, ...)."""
+    all detections as a COCO results list (image ids from ``image_ids``, else 1, 2, ...).
+
+    Pictures are drawn at ``scale`` (default: small images enlarged to a readable size, see
+    :func:`~nasnet_det.detection.visualize.readable_scale`); where ``ground_truth`` holds an
+    image's record, its ground truth is drawn beside the detections."""
     results: list[dict] = []
     for n, path in enumerate(tqdm(paths, desc="predict", unit="image", file=sys.stderr), 1):
         bgr = read_image(str(path), format="BGR")
@@ -212,11 +228,37 @@ def predict_images(
         image_id = image_ids[path] if image_ids else n
         results.extend(_to_dataset_ids(instances_to_coco_json(instances, image_id), metadata))
         shown = instances[instances.scores >= threshold]
-        vis = Visualizer(bgr[:, :, ::-1], metadata, instance_mode=ColorMode.IMAGE)
-        drawn = vis.draw_instance_predictions(shown).get_image()[:, :, ::-1]
+        rgb = np.ascontiguousarray(bgr[:, :, ::-1])
+        drawn = draw_instances(rgb, shown, metadata, scale)
+        record = (ground_truth or {}).get(path)
+        if record is not None:
+            n_gt = len(record.get("annotations", []))
+            titles = (f"{len(shown)} detections >= {threshold:g}", f"{n_gt} ground truth")
+            drawn = side_by_side(drawn, draw_record(record, metadata, scale, rgb), titles)
         name = _picture_name(path)
-        atomic_write_bytes(out_dir / name, _encode(out_dir / name, drawn), "picture")
+        bgr_out = np.ascontiguousarray(drawn[:, :, ::-1])
+        atomic_write_bytes(out_dir / name, _encode(out_dir / name, bgr_out), "picture")
     return results
+
+
+def no_detection_notes(
+    results: list[dict], paths: list[Path], threshold: float, image_ids: dict[Path, int] | None
+) -> list[str]:
+    """One line for each input image where no detection scores >= ``threshold`` (its picture
+    shows no box), with how many scored below."""
+    above: dict = {}
+    below: dict = {}
+    for r in results:
+        d = above if r["score"] >= threshold else below
+        d[r["image_id"]] = d.get(r["image_id"], 0) + 1
+    notes = []
+    for n, p in enumerate(paths, 1):
+        i = image_ids[p] if image_ids else n
+        if not above.get(i):
+            notes.append(
+                f"{p.name}: no detection scores >= {threshold:g} ({below.get(i, 0)} below it)"
+            )
+    return notes
 
 
 def open_video(path: Path) -> tuple[cv2.VideoCapture, int, float, tuple[int, int]]:

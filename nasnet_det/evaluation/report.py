@@ -164,7 +164,8 @@ def _draw_pr(ax, result: CocoEvalResult, title: str, prec: np.ndarray) -> None:
     ax.grid(alpha=0.3)
     ax.set_title(f"{result.iou_type} PR curve: {title}\n(area=all, maxDets=100)", fontsize=10)
     if ax.lines:
-        ax.legend(loc="lower left", fontsize=8)
+        # Below the axes, so that it never covers a curve (inside, every corner can hold one).
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3, fontsize=7.5)
     else:
         ax.text(0.5, 0.5, "no GT for this category", ha="center", va="center")
 
@@ -184,12 +185,16 @@ def plot_pr_curves(result: CocoEvalResult, out_dir: str | os.PathLike) -> list[s
     for k, (c, n) in enumerate(zip(result.cat_ids, result.cat_names)):
         jobs.append((f"{n} (id {c})", f"pr_{c}_{_safe_name(n)}.png", prec[:, :, k : k + 1]))
     written = []
-    fig, ax = plt.subplots(figsize=(5.5, 4.5), dpi=100)
+    fig, ax = plt.subplots(figsize=(6.0, 4.5), dpi=100)
     try:
         for title, fname, p in jobs:
             _draw_pr(ax, result, title, p)
             path = out_dir / fname
-            atomic_call(path, lambda tmp: fig.savefig(tmp, format="png"), what="plot")
+            atomic_call(
+                path,
+                lambda tmp: fig.savefig(tmp, format="png", bbox_inches="tight"),
+                what="plot",
+            )
             written.append(str(path))
     finally:
         plt.close(fig)

@@ -173,7 +173,9 @@ def test_same_seed_same_ap_and_losses(tmp_path, tiny_digits):
     assert losses and losses == {k: b["train"][k] for k in losses}
     assert losses != {k: c["train"][k] for k in losses}
     picture = cv2.imread(a["image"])
-    assert picture.shape == (2 * 128 * 3, 2 * 128 * 3, 3)  # 4 val images, 2 x 2, drawn at 3x
+    # 4 val images, 2 x 2, each drawn at 3x (384 px) beside its ground truth (8 px gap) under a
+    # 28 px title bar.
+    assert picture.shape == (2 * (28 + 384), 2 * (384 + 8 + 384), 3)
     saved = json.loads((tmp_path / "run0" / "coco_metrics.json").read_text())
     assert saved["bbox"]["AP"] == pytest.approx(a["metrics"]["AP"], nan_ok=True)
     # The trained detector is kept in Detectron2's layout, loadable without pickle.

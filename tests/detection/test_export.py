@@ -22,10 +22,26 @@ def detector():
     return build_model(cfg).eval(), sample_image(cfg)
 
 
-@pytest.mark.parametrize("fmt,suffix", [("onnx", ".onnx"), ("torchscript", ".ts")])
-def test_exported_detections_match_pytorch(detector, tmp_path, fmt, suffix):
+@pytest.fixture(scope="module")
+def exported(detector, tmp_path_factory):
+    """``exported(fmt)``: the detector exported once per format (path, adapter)."""
+    done = {}
+    folder = tmp_path_factory.mktemp("export")
+
+    def get(fmt):
+        if fmt not in done:
+            model, image = detector
+            suffix = ".onnx" if fmt == "onnx" else ".ts"
+            done[fmt] = export_detector(model, image, folder / f"det{suffix}", fmt)
+        return done[fmt]
+
+    return get
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_exported_detections_match_pytorch(detector, exported, fmt):
     model, image = detector
-    path, adapter = export_detector(model, image, tmp_path / f"det{suffix}", fmt)
+    path, adapter = exported(fmt)
     got = run_exported(load_exported(path), *adapter.flattened_inputs)
     # PyTorch's own detections, from the model (not the adapter).
     with torch.no_grad():
@@ -35,3 +51,23 @@ def test_exported_detections_match_pytorch(detector, tmp_path, fmt, suffix):
     torch.testing.assert_close(inst.pred_boxes.tensor, ref.pred_boxes.tensor, atol=1e-3, rtol=0)
     torch.testing.assert_close(inst.scores, ref.scores, atol=1e-3, rtol=0)
     assert torch.equal(inst.pred_classes, ref.pred_classes)
+
+
+def test_onnx_outputs_are_named(detector, exported):
+    import onnxruntime as ort
+
+    model, image = detector
+    path, _ = exported("onnx")
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert [i.name for i in sess.get_inputs()] == ["image"]
+    names = [o.name for o in sess.get_outputs()]
+    assert names == ["boxes", "classes", "scores", "image_size"]
+    out = dict(zip(names, sess.run(None, {"image": image.numpy()})))
+    with torch.no_grad():
+        ref = model.inference([{"image": image}], do_postprocess=False)[0]
+    # Each name holds what it says (read by name, not by position).
+    torch.testing.assert_close(torch.from_numpy(out["boxes"]), ref.pred_boxes.tensor, atol=1e-3,
+                               rtol=0)  # fmt: skip
+    torch.testing.assert_close(torch.from_numpy(out["scores"]), ref.scores, atol=1e-3, rtol=0)
+    assert torch.equal(torch.from_numpy(out["classes"]), ref.pred_classes)
+    assert out["image_size"].tolist() == list(image.shape[1:])

@@ -48,7 +48,9 @@ def test_folder_gives_pictures_and_the_evaluators_json(setup, which):
     assert "predict: 100%" in r.stderr and "4/4" in r.stderr  # progress with the real total
     for p in sorted(source.glob("*.jpg")):
         drawn = cv2.imread(str(out / p.name))
-        assert drawn is not None and drawn.shape == cv2.imread(str(p)).shape
+        # 96 px enlarged to 512 (--scale auto), ground truth beside (--dataset), under titles.
+        assert cv2.imread(str(p)).shape == (96, 96, 3)
+        assert drawn is not None and drawn.shape == (28 + 512, 512 + 8 + 512, 3)
     ours = json.loads((out / "coco_instances_results.json").read_text())
     assert ours, "random weights still give detections above SCORE_THRESH_TEST"
     gt = ann if which == "tc" else out / "tv_coco_format.json"
@@ -78,9 +80,12 @@ def test_threshold_thins_the_picture_not_the_json(setup):
     for t in ("0", "1"):
         outs[t] = tmp / f"thr{t}"
         r = run_tool("predict.py", "--config-file", CONFIG, "--input", str(images / "img001.jpg"),
-                     "--output", str(outs[t]), "--confidence-threshold", t, *opts,
-                     cwd=REPO)  # fmt: skip
+                     "--output", str(outs[t]), "--confidence-threshold", t, "--scale", "1",
+                     *opts, cwd=REPO)  # fmt: skip
         assert r.rc == 0, r.stderr[-3000:]
+        found = len(json.loads((outs[t] / "coco_instances_results.json").read_text()))
+        note = f"img001.jpg: no detection scores >= 1 ({found} below it)"
+        assert (note in r.stdout.splitlines()) == (t == "1")
     a, b = (json.loads((outs[t] / "coco_instances_results.json").read_text()) for t in "01")
     assert a == b and {d["image_id"] for d in a} == {1}  # no --dataset: ids are input positions
     plain = cv2.imread(str(images / "img001.jpg")).astype(int)
@@ -116,3 +121,14 @@ def test_video_is_drawn_frame_by_frame(setup):
     second = _boxes([{**d, "image_id": d["image_id"] - 2} for d in dets if d["image_id"] > 2])
     assert first == second
     assert not list(out.glob(".*tmp*"))
+
+
+@pytest.mark.parametrize("bad", ["0", "-2", "big", "inf"])
+def test_bad_scale_is_one_line(tmp_path, bad):
+    out = tmp_path / "out"
+    r = run_tool("predict.py", "--config-file", CONFIG, "--input", str(tmp_path), "--output",
+                 str(out), "--scale", bad, *TINY, cwd=REPO)  # fmt: skip
+    assert r.rc == 2 and not out.exists()
+    assert r.stderr.strip().splitlines() == [
+        f"predict.py: error: --scale must be 'auto' or a positive number, got {bad!r}"
+    ]

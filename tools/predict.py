@@ -112,14 +112,14 @@ def main() -> int:
     created = not out_dir.exists()
     check_output_dir(out_dir, "--output folder")
     try:
-        return _predict(args, P, predictor, inputs, out_dir, metadata, image_ids)
+        return _predict(args, P, predictor, inputs, out_dir, metadata, image_ids, scale)
     except BaseException:
         if created and out_dir.is_dir() and not any(out_dir.iterdir()):
             out_dir.rmdir()  # a failed run leaves no empty --output behind
         raise
 
 
-def _predict(args, P, predictor, inputs, out_dir: Path, metadata, image_ids) -> int:
+def _predict(args, P, predictor, inputs, out_dir: Path, metadata, image_ids, scale) -> int:
     if inputs.kind == "video":
         video, results = P.predict_video(
             predictor, inputs.paths[0], out_dir, metadata, args.confidence_threshold

@@ -14,7 +14,6 @@ import json
 import math
 import os
 import random
-import shutil
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,7 +36,7 @@ from nasnet_det.engine import (
     TrainerBase,
 )
 from nasnet_det.genotypes import Genotype
-from nasnet_det.io import atomic_write_text, check_output_dir
+from nasnet_det.io import RunFolder, atomic_write_text
 from nasnet_det.nasnet import NASNet, build_nasnet
 from nasnet_det.pretrain import hooks as H
 from nasnet_det.pretrain.checkpoint import load_training_checkpoint, rng_state, set_rng_state
@@ -390,28 +389,6 @@ def _history_from_file(output: Path, epochs_done: int) -> list[dict[str, Any]]:
     return [m for m in lines if int(m.get("epoch", 0)) <= int(epochs_done)]
 
 
-def _check_run_folder(output: Path, resume: bool, overwrite: bool) -> None:
-    if resume and overwrite:
-        raise ValueError("--resume and --overwrite exclude each other")
-    if output.exists() and not output.is_dir():
-        raise ValueError(f"output folder {str(output)!r} is a file, expected a folder")
-    if not resume and not overwrite and any((output / name).exists() for name in RUN_FILES):
-        raise ValueError(
-            f"{str(output)!r} already holds a training run; pass --resume to continue it or "
-            "--overwrite to start over"
-        )
-
-
-def _clear_run(output: Path) -> None:
-    """Remove a previous run's files (only those a run writes)."""
-    for name in RUN_FILES:
-        path = output / name
-        if path.is_dir():
-            shutil.rmtree(path)
-        elif path.exists():
-            path.unlink()
-
-
 def train(
     cfg: CfgNode | dict[str, Any],
     data_dir: str | os.PathLike,
@@ -436,7 +413,8 @@ def train(
     if not isinstance(cfg, CfgNode):  # a plain nested dict from Python: deltas on the defaults
         cfg = from_dict(cfg, "config")
     validate(cfg)
-    _check_run_folder(output, resume, overwrite)
+    folder = RunFolder(output, RUN_FILES, "training run")
+    folder.check(resume, overwrite)
     ckpt = None
     if resume:
         ckpt = load_training_checkpoint(output / CHECKPOINT_NAME)
@@ -450,9 +428,7 @@ def train(
         return trainer.state.metrics
     trainer.register_hooks(trainer.build_hooks(progress, on_step))
     if trainer.dist.main:
-        check_output_dir(output)
-        if overwrite:
-            _clear_run(output)
+        folder.create(overwrite)
         # The first file written: a full disk or a read-only folder stops the run here.
         atomic_write_text(output / "config.yaml", cfg.dump(), "config copy")
     trainer.train(trainer.start_iter, trainer.budget)

@@ -31,9 +31,8 @@ from detectron2.utils.logger import create_small_table
 
 from nasnet_det.data import centred_window
 from nasnet_det.detection import engine, model_zoo
-from nasnet_det.detection.config import nasnet_config_from_cfg
+from nasnet_det.detection.config import nasnet_config_from_cfg, resolve_genotype
 from nasnet_det.detection.predict import Predictor, predict_images
-from nasnet_det.genotypes import get_genotype
 from nasnet_det.io import atomic_write_bytes
 from nasnet_det.pretrain.digits import Pretrain, pretrain_digits, save_classifier, to_tensor
 
@@ -43,10 +42,11 @@ DEMO_CONFIG = "Demo/faster_rcnn_nasnet_a_digits_cpu.yaml"
 
 
 def demo_config(genotype: str = "nasnet_a", opts: list[str] | None = None) -> CfgNode:
-    """The demo's config with ``MODEL.NASNET.GENOTYPE`` set (validated right away)."""
-    get_genotype(genotype)  # a missing or malformed genotype fails before any work
+    """The demo's config with ``MODEL.NASNET.GENOTYPE`` set: a genotype file is read here,
+    once; the config carries the cell itself from then on (pretraining, train_net, pictures)."""
     cfg = engine.load_config(model_zoo.get_config_file(DEMO_CONFIG), list(opts or []))
     cfg.MODEL.NASNET.GENOTYPE = os.fspath(genotype)
+    resolve_genotype(cfg)  # a missing or malformed genotype fails before any work
     if cfg.SOLVER.MAX_ITER < 1:
         raise ValueError(f"SOLVER.MAX_ITER must be a positive integer, got {cfg.SOLVER.MAX_ITER}")
     return cfg
@@ -133,11 +133,13 @@ def _logs_to_file_only():
                 h.close()
 
 
-def _train(cfg_file: str, opts: list[str], progress: bool) -> tuple[Any, dict, float]:
-    """``tools/train_net.py --config-file cfg_file opts``, in this process."""
-    args = default_argument_parser().parse_args(["--config-file", cfg_file, *opts])
+def _train(cfg: CfgNode, progress: bool) -> tuple[Any, dict, float]:
+    """``tools/train_net.py --config-file DEMO_CONFIG`` on ``cfg``, in this process."""
+    args = default_argument_parser().parse_args(
+        ["--config-file", model_zoo.get_config_file(DEMO_CONFIG)]
+    )
     with _logs_to_file_only() as quiet:
-        cfg = engine.setup(args)
+        cfg = engine.setup(args, cfg)
         quiet()
         trainer = engine.Trainer(cfg, progress=progress)
         trainer.resume_or_load(resume=False)
@@ -196,9 +198,8 @@ def _run_demo(out: Path, genotype: str, opts: list[str], spec: Pretrain, progres
         weights = str(out / "pretrain.pth")
         pre = pretrain(cfg, spec, Path(weights), progress)
         print(f"pretraining: val crop accuracy {100 * pre['val_accuracy']:.1f}%", flush=True)
-    opts = [*opts, "MODEL.NASNET.GENOTYPE", os.fspath(genotype), "MODEL.WEIGHTS", weights,
-            "OUTPUT_DIR", str(out)]  # fmt: skip
-    cfg, bbox, stats = _train(model_zoo.get_config_file(DEMO_CONFIG), opts, progress)
+    cfg.MODEL.WEIGHTS, cfg.OUTPUT_DIR = weights, str(out)
+    cfg, bbox, stats = _train(cfg, progress)
     val = cfg.DATASETS.TEST[0]
     print(f"COCO box AP on {val} ({len(DatasetCatalog.get(val))} images)")
     print(create_small_table({k: v for k, v in bbox.items() if "-" not in k}))

@@ -137,8 +137,7 @@ def train_cell(job: dict[str, Any]) -> dict[str, Any]:
     out = Path(job["output"])
     out.mkdir(parents=True, exist_ok=True)
     genotype = Genotype.from_dict(job["genotype"], job["name"])
-    geno_path = out / "genotype.json"
-    genotype.to_json(geno_path)
+    genotype.to_json(out / "genotype.json")
     budget = Budget(**job["budget"])
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -156,7 +155,7 @@ def train_cell(job: dict[str, Any]) -> dict[str, Any]:
         with contextlib.redirect_stdout(log):
             res = run_demo(
                 str(out),
-                str(geno_path),
+                genotype,  # resolved once, above; genotype.json is the study's record
                 opts=opts,
                 pretrain=Pretrain(iters=budget.pretrain_iters),
                 progress=False,

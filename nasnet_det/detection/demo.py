@@ -33,6 +33,7 @@ from nasnet_det.data import centred_window
 from nasnet_det.detection import engine, model_zoo
 from nasnet_det.detection.config import nasnet_config_from_cfg, resolve_genotype
 from nasnet_det.detection.predict import Predictor, predict_images
+from nasnet_det.genotypes import Genotype
 from nasnet_det.io import atomic_write_bytes
 from nasnet_det.pretrain.digits import Pretrain, pretrain_digits, save_classifier, to_tensor
 
@@ -41,11 +42,13 @@ __all__ = ["DEMO_CONFIG", "Pretrain", "demo_config", "digit_crops", "run_demo", 
 DEMO_CONFIG = "Demo/faster_rcnn_nasnet_a_digits_cpu.yaml"
 
 
-def demo_config(genotype: str = "nasnet_a", opts: list[str] | None = None) -> CfgNode:
+def demo_config(genotype: str | Genotype = "nasnet_a", opts: list[str] | None = None) -> CfgNode:
     """The demo's config with ``MODEL.NASNET.GENOTYPE`` set: a genotype file is read here,
-    once; the config carries the cell itself from then on (pretraining, train_net, pictures)."""
+    once (a :class:`Genotype` is taken as it is); the config carries the cell itself from then
+    on (pretraining, train_net, pictures)."""
     cfg = engine.load_config(model_zoo.get_config_file(DEMO_CONFIG), list(opts or []))
-    cfg.MODEL.NASNET.GENOTYPE = os.fspath(genotype)
+    inline = isinstance(genotype, Genotype)
+    cfg.MODEL.NASNET.GENOTYPE = genotype.inline() if inline else os.fspath(genotype)
     resolve_genotype(cfg)  # a missing or malformed genotype fails before any work
     if cfg.SOLVER.MAX_ITER < 1:
         raise ValueError(f"SOLVER.MAX_ITER must be a positive integer, got {cfg.SOLVER.MAX_ITER}")
@@ -158,7 +161,7 @@ def _train(cfg: CfgNode, progress: bool) -> tuple[Any, dict, float]:
 
 def run_demo(
     output_dir: str,
-    genotype: str = "nasnet_a",
+    genotype: str | Genotype = "nasnet_a",
     *,
     opts: list[str] | None = None,
     pretrain: Pretrain | None = None,
@@ -166,9 +169,10 @@ def run_demo(
 ) -> dict[str, Any]:
     """Pretrain, train, evaluate and draw the demo detector, all from ``SEED``.
 
-    ``genotype``: a registered name or a genotype JSON path. ``opts``: extra KEY VALUE config
-    overrides (e.g. ``["SOLVER.MAX_ITER", "100", "SEED", "1"]``). ``pretrain``: the
-    classification pretraining (default :class:`Pretrain`; ``Pretrain(iters=0)``: none).
+    ``genotype``: a registered name, a genotype JSON path or a :class:`Genotype`. ``opts``:
+    extra KEY VALUE config overrides (e.g. ``["SOLVER.MAX_ITER", "100", "SEED", "1"]``).
+    ``pretrain``: the classification pretraining (default :class:`Pretrain`;
+    ``Pretrain(iters=0)``: none).
     Returns ``{"metrics": COCO bbox metrics, "image": PNG path, "train": iterations/seconds/
     final losses, "pretrain": iterations/seconds/val_accuracy, "params"}``. Writes train_net's
     outputs (``model_final.pth``, ``coco_metrics.json``, ``config.yaml``, ``log.txt``) there,
@@ -185,7 +189,7 @@ def run_demo(
         torch.set_num_threads(threads)
 
 
-def _run_demo(out: Path, genotype: str, opts: list[str], spec: Pretrain, progress: bool) -> dict:
+def _run_demo(out: Path, genotype, opts: list[str], spec: Pretrain, progress: bool) -> dict:
     t0 = time.monotonic()
     cfg = demo_config(genotype, opts)
     out.mkdir(parents=True, exist_ok=True)

@@ -41,6 +41,9 @@ def test_demo_config_takes_a_genotype_json(tmp_path):
     path.unlink()  # read once, in demo_config: the config carries the cell from then on
     assert nasnet_config_from_cfg(cfg).genotype == Genotype.from_dict(TOY)
     assert get_genotype(cfg.MODEL.NASNET.GENOTYPE) == Genotype.from_dict(TOY)
+    # A Genotype object (the transfer study's) is taken as it is.
+    cfg = demo_config(Genotype.from_dict(TOY))
+    assert nasnet_config_from_cfg(cfg).genotype == Genotype.from_dict(TOY)
     assert cfg.MODEL.DEVICE == "cpu" and cfg.DATASETS.TEST == ("nasnet_digits_val",)
     with pytest.raises(ValueError, match="does not exist"):
         demo_config(str(tmp_path / "missing.json"))

@@ -57,6 +57,8 @@ __all__ = [
     "fetch",
     "load_weights",
     "parse_weight_name",
+    "read_meta",
+    "resolve_raw_input",
     "resolve_weights_path",
 ]
 

@@ -28,5 +28,5 @@ setup(
         configs_package: ["*.yaml", "*/*.yaml"],
         "nasnet_det.search": ["tables/*.json.gz"],
     },
-    install_requires=["torch", "torchvision", "numpy", "pyyaml", "tqdm"],
+    install_requires=["torch", "torchvision", "numpy", "pyyaml", "tqdm", "fvcore"],
 )

@@ -13,9 +13,11 @@ search, pretraining and detection configs behave the same way.
 from __future__ import annotations
 
 import ast
+import math
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +26,22 @@ from fvcore.common.config import CfgNode
 
 from nasnet_det.limits import check_yaml_size, read_input_bytes
 
-__all__ = ["CfgNode", "ConfigError", "load_config", "merge_config_file", "merge_overrides"]
+__all__ = [
+    "CfgNode",
+    "ConfigError",
+    "Rule",
+    "check_table",
+    "choice",
+    "fail",
+    "integer",
+    "literal",
+    "load_config",
+    "lookup",
+    "merge_config_file",
+    "merge_overrides",
+    "number",
+    "numbers",
+]
 
 
 class ConfigError(ValueError):
@@ -172,10 +189,7 @@ def _coerce(cfg: CfgNode, key: str, value: str) -> str:
             return value
     default = node.get(leaf) if isinstance(node, dict) else None
     if isinstance(default, float) and not isinstance(default, bool):
-        try:
-            parsed = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            return value
+        parsed = literal(value)
         if isinstance(parsed, int) and not isinstance(parsed, bool):
             return repr(float(parsed))
     return value
@@ -209,3 +223,114 @@ def load_config(
     if opts:
         merge_overrides(cfg, opts)
     return cfg
+
+
+# ------------------------------------------------------------------------------------ checks
+# Every config family (detection, pretraining, search) checks its values the same way: a table
+# of ``(key, Rule)`` rows run by :func:`check_table`, one ``ConfigError`` naming the first bad
+# key as ``config key KEY must be EXPECTED, got VALUE``.
+
+
+def literal(text: str) -> Any:
+    """A command-line value as the config merge reads it: a Python literal, else the string."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A test on one config value and the words for what it expects (``"an integer >= 1"``)."""
+
+    test: Callable[[Any], bool]
+    expected: str
+
+    def holds(self, value: Any) -> bool:
+        try:
+            return bool(self.test(value))
+        except (TypeError, ValueError, AttributeError):  # a list where a number belongs, ...
+            return False
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _words(kind: str, low, high, open_low: bool, open_high: bool, note: str) -> str:
+    if low is not None and high is not None:
+        kind += f" in {'(' if open_low else '['}{low}, {high}{')' if open_high else ']'}"
+    elif low is not None:
+        kind += f" {'>' if open_low else '>='} {low}"
+    elif high is not None:
+        kind += f" {'<' if open_high else '<='} {high}"
+    return kind + (f" ({note})" if note else "")
+
+
+def _within(v: Any, low, high, open_low: bool, open_high: bool) -> bool:
+    above = low is None or (v > low if open_low else v >= low)
+    return above and (high is None or (v < high if open_high else v <= high))
+
+
+def integer(
+    low: int | None = None, high: int | None = None, *, none_ok: bool = False, note: str = ""
+) -> Rule:
+    """An ``int`` (not a bool) in ``[low, high]``; ``None`` too when ``none_ok``."""
+    words = _words("an integer", low, high, False, False, "") + (" or None" if none_ok else "")
+    return Rule(
+        lambda v: (v is None and none_ok) or (_is_int(v) and _within(v, low, high, False, False)),
+        words + (f" ({note})" if note else ""),
+    )
+
+
+def number(
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    open_low: bool = False,
+    open_high: bool = False,
+    note: str = "",
+) -> Rule:
+    """A finite ``int`` or ``float`` (not a bool) between ``low`` and ``high``."""
+    return Rule(
+        lambda v: _is_number(v) and _within(v, low, high, open_low, open_high),
+        _words("a number", low, high, open_low, open_high, note),
+    )
+
+
+def choice(*allowed: Any) -> Rule:
+    """One of ``allowed``."""
+    return Rule(lambda v: v in allowed, "one of " + ", ".join(str(a) for a in allowed))
+
+
+def numbers(count: int, rule: Rule) -> Rule:
+    """A list or tuple of ``count`` values, each passing ``rule``."""
+    return Rule(
+        lambda v: isinstance(v, (list, tuple)) and len(v) == count and all(map(rule.holds, v)),
+        f"{count} numbers, each {rule.expected.removeprefix('a number ')}",
+    )
+
+
+def lookup(cfg: Any, key: str) -> Any:
+    """``cfg`` at the dotted ``key`` (``"SOLVER.BASE_LR"``)."""
+    node = cfg
+    for part in key.split("."):
+        node = node[part]
+    return node
+
+
+def check_table(cfg: Any, table: Iterable[tuple[str, Rule]]) -> None:
+    """Run every ``(key, rule)`` row; the first failing one raises :class:`ConfigError`."""
+    for key, rule in table:
+        value = lookup(cfg, key)
+        if not rule.holds(value):
+            fail(key, rule.expected, value)
+
+
+def fail(key: str, expected: str, value: Any) -> None:
+    """Raise the one message style of every config check."""
+    raise ConfigError(f"config key {key} must be {expected}, got {value!r}")

@@ -136,8 +136,8 @@ def channels_last_pays(device: torch.device | str) -> bool:
 
     CPU: yes, on both kinds measured (AVX-512 + AMX, and the AVX2 kernels that
     ``ONEDNN_MAX_CPU_ISA=AVX2`` selects): PyTorch vectorises its CPU pooling kernels for
-    channels_last only (docs/BENCHMARKS.md, issue 19). Elsewhere (CUDA): not measured in fp32,
-    so no.
+    channels_last only (docs/BENCHMARKS.md, the CPU-kind matrix). Elsewhere (CUDA): not
+    measured in fp32, so no.
     """
     return torch.device(device).type == "cpu"
 

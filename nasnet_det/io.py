@@ -20,6 +20,8 @@ from typing import IO, Any
 
 __all__ = [
     "OutputError",
+    "RunFolder",
+    "RunFolderError",
     "atomic_call",
     "atomic_open",
     "atomic_save_torch",
@@ -216,3 +218,75 @@ def atomic_call(
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
     return path
+
+
+class RunFolderError(ValueError):
+    """An output folder cannot take the run as asked (it holds one, or holds none to resume)."""
+
+
+class RunFolder:
+    """The output folder of a resumable run (pretraining, a search, a transfer study).
+
+    ``files`` are the names the run writes there (files or folders), the only ones that
+    ``--overwrite`` removes; ``marker`` is the one whose presence means "a run is here" (default:
+    any of ``files``). :meth:`check` writes nothing, so every refusal comes before any output;
+    :meth:`create` then makes the folder (and clears the old run when overwriting).
+    """
+
+    def __init__(
+        self, path: str | os.PathLike, files: tuple[str, ...], what: str, marker: str = ""
+    ) -> None:
+        self.path, self.files, self.what, self.marker = Path(path), tuple(files), what, marker
+
+    def holds_run(self) -> bool:
+        names = (self.marker,) if self.marker else self.files
+        return any((self.path / name).exists() for name in names)
+
+    def check(self, resume: bool, overwrite: bool) -> None:
+        """Refuse ``resume`` with ``overwrite``, a file in the folder's place, ``resume`` of
+        nothing, and starting over a run without ``overwrite``."""
+        if resume and overwrite:
+            raise RunFolderError("--resume and --overwrite exclude each other")
+        if self.path.exists() and not self.path.is_dir():
+            raise RunFolderError(f"output folder {str(self.path)!r} is a file, expected a folder")
+        if resume and not self.holds_run():
+            missing = f" ({self.marker} is missing)" if self.marker else ""
+            raise RunFolderError(
+                f"--resume: no {self.what} to continue in {str(self.path)!r}{missing}"
+            )
+        if not resume and not overwrite and self.holds_run():
+            raise self.conflict("", "pass --resume to continue it or --overwrite to start over")
+
+    def conflict(self, detail: str, fix: str = "use another --output") -> RunFolderError:
+        """The error for a folder that already holds another run (``detail`` says how)."""
+        what = f"{self.what} {detail}".strip()
+        return RunFolderError(f"{str(self.path)!r} already holds a {what}; {fix}")
+
+    def create(self, overwrite: bool = False) -> Path:
+        """Make the folder (checked writable) and, with ``overwrite``, remove the run's files."""
+        check_output_dir(self.path)
+        if overwrite:
+            self.clear()
+        return self.path
+
+    def clear(self) -> None:
+        """Remove the run's files (only those, never the user's)."""
+        import shutil
+
+        for name in self.files:
+            target = self.path / name
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            else:
+                target.unlink(missing_ok=True)
+
+    def remove_stale_temporaries(self) -> list[str]:
+        """Temporary files of the run's own atomic writers (``.last.pth.<random>.tmp``) left by a
+        kill; call it before any writer of this run starts. Returns the names removed."""
+        removed = []
+        for name in self.files:
+            for tmp in self.path.glob(f".{name}.*.tmp"):
+                if tmp.is_file():
+                    tmp.unlink()
+                    removed.append(tmp.name)
+        return removed

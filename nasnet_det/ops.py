@@ -80,10 +80,6 @@ def _pad_plan(
     return (0, 0), (pw[0], pw[1], ph[0], ph[1])
 
 
-def _pair(v: int | tuple[int, int]) -> tuple[int, int]:
-    return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
-
-
 class SameConv2d(nn.Conv2d):
     """``nn.Conv2d`` with TF SAME padding; built without bias (every conv here is followed by BN;
     :func:`nasnet_det.fuse.fuse_for_inference` gives it one when it folds that BN in).

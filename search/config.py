@@ -8,13 +8,14 @@ is checked here, at load, with one ``ValueError`` naming the key: nothing is tra
 before a bad value is found.
 
 The ``strategy`` node holds ``name``, ``batch_size`` and the chosen strategy's own parameters,
-checked against (and typed by) that strategy's constructor: a new strategy needs no edit here.
+checked against (and typed by) the fields of that strategy's ``Params`` dataclass: a new
+strategy needs no edit here.
 """
 
 from __future__ import annotations
 
 import ast
-import inspect
+import dataclasses
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -24,9 +25,20 @@ from nasnet_det.search.child import CHILD_DEFAULTS, get_train_fn
 from nasnet_det.search.data import DATASETS
 from nasnet_det.search.executor import BACKENDS
 from nasnet_det.search.space import SearchSpace
-from nasnet_det.search.strategies import STRATEGIES, build_strategy
+from nasnet_det.search.strategies import STRATEGIES
 
-from nasnet_det.config import CfgNode, ConfigError, merge_overrides
+from nasnet_det.config import (
+    CfgNode,
+    ConfigError,
+    Rule,
+    check_table,
+    choice,
+    fail,
+    integer,
+    literal,
+    merge_overrides,
+    number,
+)
 from nasnet_det.config import load_config as _load_cfg
 from nasnet_det.limits import max_image_side
 
@@ -51,8 +63,8 @@ _C.round_size = None
 _C.mode = "standalone"  # or "weight_sharing"
 
 # ``name`` picks a registered strategy (ppo, reinforce, random, evolution); the other keys are
-# that strategy's constructor parameters (e.g. ppo: lr, entropy_weight, baseline_decay, hidden,
-# init_range, clip_eps, ppo_epochs; evolution: population_size, sample_size).
+# the fields of that strategy's Params dataclass (e.g. ppo: lr, entropy_weight, baseline_decay,
+# hidden, init_range, clip_eps, ppo_epochs; evolution: population_size, sample_size).
 _C.strategy = CfgNode(new_allowed=True)
 _C.strategy.name = "ppo"
 _C.strategy.batch_size = 20  # children per strategy update (PPO: the paper's 20)
@@ -172,36 +184,35 @@ def _flatten(d: Mapping, prefix: str = "") -> list[tuple[str, Any]]:
     return out
 
 
-def _strategy_params(name: str) -> dict[str, inspect.Parameter]:
-    sig = inspect.signature(STRATEGIES[name].__init__)
-    return {k: p for k, p in sig.parameters.items() if k not in ("self", "space", "seed")}
+def _strategy_params(name: str) -> dict[str, Any]:
+    """``{parameter: default}`` of a registered strategy (its ``Params`` dataclass fields)."""
+    return {f.name: f.default for f in dataclasses.fields(STRATEGIES[name].Params)}
 
 
 def _admit_strategy_keys(cfg: CfgNode, pairs: Sequence[str]) -> None:
     """Let ``strategy.<param>`` overrides through when ``<param>`` belongs to the strategy the
-    config ends up with (inserted with its constructor default, so the merge types the value)."""
+    config ends up with (inserted with its ``Params`` default, so the merge types the value)."""
     keys = list(pairs[0::2])
     name = cfg.strategy.name
     for key, value in zip(keys, pairs[1::2]):
         if key == "strategy.name":
-            name = _literal(value)
+            name = literal(value)
     name = name if isinstance(name, str) else ""
     params = _strategy_params(name) if name in STRATEGIES else {}
-    for k, p in params.items():  # a YAML int for a float parameter: a float, as meant
+    for k, default in params.items():  # a YAML int for a float parameter: a float, as meant
         v = cfg.strategy.get(k)
-        if isinstance(p.default, float) and isinstance(v, int) and not isinstance(v, bool):
+        if isinstance(default, float) and isinstance(v, int) and not isinstance(v, bool):
             cfg.strategy[k] = float(v)
     for key in keys:
         parts = key.split(".")
         if len(parts) != 2 or parts[0] != "strategy" or parts[1] in cfg.strategy:
             continue
-        p = params.get(parts[1])
-        if p is None or p.default is inspect.Parameter.empty:
+        if parts[1] not in params:
             raise ConfigError(
                 f"unknown config key {key} for strategy {name!r}; its parameters are "
                 f"{', '.join(sorted(params)) or 'unknown (unknown strategy)'}"
             )
-        cfg.strategy[parts[1]] = p.default
+        cfg.strategy[parts[1]] = params[parts[1]]
 
 
 def _yaml_words(text: str) -> str:
@@ -219,68 +230,56 @@ def _yaml_words(text: str) -> str:
     return text if isinstance(value, str) else repr(value)
 
 
-def _literal(text: str) -> Any:
-    """A command-line value as the config merge reads it (a Python literal, else a string)."""
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
-
-
-# ---------------------------------------------------------------------------------- checks
-def _fail(key: str, expected: str, value: Any) -> None:
-    raise ConfigError(f"config key {key} must be {expected}, got {value!r}")
-
-
-def _int(cfg: CfgNode, key: str, low: int, none_ok: bool = False, high: int | None = None) -> None:
-    v = _get(cfg, key)
-    if v is None and none_ok:
-        return
-    if isinstance(v, bool) or not isinstance(v, int) or v < low or (high and v > high):
-        rng = f">= {low}" if high is None else f"in [{low}, {high}]"
-        _fail(key, f"an integer {rng}" + (" or None" if none_ok else ""), v)
-
-
-def _num(cfg: CfgNode, key: str, low: float, high: float | None = None, open_low=False) -> None:
-    v = _get(cfg, key)
-    ok = isinstance(v, (int, float)) and not isinstance(v, bool)
-    ok = ok and (v > low if open_low else v >= low) and (high is None or v <= high)
-    if not ok:
-        rng = f"{'>' if open_low else '>='} {low}" + (f" and <= {high}" if high is not None else "")
-        _fail(key, f"a number {rng}", v)
-
-
-def _choice(cfg: CfgNode, key: str, allowed: Sequence[str]) -> None:
-    v = _get(cfg, key)
-    if v not in allowed:
-        raise ConfigError(f"config key {key} is {v!r}; expected one of {', '.join(allowed)}")
-
-
-def _get(cfg: CfgNode, key: str) -> Any:
-    node = cfg
-    for part in key.split("."):
-        node = node[part]
-    return node
+def _checks() -> list[tuple[str, Rule]]:
+    """``(key, rule)`` for every plain value; the space, the strategy's parameters and the
+    training function are checked by the code that uses them (below)."""
+    positive = number(0, open_low=True)
+    return [
+        ("seed", integer(0)),
+        ("max_children", integer(1)),
+        ("round_size", integer(1, none_ok=True)),
+        ("mode", choice("standalone", "weight_sharing")),
+        ("strategy.name", choice(*sorted(STRATEGIES))),
+        ("strategy.batch_size", integer(1)),
+        ("data.name", choice(*DATASETS)),
+        ("data.image_size", integer(1, max_image_side())),
+        ("data.train_size", integer(1)),
+        ("data.val_size", integer(1)),
+        ("data.split_seed", integer(0)),
+        *((f"child.{k}", integer(1)) for k in ("num_cells", "num_conv_filters", "epochs",
+                                               "batch_size", "eval_batch_size")),
+        ("child.stem_multiplier", positive),
+        ("child.drop_path_keep_prob", number(0, 1, open_low=True)),
+        ("child.lr", positive),
+        ("child.momentum", number(0, 1)),
+        ("child.weight_decay", number(0)),
+        ("child.grad_clip", number(0)),
+        ("child.schedule", choice("cosine", "constant")),
+        ("child.device", choice(*_DEVICES)),
+        ("execution.backend", choice(*BACKENDS)),
+        ("execution.num_workers", integer(0)),
+        ("execution.gpus_per_child", number(0)),
+        *((f"weight_sharing.{k}", integer(1)) for k in ("num_cells", "num_conv_filters",
+                                                        "steps_per_round", "batch_size",
+                                                        "eval_batches")),
+        ("weight_sharing.retrain_top", integer(0)),
+        ("weight_sharing.lr", positive),
+        ("weight_sharing.momentum", number(0, 1)),
+        ("weight_sharing.weight_decay", number(0)),
+        ("weight_sharing.grad_clip", positive),
+        ("weight_sharing.device", choice(*_DEVICES)),
+    ]  # fmt: skip
 
 
 def validate_config(cfg: CfgNode) -> None:
     """Check every value (ranges, known names); one ``ConfigError`` naming the first bad key."""
-    _int(cfg, "seed", 0)
-    _int(cfg, "max_children", 1)
-    _int(cfg, "round_size", 1, none_ok=True)
-    _choice(cfg, "mode", ("standalone", "weight_sharing"))
+    check_table(cfg, _checks())
     _check_space(cfg)
     _check_strategy(cfg)
-    _check_data(cfg)
-    _check_child(cfg)
-    _choice(cfg, "execution.backend", BACKENDS)
-    _int(cfg, "execution.num_workers", 0)
-    _num(cfg, "execution.gpus_per_child", 0)
     try:
         get_train_fn(cfg.execution.train_fn)
     except ValueError as e:
         raise ConfigError(f"config key {e}") from None
-    _check_weight_sharing(cfg)
 
 
 def _check_space(cfg: CfgNode) -> None:
@@ -293,57 +292,24 @@ def _check_space(cfg: CfgNode) -> None:
 
 
 def _check_strategy(cfg: CfgNode) -> None:
-    _choice(cfg, "strategy.name", sorted(STRATEGIES))
-    _int(cfg, "strategy.batch_size", 1)
-    params = _strategy_params(cfg.strategy.name)
+    """Each ``strategy.<key>`` is a field of the strategy's ``Params``, of its default's type;
+    the dataclass then checks the values together (ranges that depend on each other)."""
+    name = cfg.strategy.name
+    params = _strategy_params(name)
     for k, v in cfg.strategy.items():
         if k == "name":
             continue
-        p = params.get(k)
-        if p is None:
+        if k not in params:
             raise ConfigError(
-                f"unknown config key strategy.{k} for strategy {cfg.strategy.name!r}; its "
+                f"unknown config key strategy.{k} for strategy {name!r}; its "
                 f"parameters are {', '.join(sorted(params))}"
             )
-        want = type(p.default)
+        want = type(params[k])
         if want is float and isinstance(v, int) and not isinstance(v, bool):
             cfg.strategy[k] = v = float(v)
         if type(v) is not want:
-            _fail(f"strategy.{k}", f"a {want.__name__} (default {p.default!r})", v)
-    kwargs = {k: v for k, v in cfg.strategy.items() if k != "name"}
+            fail(f"strategy.{k}", f"a {want.__name__} (default {params[k]!r})", v)
     try:
-        build_strategy(cfg.strategy.name, SearchSpace.from_config(cfg.space), cfg.seed, **kwargs)
+        STRATEGIES[name].Params(**{k: v for k, v in cfg.strategy.items() if k != "name"})
     except ValueError as e:
-        raise ConfigError(f"config node strategy (name {cfg.strategy.name}): {e}") from None
-
-
-def _check_data(cfg: CfgNode) -> None:
-    _choice(cfg, "data.name", DATASETS)
-    _int(cfg, "data.image_size", 1, high=max_image_side())
-    for key in ("train_size", "val_size"):
-        _int(cfg, f"data.{key}", 1)
-    _int(cfg, "data.split_seed", 0)
-
-
-def _check_child(cfg: CfgNode) -> None:
-    for key in ("num_cells", "num_conv_filters", "epochs", "batch_size", "eval_batch_size"):
-        _int(cfg, f"child.{key}", 1)
-    _num(cfg, "child.stem_multiplier", 0, open_low=True)
-    _num(cfg, "child.drop_path_keep_prob", 0, 1, open_low=True)
-    _num(cfg, "child.lr", 0, open_low=True)
-    _num(cfg, "child.momentum", 0, 1)
-    _num(cfg, "child.weight_decay", 0)
-    _num(cfg, "child.grad_clip", 0)
-    _choice(cfg, "child.schedule", ("cosine", "constant"))
-    _choice(cfg, "child.device", _DEVICES)
-
-
-def _check_weight_sharing(cfg: CfgNode) -> None:
-    for key in ("num_cells", "num_conv_filters", "steps_per_round", "batch_size", "eval_batches"):
-        _int(cfg, f"weight_sharing.{key}", 1)
-    _int(cfg, "weight_sharing.retrain_top", 0)
-    _num(cfg, "weight_sharing.lr", 0, open_low=True)
-    _num(cfg, "weight_sharing.momentum", 0, 1)
-    _num(cfg, "weight_sharing.weight_decay", 0)
-    _num(cfg, "weight_sharing.grad_clip", 0, open_low=True)
-    _choice(cfg, "weight_sharing.device", _DEVICES)
+        raise ConfigError(f"config node strategy (name {name}): {e}") from None

@@ -26,7 +26,7 @@ from nasnet_det.search.outputs import OUTPUT_FILES, write_outputs
 from nasnet_det.search.space import Decisions, SearchSpace
 from nasnet_det.search.strategies import build_strategy
 
-from nasnet_det.io import OutputError, check_output_dir
+from nasnet_det.io import RunFolder
 
 __all__ = ["HISTORY_FILE", "SearchResult", "SearchRunner", "child_seed", "run_search"]
 
@@ -387,23 +387,9 @@ def _progress_bar(cfg, runner: SearchRunner, progress: bool | None):
 
 
 def _prepare_dir(out: Path, resume: bool, overwrite: bool) -> Path:
-    """The history's path in ``out``: refuse an existing history without ``resume`` or
-    ``overwrite``; with ``overwrite`` remove the search's own files (and nothing else)."""
-    if out.exists() and not out.is_dir():
-        raise OutputError(f"output folder {str(out)!r} is a file, expected a folder")
-    db = out / HISTORY_FILE
-    if resume:
-        if not db.is_file():
-            raise HistoryError(f"--resume: no search history at {str(db)!r}")
-        check_output_dir(out)
-        return db
-    if db.exists() and not overwrite:
-        raise ValueError(
-            f"{str(out)!r} already holds a search history; pass --resume to "
-            f"continue it or --overwrite to start over"
-        )
-    check_output_dir(out)
-    if overwrite:
-        for name in _OWN_FILES:
-            (out / name).unlink(missing_ok=True)
-    return db
+    """The history's path in ``out`` (:class:`~nasnet_det.io.RunFolder`: an existing history
+    needs ``resume`` or ``overwrite``; ``overwrite`` removes the search's own files only)."""
+    folder = RunFolder(out, _OWN_FILES, "search history", marker=HISTORY_FILE)
+    folder.check(resume, overwrite)
+    folder.create(overwrite)
+    return out / HISTORY_FILE

@@ -178,8 +178,7 @@ def train_cell(job: dict[str, Any]) -> dict[str, Any]:
     out = Path(job["output"])
     out.mkdir(parents=True, exist_ok=True)
     genotype = Genotype.from_dict(job["genotype"], job["name"])
-    geno_path = out / "genotype.json"
-    genotype.to_json(geno_path)
+    genotype.to_json(out / "genotype.json")
     budget = Budget(**job["budget"])
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -197,7 +196,7 @@ def train_cell(job: dict[str, Any]) -> dict[str, Any]:
         with contextlib.redirect_stdout(log):
             res = run_demo(
                 str(out),
-                str(geno_path),
+                genotype,  # resolved once, above; genotype.json is the study's record
                 opts=opts,
                 pretrain=Pretrain(iters=budget.pretrain_iters),
                 progress=False,
@@ -235,7 +234,7 @@ class TransferStudy:
     def __init__(
         self, search: str | os.PathLike, k: int, output: str | os.PathLike, budget: Budget
     ) -> None:
-        from nasnet_det.io import check_output_dir
+        from nasnet_det.io import RunFolder
 
         rows, self.proxy = read_search(search)
         self.cells = select_cells(rows, k)
@@ -248,14 +247,14 @@ class TransferStudy:
             "budget": asdict(budget),
             "cells": [c["name"] for c in self.cells] + [REFERENCE],
         }
-        if meta.is_file():
-            stored = json.loads(meta.read_text())
-            if stored != plan:
-                raise ValueError(
-                    f"{str(self.output)!r} holds a transfer study with another search, k or "
-                    "budget; use another --output"
-                )
-        check_output_dir(self.output)
+        # The same plan resumes (finished cells are kept); another plan is refused.
+        folder = RunFolder(self.output, ("study.json", "cells", "runs"), "transfer study",
+                           marker="study.json")  # fmt: skip
+        resume = folder.holds_run()
+        if resume and json.loads(meta.read_text()) != plan:
+            raise folder.conflict("with another search, k or budget")
+        folder.check(resume, overwrite=False)
+        folder.create()
         atomic_write_json(meta, plan, what="study plan")
         (self.output / "cells").mkdir(exist_ok=True)
 

@@ -1,5 +1,8 @@
 """nasnet_det.config: safe YAML, _BASE_ inheritance, typed overrides, one-line errors."""
 
+import math
+import re
+
 import pytest
 
 from nasnet_det.config import CfgNode, ConfigError, load_config
@@ -68,3 +71,26 @@ def test_bad_paths_and_overrides(tmp_path):
         load_config(DEFAULTS, None, ["optim.momentum", "0.9"])
     with pytest.raises(ConfigError, match="KEY VALUE pairs"):
         load_config(DEFAULTS, None, ["seed"])
+
+
+def test_table_checks_one_message_style_for_every_family():
+    """The rules' words and the one message; bools are no numbers, inf is no number."""
+    from nasnet_det.config import Rule, check_table, choice, integer, literal, number, numbers
+
+    cfg = CfgNode({"a": {"n": 0, "x": 1.0, "betas": (0.9, 1.0), "mode": "mx"}})
+    cases = [
+        (("a.n", integer(1)), "config key a.n must be an integer >= 1, got 0"),
+        (("a.n", integer(1, none_ok=True)), "must be an integer >= 1 or None, got 0"),
+        (("a.x", number(0, 1, open_high=True)), "a.x must be a number in [0, 1), got 1.0"),
+        (("a.x", number(1, open_low=True)), "must be a number > 1, got 1.0"),
+        (("a.betas", numbers(2, number(0, 1, open_high=True))), "2 numbers, each in [0, 1)"),
+        (("a.mode", choice("max", "min")), "config key a.mode must be one of max, min, got 'mx'"),
+        (("a.n", Rule(lambda v: v.startswith("x"), "a word")), "a.n must be a word, got 0"),
+    ]  # fmt: skip
+    for row, message in cases:
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            check_table(cfg, [row])
+    check_table(cfg, [("a.n", integer(0, 4)), ("a.x", number(0, 1)), ("a.mode", choice("mx"))])
+    assert not number().holds(True) and not number().holds(math.inf) and number().holds(3)
+    assert not integer().holds(2.0) and not integer().holds(False)
+    assert literal("[1, 2]") == [1, 2] and literal("adamw") == "adamw" and literal("1e-3") == 1e-3

@@ -124,3 +124,15 @@ def test_invalid_json_and_bad_names(tmp_path):
     path.write_text("[1, 2]")
     with pytest.raises(ValueError, match=r"expected a JSON object"):
         get_genotype(path)
+
+
+def test_inline_genotype_round_trips_and_bad_inline_text_is_refused():
+    from nasnet_det.genotypes import NASNET_A, get_genotype
+
+    text = NASNET_A.inline()
+    assert text.startswith("inline:") and "\n" not in text
+    assert get_genotype(text).to_dict() == NASNET_A.to_dict()
+    with pytest.raises(ValueError, match="inline genotype is not valid JSON"):
+        get_genotype("inline:{not json")
+    with pytest.raises(ValueError, match="inline genotype"):
+        get_genotype('inline:{"normal": []}')

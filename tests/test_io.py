@@ -57,3 +57,40 @@ def test_read_only_folder(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "access", lambda path, mode: False)
     with pytest.raises(io.OutputError, match="not writable: permission denied"):
         io.check_output_dir(tmp_path)
+
+
+def test_run_folder_refuses_resumes_and_overwrites_only_its_own_files(tmp_path):
+    """One helper for pretraining, the search and the transfer study: every refusal before
+    anything is written; --overwrite removes the run's files and nothing else."""
+    out = tmp_path / "run"
+    folder = io.RunFolder(out, ("last.pth", "tb"), "training run")
+    with pytest.raises(io.RunFolderError, match="--resume and --overwrite exclude each other"):
+        folder.check(resume=True, overwrite=True)
+    with pytest.raises(io.RunFolderError, match="--resume: no training run to continue in"):
+        folder.check(resume=True, overwrite=False)
+    assert not out.exists()  # checks write nothing
+    folder.check(resume=False, overwrite=False)
+    folder.create()
+    (out / "last.pth").write_text("x")
+    (out / "tb").mkdir()
+    (out / "tb" / "events").write_text("x")
+    (out / "mine.txt").write_text("the user's")
+    with pytest.raises(io.RunFolderError, match="already holds a training run; pass --resume"):
+        folder.check(resume=False, overwrite=False)
+    folder.check(resume=True, overwrite=False)
+    folder.check(resume=False, overwrite=True)
+    folder.create(overwrite=True)
+    assert sorted(p.name for p in out.iterdir()) == ["mine.txt"]
+    err = io.RunFolder(out, ("study.json",), "transfer study").conflict("with another k")
+    assert (
+        str(err)
+        == f"{str(out)!r} already holds a transfer study with another k; use another --output"
+    )
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(io.RunFolderError, match="is a file, expected a folder"):
+        io.RunFolder(tmp_path / "file", ("a",), "search history").check(False, False)
+    # A marker: only that file means "a run is here".
+    marked = io.RunFolder(out, ("history.sqlite", "mine.txt"), "search history", "history.sqlite")
+    marked.check(resume=False, overwrite=False)
+    with pytest.raises(io.RunFolderError, match=r"\(history.sqlite is missing\)"):
+        marked.check(resume=True, overwrite=False)

@@ -289,7 +289,7 @@ def test_model_backward_fx(name):
 
 @pytest.mark.parametrize("name", PRESETS)
 def test_model_forward_torchscript_trace(name):
-    # torch.jit.trace (torch.jit.script of the network is not supported yet: issue 22 item 7).
+    # torch.jit.trace (torch.jit.script of the network is not supported yet).
     model = randomize_bn(create(name)).eval()
     x = inputs(name)
     with torch.no_grad():

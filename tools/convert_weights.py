@@ -35,13 +35,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _convert(argv: list[str] | None) -> int:
-    from nasnet_det.convert import (
-        SOURCES,
-        convert_state_dict,
-        load_state_dict_file,
-        save_checkpoint,
-        unwrap_state_dict,
-    )
+    from nasnet_det.convert import SOURCES, save_checkpoint
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--source", required=True, choices=sorted(SOURCES))
@@ -61,8 +55,7 @@ def _convert(argv: list[str] | None) -> int:
     p.add_argument("--for", dest="target", choices=["detectron2"], help="name keys for this use")
     p.add_argument("--det-config", help="with --for detectron2: the detector's config file")
     args = p.parse_args(argv)
-    from nasnet_det.convert import ours
-    from nasnet_det.convert.hub import resolve_raw_input  # --input nasnet://SOURCE/ARCH
+    from nasnet_det.convert.hub import load_weights, resolve_raw_input
     from nasnet_det.io import check_output_file
 
     # Every argument is checked before the (slow) conversion; the output is written atomically.
@@ -82,14 +75,9 @@ def _convert(argv: list[str] | None) -> int:
                 f"--output {args.output!r} is the --input file; write the converted weights to "
                 "another path (the input would be replaced)"
             )
-    args.input, args.arch = resolve_raw_input(args.input, args.source, args.arch)
-    obj = load_state_dict_file(args.input, allow_pickle=args.allow_pickle, what="--input")
-    if args.source == "nasnet_det" and ours.is_training_checkpoint(obj):
-        converted = ours.convert_checkpoint(obj, ema=not args.no_ema, arch=args.arch)
-    elif args.arch is None:
-        raise ValueError(f"--arch is required for --source {args.source}")
-    else:
-        converted = convert_state_dict(args.source, args.arch, unwrap_state_dict(obj))
+    args.input, args.arch = resolve_raw_input(args.input, args.source, args.arch)  # names
+    converted = load_weights(args.input, source=args.source, arch=args.arch, what="--input",
+                             allow_pickle=args.allow_pickle, ema=not args.no_ema)  # fmt: skip
     state_dict, meta = converted.state_dict, converted.meta()
     if args.target == "detectron2":
         from nasnet_det.detection.convert import to_detectron2

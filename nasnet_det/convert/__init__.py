@@ -1,7 +1,10 @@
 """Import published NASNet weights into :func:`nasnet_det.build_nasnet` models.
 
 Each source (a reference port, or our own checkpoints) lives in its own module exposing
-``ARCHS`` (the architecture names it knows) and ``convert(state_dict, arch) -> Converted``.
+``ARCHS`` (the architecture names it knows), ``PRETRAINED`` (its published files, one
+:class:`PretrainedCfg` each: where the file lives and the preprocessing it expects, declared once)
+and ``convert(state_dict, arch) -> Converted``. This module imports none of them, so the sources
+and :mod:`nasnet_det.convert.hub` (which reads weights by name or file) form no import circle.
 Checkpoint files are read without unpickling arbitrary objects (``weights_only=True``) unless the
 caller opts in, and written atomically as ``.pth`` (Detectron2's ``{"model": ...}`` layout) or
 ``.safetensors``.
@@ -26,6 +29,9 @@ from nasnet_det.limits import check_input_file
 
 __all__ = [
     "Converted",
+    "INCEPTION_MEAN",
+    "INCEPTION_STD",
+    "PretrainedCfg",
     "SOURCES",
     "check_weights_file",
     "convert_state_dict",
@@ -44,14 +50,60 @@ SOURCES: dict[str, str] = {
 }
 
 
+#: TF-slim's Inception preprocessing (RGB in [0, 1] mapped to [-1, 1]): every NASNet source's.
+INCEPTION_MEAN = (0.5, 0.5, 0.5)
+INCEPTION_STD = (0.5, 0.5, 0.5)
+
+
+@dataclass(frozen=True)
+class PretrainedCfg:
+    """Where a published checkpoint lives and what it expects (declared once, by its source).
+
+    ``file_name`` defaults to the URL's last part; ``sha256_prefix`` to the hex after its last
+    ``-`` (torch.hub's ``name-<sha256 prefix>.pth`` naming). ``sha256`` is the full digest when
+    the publisher records one. ``mean``/``std`` apply to RGB scaled to [0, 1]; ``crop_pct`` is
+    the centre crop's share of the resized short side at evaluation.
+    """
+
+    url: str
+    input_size: tuple[int, int, int]
+    interpolation: str
+    crop_pct: float
+    mean: tuple[float, float, float] = INCEPTION_MEAN
+    std: tuple[float, float, float] = INCEPTION_STD
+    num_classes: int = 1000
+    file_name: str = ""
+    sha256_prefix: str = ""
+    sha256: str | None = None
+
+    def __post_init__(self) -> None:
+        name = self.file_name or self.url.rsplit("/", 1)[-1]
+        object.__setattr__(self, "file_name", name)
+        if not self.sha256_prefix:
+            object.__setattr__(self, "sha256_prefix", Path(name).stem.rpartition("-")[2])
+
+    def preprocessing(self) -> dict[str, Any]:
+        """The evaluation preprocessing, in the keys our training checkpoints use."""
+        return {
+            "image_size": self.input_size[-1],
+            "crop_pct": self.crop_pct,
+            "interpolation": self.interpolation,
+            "mean": list(self.mean),
+            "std": list(self.std),
+        }
+
+
 @dataclass
 class Converted:
-    """A state dict in our layout plus the builder call that accepts it."""
+    """A state dict in our layout, the builder call that accepts it, its source
+    (``"timm:nasnetalarge"``, ``"file:PATH"``, ...) and the evaluation preprocessing that source
+    was trained with (``None`` until :func:`nasnet_det.convert.hub.load_weights` fills it in)."""
 
     state_dict: dict[str, torch.Tensor]
     preset: str
     overrides: dict[str, Any] = field(default_factory=dict)
     source: str = ""
+    preprocessing: dict[str, Any] | None = None
 
     def build_model(self):
         from nasnet_det.nasnet import build_nasnet
@@ -59,7 +111,10 @@ class Converted:
         return build_nasnet(self.preset, **self.overrides)
 
     def meta(self) -> dict[str, Any]:
-        return {"preset": self.preset, "overrides": self.overrides, "source": self.source}
+        meta = {"preset": self.preset, "overrides": self.overrides, "source": self.source}
+        if self.preprocessing:
+            meta["preprocessing"] = self.preprocessing
+        return meta
 
 
 def _source_module(source: str):

@@ -17,17 +17,19 @@ A declaration with a full ``sha256`` is checked against it instead.
 :func:`load_weights` is the one entry that reads weights for a classification network: a name,
 a converted checkpoint (``tools/convert_weights.py`` output), one of our training checkpoints,
 or a source's raw file. It returns :class:`Weights`: the state dict in our layout, its source
-and that source's preprocessing.
+and that source's evaluation preprocessing, always filled in: a published file's from its
+:class:`~nasnet_det.convert.PretrainedCfg`, our own network's from its checkpoint over the
+pretraining recipe (:func:`nasnet_det.convert.ours.preprocessing`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib
+import json
 import os
 import re
 import urllib.error
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +38,10 @@ import torch
 from nasnet_det.convert import (
     SOURCES,
     Converted,
+    PretrainedCfg,
     convert_state_dict,
     load_state_dict_file,
+    ours,
     save_checkpoint,
     unwrap_state_dict,
 )
@@ -51,9 +55,10 @@ __all__ = [
     "cache_dir",
     "declared",
     "fetch",
-    "is_weight_name",
     "load_weights",
     "parse_weight_name",
+    "read_meta",
+    "resolve_raw_input",
     "resolve_weights_path",
 ]
 
@@ -65,49 +70,9 @@ CACHE_ENV = "NASNET_DET_CACHE"
 _SHORT = re.compile(r"^([a-z_]+):([a-z0-9_]+)$")
 
 
-@dataclass(frozen=True)
-class PretrainedCfg:
-    """Where a published checkpoint lives and what it expects (declared next to its source).
-
-    ``sha256`` is the full digest when the publisher records one; ``sha256_prefix`` is the part
-    encoded in the published file name. ``mean``/``std`` apply to RGB scaled to [0, 1];
-    ``crop_pct`` is the centre crop's share of the resized short side at evaluation.
-    """
-
-    url: str
-    file_name: str
-    input_size: tuple[int, int, int]
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    interpolation: str
-    crop_pct: float
-    num_classes: int
-    sha256: str | None = None
-    sha256_prefix: str = ""
-
-    def preprocessing(self) -> dict[str, Any]:
-        """The evaluation preprocessing, in the keys our training checkpoints use."""
-        return {
-            "image_size": self.input_size[-1],
-            "crop_pct": self.crop_pct,
-            "interpolation": self.interpolation,
-            "mean": list(self.mean),
-            "std": list(self.std),
-        }
-
-
-@dataclass
-class Weights(Converted):
-    """A state dict in our layout, its source (``"timm:nasnetalarge"``, a file, ...) and the
-    preprocessing that source was trained with (``None`` when the file does not say)."""
-
-    preprocessing: dict[str, Any] | None = None
-
-    def meta(self) -> dict[str, Any]:
-        meta = super().meta()
-        if self.preprocessing:
-            meta["preprocessing"] = self.preprocessing
-        return meta
+#: What :func:`load_weights` returns: a :class:`~nasnet_det.convert.Converted` whose
+#: ``preprocessing`` is filled in.
+Weights = Converted
 
 
 def cache_dir() -> Path:
@@ -140,17 +105,6 @@ def parse_weight_name(name: str) -> tuple[str, str] | None:
         known = ", ".join(f"{SCHEME}{s}/{a}" for s in SOURCES for a in _declarations(s))
         raise ValueError(f"unknown weight name {name!r}; published weights: {known}")
     return source, arch
-
-
-def is_weight_name(name: str) -> bool:
-    """True for ``nasnet://SOURCE/ARCH`` or ``SOURCE:ARCH`` (known or not: unknown ones are
-    refused by :func:`parse_weight_name` with the list of names)."""
-    if not isinstance(name, str):
-        return False
-    if name.startswith(SCHEME):
-        return True
-    m = _SHORT.match(name)
-    return bool(m) and m.group(1) in SOURCES and not os.path.exists(name)
 
 
 def declared(source: str, arch: str) -> PretrainedCfg:
@@ -229,43 +183,55 @@ def fetch(source: str, arch: str, *, progress: bool = True) -> Path:
 def _from_name(source: str, arch: str, progress: bool) -> Weights:
     raw = fetch(source, arch, progress=progress)
     obj = load_state_dict_file(raw)  # weights_only=True: published files hold tensors only
-    conv = convert_state_dict(source, arch, unwrap_state_dict(obj))
-    return Weights(
-        conv.state_dict,
-        conv.preset,
-        conv.overrides,
-        conv.source,
-        preprocessing=declared(source, arch).preprocessing(),
-    )
+    return _with_preprocessing(convert_state_dict(source, arch, unwrap_state_dict(obj)))
 
 
-def _from_file(path: str, source: str | None, arch: str | None, allow_pickle: bool, ema: bool):
-    from nasnet_det.convert import ours
+def _with_preprocessing(conv: Converted, recorded: dict[str, Any] | None = None) -> Weights:
+    """``conv`` with its evaluation preprocessing: what the file records (``recorded``) over
+    the source's published declaration, else over our recipe's for the network."""
+    source, _, arch = conv.source.partition(":")
+    decl = _declarations(source).get(arch)
+    base = decl.preprocessing() if decl else ours.preprocessing(conv.preset, conv.overrides)
+    conv.preprocessing = {**base, **(conv.preprocessing or {}), **(recorded or {})}
+    return conv
 
-    obj = load_state_dict_file(path, allow_pickle=allow_pickle)
-    if ours.is_training_checkpoint(obj):
-        conv = ours.convert_checkpoint(obj, ema=ema, arch=arch)
-        return Weights(conv.state_dict, conv.preset, conv.overrides, conv.source,
-                       preprocessing=ours.preprocessing(obj))  # fmt: skip
-    meta = obj.get("meta") if isinstance(obj.get("meta"), dict) else None
+
+def read_meta(path: str | os.PathLike, obj: dict[str, Any]) -> dict[str, Any] | None:
+    """The ``meta`` that :func:`~nasnet_det.convert.save_checkpoint` wrote with the weights (a
+    ``.pth`` entry, or ``.safetensors`` metadata), ``None`` when there is none."""
+    if isinstance(obj.get("meta"), dict):
+        return obj["meta"]
+    if Path(path).suffix == ".safetensors":
+        from safetensors import safe_open
+
+        with safe_open(str(path), "pt") as f:
+            raw = (f.metadata() or {}).get("meta")
+        meta = json.loads(raw) if raw else None
+        return meta if isinstance(meta, dict) else None
+    return None
+
+
+def _from_file(
+    path: str, source: str | None, arch: str | None, allow_pickle: bool, ema: bool, what: str
+) -> Weights:
+    obj = load_state_dict_file(path, allow_pickle=allow_pickle, what=what)
+    if ours.is_training_checkpoint(obj) and source in (None, "nasnet_det"):
+        return _with_preprocessing(ours.convert_checkpoint(obj, ema=ema, arch=arch))
+    meta = read_meta(path, obj)
     if meta and "preset" in meta and source is None:
         # Written by tools/convert_weights.py: our layout plus the builder call and its source.
-        pre = meta.get("preprocessing")
-        src = str(meta.get("source", ""))
-        if pre is None and ":" in src:
-            s, a = src.split(":", 1)
-            pre = declared(s, a).preprocessing() if a in _declarations(s) else None
-        return Weights(unwrap_state_dict(obj), meta["preset"], dict(meta.get("overrides", {})),
-                       src or f"file:{path}", preprocessing=pre)  # fmt: skip
-    if source is None or arch is None:
+        conv = Converted(unwrap_state_dict(obj), meta["preset"], dict(meta.get("overrides", {})),
+                         str(meta.get("source") or f"file:{path}"))  # fmt: skip
+        return _with_preprocessing(conv, meta.get("preprocessing"))
+    if source is not None and arch is None:
+        raise ValueError(f"{what} {path!r} is a bare state dict: --arch is required for --source "
+                         f"{source}")  # fmt: skip
+    if source is None:
         raise ValueError(
-            f"{path!r} is a bare state dict: say which source and architecture it comes from "
-            "(source=/arch=, --source/--arch)"
+            f"{what} {path!r} is a bare state dict: pass --source and --arch (source=/arch= in "
+            "Python) to say which network it holds, or convert it with tools/convert_weights.py"
         )
-    conv = convert_state_dict(source, arch, unwrap_state_dict(obj))
-    decl = _declarations(source).get(arch)
-    return Weights(conv.state_dict, conv.preset, conv.overrides, conv.source,
-                   preprocessing=decl.preprocessing() if decl else None)  # fmt: skip
+    return _with_preprocessing(convert_state_dict(source, arch, unwrap_state_dict(obj)))
 
 
 def load_weights(
@@ -276,12 +242,13 @@ def load_weights(
     allow_pickle: bool = False,
     ema: bool = True,
     progress: bool = True,
+    what: str = "checkpoint",
 ) -> Weights:
     """Weights for :func:`nasnet_det.build_nasnet` from a name or a file (the one entry).
 
     ``spec``: a weight name (downloaded, checked, converted); a converted checkpoint; one of
     our training checkpoints (EMA weights unless ``ema=False``); or a raw file of ``source``'s
-    ``arch``. Errors are one ``ValueError`` naming the file or name.
+    ``arch``. Errors are one ``ValueError`` naming the file (as ``what``) or name.
     """
     spec = os.fspath(spec)
     parsed = parse_weight_name(spec)
@@ -289,7 +256,7 @@ def load_weights(
         if (source, arch) != (None, None) and (source, arch) != parsed:
             raise ValueError(f"{spec!r} is {parsed[0]}'s {parsed[1]}, not {source}'s {arch}")
         return _from_name(*parsed, progress=progress)
-    return _from_file(spec, source, arch, allow_pickle, ema)
+    return _from_file(spec, source, arch, allow_pickle, ema, what)
 
 
 def resolve_weights_path(spec: str, *, progress: bool = True) -> str:

@@ -15,21 +15,23 @@ from typing import Any
 import torch
 
 from nasnet_det.convert import Converted, check_against_model
-from nasnet_det.convert.hub import Weights
 from nasnet_det.nasnet import PRESETS
 
-__all__ = ["ARCHS", "PRETRAINED", "convert", "convert_checkpoint", "is_training_checkpoint"]
+__all__ = [
+    "ARCHS",
+    "PRETRAINED",
+    "convert",
+    "convert_checkpoint",
+    "is_training_checkpoint",
+    "preprocessing",
+]
 
 ARCHS = tuple(sorted(PRESETS))
 
 
 #: Our own weights are not published: a training checkpoint carries its preprocessing (its
-#: ``config.data``), returned by :func:`preprocessing`.
+#: ``config.data``), and the recipe's defaults fill in what it lacks (:func:`preprocessing`).
 PRETRAINED: dict = {}
-
-#: A converted checkpoint with the evaluation preprocessing the network was trained for (its
-#: overrides may hold a genotype dict: searched cells, resolved by NASNetConfig).
-OursConverted = Weights
 
 
 def is_training_checkpoint(obj: Any) -> bool:
@@ -47,7 +49,7 @@ def convert(state_dict: dict[str, torch.Tensor], arch: str) -> Converted:
         "num_classes": int(state_dict["classifier.weight"].shape[0]),
         "use_aux_head": any(k.startswith("aux_head.") for k in state_dict),
     }
-    out = OursConverted(dict(state_dict), arch, overrides)
+    out = Converted(dict(state_dict), arch, overrides)
     check_against_model(out.state_dict, out.build_model(), f"nasnet_det {arch} checkpoint")
     return out
 
@@ -69,21 +71,31 @@ def convert_checkpoint(obj: dict[str, Any], ema: bool = True, arch: str | None =
     key = "ema" if ema else "model"
     if key not in obj:
         raise ValueError(f"training checkpoint has no {key!r} weights")
-    out = OursConverted(
+    out = Converted(
         {k: v for k, v in obj[key].items() if isinstance(v, torch.Tensor)},
         spec["preset"],
         dict(spec["overrides"]),
         source=f"nasnet_det:{spec['preset']}",
+        preprocessing=preprocessing(spec["preset"], dict(spec["overrides"]), obj),
     )
-    out.preprocessing = preprocessing(obj)
     check_against_model(out.state_dict, out.build_model(), f"nasnet_det checkpoint ({key})")
     return out
 
 
-def preprocessing(obj: dict[str, Any]) -> dict[str, Any] | None:
-    """The evaluation preprocessing a training checkpoint was trained for."""
-    data = obj.get("config", {}).get("data") if isinstance(obj.get("config"), dict) else None
-    if not data:
-        return None
+def preprocessing(
+    preset: str, overrides: dict[str, Any], obj: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The evaluation preprocessing of our ``preset`` network: what a training checkpoint
+    ``obj`` stores (its ``config.data``) over the pretraining recipe's defaults, at the
+    network's own image size unless the checkpoint says otherwise."""
+    from nasnet_det.pretrain.config import get_cfg  # the recipe declares it (lazy: fvcore)
+
     keys = ("image_size", "crop_pct", "interpolation", "mean", "std")
-    return {k: data[k] for k in keys if k in data}
+    recipe = get_cfg().data
+    size = overrides.get("image_size") or (PRESETS[preset].image_size if preset in PRESETS else 0)
+    out = {k: recipe[k] for k in keys} | {"image_size": int(size or recipe.image_size)}
+    config = obj.get("config") if isinstance(obj, dict) else None
+    data = config.get("data") if isinstance(config, dict) else None
+    if isinstance(data, dict):
+        out |= {k: data[k] for k in keys if k in data}
+    return {k: list(v) if isinstance(v, (list, tuple)) else v for k, v in out.items()}

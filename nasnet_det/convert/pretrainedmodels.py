@@ -32,8 +32,7 @@ import re
 
 import torch
 
-from nasnet_det.convert import Converted, check_against_model, rename_keys
-from nasnet_det.convert.hub import PretrainedCfg
+from nasnet_det.convert import Converted, PretrainedCfg, check_against_model, rename_keys
 from nasnet_det.convert.timm import map_key
 
 ARCHS = ("nasnetamobile", "nasnetalarge")
@@ -41,31 +40,16 @@ ARCHS = ("nasnetamobile", "nasnetalarge")
 #: Cadene's published weights (``pretrainedmodels.pretrained_settings[arch]['imagenet']``). The
 #: hex in each file name is the start of its sha256 (torch.hub's naming); no full digest is
 #: published. The crop is ``pretrainedmodels.utils.TransformImage``'s default: resize the short
-#: side to size / 0.875 (bilinear), centre-crop size.
+#: side to size / 0.875 (bilinear), centre-crop size. Inception mean and std, 1000 classes.
+_URL = "http://data.lip6.fr/cadene/pretrainedmodels/"
 PRETRAINED = {
-    "nasnetamobile": PretrainedCfg(
-        url="http://data.lip6.fr/cadene/pretrainedmodels/nasnetamobile-7e03cead.pth",
-        file_name="nasnetamobile-7e03cead.pth",
-        sha256_prefix="7e03cead",
-        input_size=(3, 224, 224),
-        mean=(0.5, 0.5, 0.5),
-        std=(0.5, 0.5, 0.5),
-        interpolation="bilinear",
-        crop_pct=0.875,
-        num_classes=1000,
-    ),
-    "nasnetalarge": PretrainedCfg(
-        url="http://data.lip6.fr/cadene/pretrainedmodels/nasnetalarge-a1897284.pth",
-        file_name="nasnetalarge-a1897284.pth",
-        sha256_prefix="a1897284",
-        input_size=(3, 331, 331),
-        mean=(0.5, 0.5, 0.5),
-        std=(0.5, 0.5, 0.5),
-        interpolation="bilinear",
-        crop_pct=0.875,
-        num_classes=1000,
-    ),
-}
+    arch: PretrainedCfg(_URL + file, input_size=(3, size, size), interpolation="bilinear",
+                        crop_pct=0.875)
+    for arch, file, size in (
+        ("nasnetamobile", "nasnetamobile-7e03cead.pth", 224),
+        ("nasnetalarge", "nasnetalarge-a1897284.pth", 331),
+    )
+}  # fmt: skip
 
 _PRESETS = {"nasnetamobile": "nasnet_a_mobile", "nasnetalarge": "nasnet_a_large"}
 _NORMAL = re.compile(r"^cell_(\d+)$")

@@ -11,26 +11,21 @@ import re
 
 import torch
 
-from nasnet_det.convert import Converted, check_against_model, rename_keys
-from nasnet_det.convert.hub import PretrainedCfg
+from nasnet_det.convert import Converted, PretrainedCfg, check_against_model, rename_keys
 
 ARCHS = ("nasnetalarge",)
 
 #: timm's published weights (``timm.models.nasnet.default_cfgs['nasnetalarge.tf_in1k']``; the
 #: Hugging Face copy is ``timm/nasnetalarge.tf_in1k``). The name's ``dc4a7b8b`` is the start of
-#: the file's sha256 (timm names its releases so); no full digest is published.
+#: the file's sha256 (timm names its releases so); no full digest is published. Inception mean
+#: and std, 1000 classes.
 PRETRAINED = {
     "nasnetalarge": PretrainedCfg(
         url="https://github.com/rwightman/pytorch-image-models/releases/download/v0.1-weights/"
         "nasnetalarge-dc4a7b8b.pth",
-        file_name="nasnetalarge-dc4a7b8b.pth",
-        sha256_prefix="dc4a7b8b",
         input_size=(3, 331, 331),
-        mean=(0.5, 0.5, 0.5),
-        std=(0.5, 0.5, 0.5),
         interpolation="bicubic",
         crop_pct=0.911,
-        num_classes=1000,
     ),
 }
 

@@ -6,7 +6,7 @@
 ``.pth`` with a ``"model"`` entry) or a Detectron2 one, loads with ``weights_only=True`` and
 refuses a checkpoint made for another architecture with one error.
 
-Safety (issue 13): weight files are checked against their archive CRCs before loading; a pickle
+Safety: weight files are checked against their archive CRCs before loading; a pickle
 (``.pkl``, Detectron2's own format, or a ``.pth`` holding objects beyond tensors) is refused
 unless ``allow_pickle`` (``--allow-pickle`` or ``NASNET_DET_ALLOW_PICKLE=1``); ``last_checkpoint``
 may only name a file inside the output folder; every checkpoint and ``last_checkpoint`` are
@@ -59,14 +59,25 @@ def allow_pickle_from_env() -> bool:
 def check_weights(
     path: str, allow_pickle: bool = False, what: str = "MODEL.WEIGHTS", *, load: bool = False
 ) -> None:
-    """Check a local weights file before any work: exists, is a file, not empty, its archive
-    CRCs match, and it is no pickle unless ``allow_pickle``; with ``load`` it is also read
-    (weights only), so objects in a ``.pth`` are refused before any output. URLs and weight
-    names (``scheme://``, ``SOURCE:ARCH``) pass: they are resolved when loaded."""
-    from nasnet_det.convert.hub import parse_weight_name  # an unknown name is refused here
+    """Check the weights to start from before any work: a local file exists, is a file, not
+    empty, its archive CRCs match, and it is no pickle unless ``allow_pickle``; with ``load`` it
+    is also read (weights only), so objects in a ``.pth`` are refused before any output. A
+    weight name (``nasnet://SOURCE/ARCH``) is resolved here (downloaded once, or found in the
+    cache), so an unknown name or one that cannot be fetched offline is refused before any
+    output too; other URLs (``http://``, ``detectron2://``) are refused: they hold no NASNet
+    weights we can check."""
+    from nasnet_det.convert.hub import SCHEME, parse_weight_name, resolve_weights_path
 
-    if not path or "://" in path or parse_weight_name(path) is not None:
+    if not path:
         return
+    if path.startswith(SCHEME) or parse_weight_name(path) is not None:
+        path = resolve_weights_path(path)  # unknown names and failed downloads raise here
+    elif "://" in path:
+        raise ValueError(
+            f"{what} {path!r} is a URL; it must be a local weights file or a weight name "
+            f"({SCHEME}timm/nasnetalarge, {SCHEME}pretrainedmodels/nasnetamobile, ...): "
+            "download the file and give its path"
+        )
     kind = check_weights_file(path, f"{what} file")
     if load and not path.endswith(".pkl"):
         load_state_dict_file(path, allow_pickle, what=f"{what} file", opt_in=_OPT_IN)

@@ -9,9 +9,16 @@ from __future__ import annotations
 from detectron2.config import CfgNode as CN
 from detectron2.config import get_cfg
 
+from nasnet_det.genotypes import GENOTYPES, Genotype, get_genotype
 from nasnet_det.nasnet import NASNetConfig, nasnet_config
 
-__all__ = ["NORMS", "add_nasnet_config", "get_nasnet_cfg", "nasnet_config_from_cfg"]
+__all__ = [
+    "NORMS",
+    "add_nasnet_config",
+    "get_nasnet_cfg",
+    "nasnet_config_from_cfg",
+    "resolve_genotype",
+]
 
 #: Values accepted by ``MODEL.NASNET.NORM``.
 NORMS = ("FrozenBN", "BN", "SyncBN", "GN")
@@ -70,7 +77,12 @@ def add_nasnet_config(cfg: CN) -> CN:
     # During training a folded copy is evaluated; the trained model is left alone. False: run
     # the model as built (tools/predict.py --no-fast-inference says the same).
     _C.MODEL.NASNET.FAST_INFERENCE = True
+    return _add_dataset_config(cfg)
 
+
+def _add_dataset_config(cfg: CN) -> CN:
+    """``DATASETS.COCO_JSON`` and ``DATASETS.VOC`` (part of :func:`add_nasnet_config`)."""
+    _C = cfg
     # Datasets registered from the config (nasnet_det.detection.datasets.register_from_config,
     # called by tools/train_net.py and tools/predict.py before anything runs), so that a custom
     # dataset needs no Python and the config.yaml dumped to OUTPUT_DIR re-creates the run. Each
@@ -93,6 +105,22 @@ def get_nasnet_cfg() -> CN:
     from nasnet_det.detection.training import add_training_config
 
     return add_training_config(add_nasnet_config(get_cfg()))
+
+
+def resolve_genotype(cfg: CN) -> Genotype:
+    """Read ``MODEL.NASNET.GENOTYPE`` once, where a run's config is made (the tools' and the
+    demo's :func:`~nasnet_det.detection.engine.load_config`): a ``.json`` path is replaced by
+    the genotype itself (:meth:`Genotype.inline`), so every later :func:`nasnet_config_from_cfg`
+    (the config check, both detector halves, the checkpointer, the predictor) works from what
+    was read here and the run's ``config.yaml`` records the cell, not a path."""
+    n = cfg.MODEL.NASNET
+    try:
+        genotype = get_genotype(n.GENOTYPE)
+    except ValueError as e:
+        raise ValueError(f"MODEL.NASNET.GENOTYPE: {e}") from None
+    if n.GENOTYPE not in GENOTYPES:
+        n.GENOTYPE = genotype.inline()
+    return genotype
 
 
 def nasnet_config_from_cfg(cfg: CN) -> NASNetConfig:

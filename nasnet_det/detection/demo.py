@@ -31,9 +31,9 @@ from detectron2.utils.logger import create_small_table
 
 from nasnet_det.data import centred_window
 from nasnet_det.detection import engine, model_zoo
-from nasnet_det.detection.config import nasnet_config_from_cfg
+from nasnet_det.detection.config import nasnet_config_from_cfg, resolve_genotype
 from nasnet_det.detection.predict import Predictor, predict_images
-from nasnet_det.genotypes import get_genotype
+from nasnet_det.genotypes import Genotype
 from nasnet_det.io import atomic_write_bytes
 from nasnet_det.pretrain.digits import Pretrain, pretrain_digits, save_classifier, to_tensor
 
@@ -42,11 +42,14 @@ __all__ = ["DEMO_CONFIG", "Pretrain", "demo_config", "digit_crops", "run_demo", 
 DEMO_CONFIG = "Demo/faster_rcnn_nasnet_a_digits_cpu.yaml"
 
 
-def demo_config(genotype: str = "nasnet_a", opts: list[str] | None = None) -> CfgNode:
-    """The demo's config with ``MODEL.NASNET.GENOTYPE`` set (validated right away)."""
-    get_genotype(genotype)  # a missing or malformed genotype fails before any work
+def demo_config(genotype: str | Genotype = "nasnet_a", opts: list[str] | None = None) -> CfgNode:
+    """The demo's config with ``MODEL.NASNET.GENOTYPE`` set: a genotype file is read here,
+    once (a :class:`Genotype` is taken as it is); the config carries the cell itself from then
+    on (pretraining, train_net, pictures)."""
     cfg = engine.load_config(model_zoo.get_config_file(DEMO_CONFIG), list(opts or []))
-    cfg.MODEL.NASNET.GENOTYPE = os.fspath(genotype)
+    inline = isinstance(genotype, Genotype)
+    cfg.MODEL.NASNET.GENOTYPE = genotype.inline() if inline else os.fspath(genotype)
+    resolve_genotype(cfg)  # a missing or malformed genotype fails before any work
     if cfg.SOLVER.MAX_ITER < 1:
         raise ValueError(f"SOLVER.MAX_ITER must be a positive integer, got {cfg.SOLVER.MAX_ITER}")
     return cfg
@@ -133,11 +136,13 @@ def _logs_to_file_only():
                 h.close()
 
 
-def _train(cfg_file: str, opts: list[str], progress: bool) -> tuple[Any, dict, float]:
-    """``tools/train_net.py --config-file cfg_file opts``, in this process."""
-    args = default_argument_parser().parse_args(["--config-file", cfg_file, *opts])
+def _train(cfg: CfgNode, progress: bool) -> tuple[Any, dict, float]:
+    """``tools/train_net.py --config-file DEMO_CONFIG`` on ``cfg``, in this process."""
+    args = default_argument_parser().parse_args(
+        ["--config-file", model_zoo.get_config_file(DEMO_CONFIG)]
+    )
     with _logs_to_file_only() as quiet:
-        cfg = engine.setup(args)
+        cfg = engine.setup(args, cfg)
         quiet()
         trainer = engine.Trainer(cfg, progress=progress)
         trainer.resume_or_load(resume=False)
@@ -156,7 +161,7 @@ def _train(cfg_file: str, opts: list[str], progress: bool) -> tuple[Any, dict, f
 
 def run_demo(
     output_dir: str,
-    genotype: str = "nasnet_a",
+    genotype: str | Genotype = "nasnet_a",
     *,
     opts: list[str] | None = None,
     pretrain: Pretrain | None = None,
@@ -164,9 +169,10 @@ def run_demo(
 ) -> dict[str, Any]:
     """Pretrain, train, evaluate and draw the demo detector, all from ``SEED``.
 
-    ``genotype``: a registered name or a genotype JSON path. ``opts``: extra KEY VALUE config
-    overrides (e.g. ``["SOLVER.MAX_ITER", "100", "SEED", "1"]``). ``pretrain``: the
-    classification pretraining (default :class:`Pretrain`; ``Pretrain(iters=0)``: none).
+    ``genotype``: a registered name, a genotype JSON path or a :class:`Genotype`. ``opts``:
+    extra KEY VALUE config overrides (e.g. ``["SOLVER.MAX_ITER", "100", "SEED", "1"]``).
+    ``pretrain``: the classification pretraining (default :class:`Pretrain`;
+    ``Pretrain(iters=0)``: none).
     Returns ``{"metrics": COCO bbox metrics, "image": PNG path, "train": iterations/seconds/
     final losses, "pretrain": iterations/seconds/val_accuracy, "params"}``. Writes train_net's
     outputs (``model_final.pth``, ``coco_metrics.json``, ``config.yaml``, ``log.txt``) there,
@@ -183,7 +189,7 @@ def run_demo(
         torch.set_num_threads(threads)
 
 
-def _run_demo(out: Path, genotype: str, opts: list[str], spec: Pretrain, progress: bool) -> dict:
+def _run_demo(out: Path, genotype, opts: list[str], spec: Pretrain, progress: bool) -> dict:
     t0 = time.monotonic()
     cfg = demo_config(genotype, opts)
     out.mkdir(parents=True, exist_ok=True)
@@ -196,9 +202,8 @@ def _run_demo(out: Path, genotype: str, opts: list[str], spec: Pretrain, progres
         weights = str(out / "pretrain.pth")
         pre = pretrain(cfg, spec, Path(weights), progress)
         print(f"pretraining: val crop accuracy {100 * pre['val_accuracy']:.1f}%", flush=True)
-    opts = [*opts, "MODEL.NASNET.GENOTYPE", os.fspath(genotype), "MODEL.WEIGHTS", weights,
-            "OUTPUT_DIR", str(out)]  # fmt: skip
-    cfg, bbox, stats = _train(model_zoo.get_config_file(DEMO_CONFIG), opts, progress)
+    cfg.MODEL.WEIGHTS, cfg.OUTPUT_DIR = weights, str(out)
+    cfg, bbox, stats = _train(cfg, progress)
     val = cfg.DATASETS.TEST[0]
     print(f"COCO box AP on {val} ({len(DatasetCatalog.get(val))} images)")
     print(create_small_table({k: v for k, v in bbox.items() if "-" not in k}))

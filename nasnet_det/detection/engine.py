@@ -26,11 +26,21 @@ from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
 import nasnet_det.detection  # noqa: F401  (registers the NASNet parts and built-in datasets)
-from nasnet_det.config import ConfigError, merge_config_file, merge_overrides
+from nasnet_det.config import (
+    ConfigError,
+    Rule,
+    check_table,
+    choice,
+    integer,
+    merge_config_file,
+    merge_overrides,
+    number,
+    numbers,
+)
 from nasnet_det.detection import model_zoo, training
 from nasnet_det.detection.backbone import C4_FEATURE, FPN_FEATURES
 from nasnet_det.detection.checkpoint import NASNetCheckpointer, allow_pickle_from_env, check_weights
-from nasnet_det.detection.config import get_nasnet_cfg, nasnet_config_from_cfg
+from nasnet_det.detection.config import get_nasnet_cfg, nasnet_config_from_cfg, resolve_genotype
 from nasnet_det.detection.datasets import register_from_config
 from nasnet_det.detection.fast import inference_model
 from nasnet_det.detection.hooks import DropPathHook, EngineHook
@@ -134,7 +144,8 @@ def load_config(config_file: str, opts: list[str] | None = None) -> CfgNode:
     name such as ``COCO-Detection/faster_rcnn_nasnet_a_mobile_1x.yaml``) and KEY VALUE opts.
 
     YAML is read safely (a Python tag is refused, never run); an unknown key, a wrong type or a
-    broken file is one :class:`~nasnet_det.config.ConfigError` naming the file and the key."""
+    broken file is one :class:`~nasnet_det.config.ConfigError` naming the file and the key.
+    ``MODEL.NASNET.GENOTYPE`` is resolved here, once (:func:`resolve_genotype`)."""
     cfg = get_nasnet_cfg()
     if config_file:
         path = config_file
@@ -149,72 +160,56 @@ def load_config(config_file: str, opts: list[str] | None = None) -> CfgNode:
         merge_config_file(cfg, path)
     if opts:
         merge_overrides(cfg, list(opts))
+    resolve_genotype(cfg)  # a genotype file is read here, once per run
     return cfg
 
 
-def _need(ok: bool, key: str, expected: str, value: Any) -> None:
-    if not ok:
-        raise ConfigError(f"{key} must be {expected}, got {value!r}")
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
 _OUT_FEATURES = (C4_FEATURE, *FPN_FEATURES)  # the backbone's own names
+_FEATURES = Rule(lambda v: len(v) > 0 and all(f in _OUT_FEATURES for f in v),
+                 f"some of {', '.join(_OUT_FEATURES)}")  # fmt: skip
+_OPTIMIZER = Rule(lambda v: str(v).upper() in training.OPTIMIZERS,
+                  "one of " + ", ".join(training.OPTIMIZERS))  # fmt: skip
+_TEST_SIZES = ("MAX_SIZE_TRAIN", "MIN_SIZE_TEST", "MAX_SIZE_TEST")
+
+
+def _config_checks() -> list[tuple[str, Rule]]:
+    """The table of every value train_net reads (the image side limit is read per call)."""
+    side = max_image_side()
+    size = integer(1, side)
+    min_sizes = Rule(  # an int or a list (Detectron2 takes both)
+        lambda v: all(map(size.holds, v)) and len(v) > 0 if isinstance(v, (list, tuple))
+        else size.holds(v),
+        f"one or more sizes in [1, {side}]",
+    )  # fmt: skip
+    return [
+        *((f"SOLVER.{k}", integer(1)) for k in ("MAX_ITER", "IMS_PER_BATCH", "CHECKPOINT_PERIOD")),
+        ("SOLVER.BASE_LR", number(0, open_low=True)),
+        ("SOLVER.WARMUP_ITERS", integer(0)),
+        *((f"SOLVER.{k}", number(0)) for k in ("WEIGHT_DECAY", "MOMENTUM", "GAMMA")),
+        ("SOLVER.STEPS", Rule(lambda v: all(map(integer(1).holds, v)), "iteration numbers >= 1")),
+        ("SOLVER.OPTIMIZER", _OPTIMIZER),
+        ("SOLVER.BETAS", numbers(2, number(0, 1, open_high=True))),
+        ("SOLVER.LR_SCHEDULER_NAME", choice(*training.LR_SCHEDULERS)),
+        ("SOLVER.HOLD_FRACTION", number(0, 1, open_high=True)),
+        ("SOLVER.BEST_CHECKPOINTER.MODE", choice("max", "min")),
+        ("MODEL_EMA.DECAY", number(0, 1, open_low=True, open_high=True)),
+        ("TEST.EVAL_PERIOD", integer(0, note="0: evaluate at the end only")),
+        ("DATALOADER.NUM_WORKERS", integer(0)),
+        ("MODEL.ROI_HEADS.NUM_CLASSES", integer(1)),
+        *((f"MODEL.ROI_HEADS.{k}", number(0, 1)) for k in ("SCORE_THRESH_TEST", "NMS_THRESH_TEST")),
+        ("INPUT.MIN_SIZE_TRAIN", min_sizes),
+        *((f"INPUT.{k}", integer(0, side)) for k in _TEST_SIZES),
+        ("MODEL.NASNET.FREEZE_AT", integer(0)),
+        ("MODEL.NASNET.DROP_PATH_TOTAL_STEPS", integer(0, note="0: SOLVER.MAX_ITER")),
+        ("MODEL.NASNET.OUT_FEATURES", _FEATURES),
+    ]
 
 
 def check_config(cfg: CfgNode, args: argparse.Namespace | None = None) -> None:
-    """Check every value train_net uses before any work or output, naming the key."""
-    s = cfg.SOLVER
-    for key in ("MAX_ITER", "IMS_PER_BATCH", "CHECKPOINT_PERIOD"):
-        _need(_is_int(s[key]) and s[key] >= 1, f"SOLVER.{key}", "an integer >= 1", s[key])
-    _need(_is_number(s.BASE_LR) and s.BASE_LR > 0, "SOLVER.BASE_LR", "a number > 0", s.BASE_LR)
-    _need(_is_int(s.WARMUP_ITERS) and s.WARMUP_ITERS >= 0, "SOLVER.WARMUP_ITERS",
-          "an integer >= 0", s.WARMUP_ITERS)  # fmt: skip
-    for key in ("WEIGHT_DECAY", "MOMENTUM", "GAMMA"):
-        _need(_is_number(s[key]) and s[key] >= 0, f"SOLVER.{key}", "a number >= 0", s[key])
-    _need(all(_is_int(x) and x >= 1 for x in s.STEPS), "SOLVER.STEPS",
-          "iteration numbers >= 1", s.STEPS)  # fmt: skip
-    _need(_is_int(cfg.TEST.EVAL_PERIOD) and cfg.TEST.EVAL_PERIOD >= 0, "TEST.EVAL_PERIOD",
-          "an integer >= 0 (0: evaluate at the end only)", cfg.TEST.EVAL_PERIOD)  # fmt: skip
-    _need(_is_int(cfg.DATALOADER.NUM_WORKERS) and cfg.DATALOADER.NUM_WORKERS >= 0,
-          "DATALOADER.NUM_WORKERS", "an integer >= 0", cfg.DATALOADER.NUM_WORKERS)  # fmt: skip
-    r = cfg.MODEL.ROI_HEADS
-    _need(_is_int(r.NUM_CLASSES) and r.NUM_CLASSES >= 1, "MODEL.ROI_HEADS.NUM_CLASSES",
-          "an integer >= 1", r.NUM_CLASSES)  # fmt: skip
-    for key in ("SCORE_THRESH_TEST", "NMS_THRESH_TEST"):
-        _need(_is_number(r[key]) and 0 <= r[key] <= 1, f"MODEL.ROI_HEADS.{key}", "in [0, 1]",
-              r[key])  # fmt: skip
-    i = cfg.INPUT
-    sizes = i.MIN_SIZE_TRAIN if isinstance(i.MIN_SIZE_TRAIN, (list, tuple)) else [i.MIN_SIZE_TRAIN]
-    side = max_image_side()
-    _need(
-        len(sizes) > 0 and all(_is_int(x) and 1 <= x <= side for x in sizes),
-        "INPUT.MIN_SIZE_TRAIN",
-        f"one or more sizes in [1, {side}]",
-        i.MIN_SIZE_TRAIN,
-    )
-    for key in ("MAX_SIZE_TRAIN", "MIN_SIZE_TEST", "MAX_SIZE_TEST"):
-        _need(
-            _is_int(i[key]) and 0 <= i[key] <= side,
-            f"INPUT.{key}",
-            f"an integer in [0, {side}]",
-            i[key],
-        )
-    n = cfg.MODEL.NASNET
-    _need(_is_int(n.FREEZE_AT) and n.FREEZE_AT >= 0, "MODEL.NASNET.FREEZE_AT", "an integer >= 0",
-          n.FREEZE_AT)  # fmt: skip
-    _need(_is_int(n.DROP_PATH_TOTAL_STEPS) and n.DROP_PATH_TOTAL_STEPS >= 0,
-          "MODEL.NASNET.DROP_PATH_TOTAL_STEPS", "an integer >= 0 (0: SOLVER.MAX_ITER)",
-          n.DROP_PATH_TOTAL_STEPS)  # fmt: skip
-    bad = [f for f in n.OUT_FEATURES if f not in _OUT_FEATURES]
-    _need(len(n.OUT_FEATURES) > 0 and not bad, "MODEL.NASNET.OUT_FEATURES",
-          f"some of {', '.join(_OUT_FEATURES)}", list(n.OUT_FEATURES))  # fmt: skip
+    """Check every value train_net uses before any work or output, naming the key: the table
+    above, every ``MODEL.NASNET`` value (through the network plan), the device, and that the
+    weights to start from (``MODEL.WEIGHTS``, or the checkpoint ``--resume`` continues) load."""
+    check_table(cfg, _config_checks())
     plan_nasnet(nasnet_config_from_cfg(cfg))  # every MODEL.NASNET value, named on error
     _check_device(cfg.MODEL.DEVICE, getattr(args, "num_gpus", 1) if args else 1)
     allow_pickle = _allow_pickle(args)
@@ -235,7 +230,7 @@ def check_config(cfg: CfgNode, args: argparse.Namespace | None = None) -> None:
 def check_num_gpus(num_gpus: int) -> None:
     """``--num-gpus`` against the GPUs present (before ``launch`` starts any process)."""
     gpus = torch.cuda.device_count()
-    if not _is_int(num_gpus) or num_gpus < 1:
+    if not integer(1).holds(num_gpus):
         raise ConfigError(f"--num-gpus must be >= 1, got {num_gpus}")
     if num_gpus > 1 and num_gpus > gpus:
         raise ConfigError(
@@ -266,8 +261,10 @@ def _allow_pickle(args: argparse.Namespace | None) -> bool:
     return bool(getattr(args, "allow_pickle", False)) or allow_pickle_from_env()
 
 
-def setup(args: argparse.Namespace) -> CfgNode:
-    cfg = load_config(args.config_file, args.opts)
+def setup(args: argparse.Namespace, cfg: CfgNode | None = None) -> CfgNode:
+    """The checked, frozen config of a run (``cfg``, or ``args``' file and opts), its output
+    folder and logs (Detectron2's ``default_setup``)."""
+    cfg = load_config(args.config_file, args.opts) if cfg is None else cfg
     check_config(cfg, args)
     # DATASETS.COCO_JSON / VOC: read and checked here, before default_setup makes OUTPUT_DIR.
     register_from_config(cfg, need=("TEST",) if args.eval_only else ("TRAIN", "TEST"))

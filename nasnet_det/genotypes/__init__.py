@@ -223,6 +223,12 @@ class Genotype:
             atomic_write_text(path, text, "genotype file")
         return text
 
+    def inline(self) -> str:
+        """``inline:`` and one line of JSON, which :func:`get_genotype` reads back: a config
+        value that carries the cell itself, so a run reads its genotype file once. (The prefix
+        keeps yacs from reading the JSON as a Python dict literal.)"""
+        return INLINE + json.dumps(self.to_dict(), separators=(",", ":"))
+
     @classmethod
     def from_json(cls, path: str | os.PathLike) -> Genotype:
         from nasnet_det.limits import read_input_bytes
@@ -243,6 +249,10 @@ class Genotype:
             return cls.from_dict(data, source=where)
         except RecursionError:
             raise ValueError(f"{where} is nested too deeply to be a genotype") from None
+
+
+#: Prefix of a genotype written into a config value (:meth:`Genotype.inline`).
+INLINE = "inline:"
 
 
 def _cell(spec: list[tuple[str, int, str, int]]) -> tuple[Block, ...]:
@@ -310,6 +320,12 @@ def get_genotype(name_or_path: str | os.PathLike | Genotype | dict[str, Any]) ->
     key = os.fspath(name_or_path)
     if key in GENOTYPES:
         return GENOTYPES[key]
+    if key.startswith(INLINE):  # Genotype.inline(): a config value that carries its cell
+        try:
+            data = json.loads(key[len(INLINE) :])
+        except (json.JSONDecodeError, RecursionError) as e:
+            raise ValueError(f"inline genotype is not valid JSON ({type(e).__name__})") from None
+        return Genotype.from_dict(data, "inline genotype")
     if key.endswith(".json") or os.sep in key or Path(key).exists():
         return Genotype.from_json(key)
     raise ValueError(

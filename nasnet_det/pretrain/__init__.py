@@ -8,12 +8,11 @@ from nasnet_det.pretrain.engine import (
     build_model_from_config,
     train,
 )
-from nasnet_det.pretrain.evaluate import PREPROCESSING, evaluate, evaluate_weights, load_weights
+from nasnet_det.pretrain.evaluate import evaluate, evaluate_weights
 from nasnet_det.pretrain.trainer import HookBase, TrainerBase
 
 __all__ = [
     "CHECKPOINT_NAME",
-    "PREPROCESSING",
     "HookBase",
     "PretrainTrainer",
     "TrainerBase",
@@ -23,6 +22,5 @@ __all__ = [
     "evaluate_weights",
     "get_cfg",
     "load_config",
-    "load_weights",
     "train",
 ]

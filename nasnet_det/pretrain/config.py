@@ -13,12 +13,22 @@ fields (``model.overrides.num_cells 2``), checked by :func:`nasnet_det.build_nas
 
 from __future__ import annotations
 
-import ast
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from nasnet_det.config import CfgNode, ConfigError, merge_overrides
+from nasnet_det.config import (
+    CfgNode,
+    ConfigError,
+    Rule,
+    check_table,
+    choice,
+    integer,
+    literal,
+    merge_overrides,
+    number,
+    numbers,
+)
 from nasnet_det.config import load_config as _load_config
 from nasnet_det.limits import max_image_side
 
@@ -107,14 +117,6 @@ def get_cfg() -> CfgNode:
 _OPEN = "model.overrides."
 
 
-def _literal(text: str) -> Any:
-    """A command-line value as the config mechanism reads it: a Python literal, else a string."""
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
-
-
 def _split_open_keys(cfg: CfgNode, opts: Sequence[str]) -> list[str]:
     """Set new ``model.overrides.<field>`` keys (the open node) and return the other pairs."""
     opts = [str(o) for o in opts]
@@ -133,7 +135,7 @@ def _split_open_keys(cfg: CfgNode, opts: Sequence[str]) -> list[str]:
         if field is not None and field not in cfg.model.overrides:
             if not field.isidentifier():
                 raise ConfigError(f"command line: {key!r} is not a NASNetConfig field name")
-            cfg.model.overrides[field] = _literal(value)
+            cfg.model.overrides[field] = literal(value)
             continue
         rest += [key, value]
     return rest
@@ -171,74 +173,48 @@ def to_dict(cfg: CfgNode | dict) -> dict[str, Any]:
     return {k: to_dict(v) if isinstance(v, dict) else v for k, v in cfg.items()}
 
 
-def _positive_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and v > 0
+def _pair_range(high: float | None) -> Rule:
+    return Rule(
+        lambda v: len(v) == 2 and all(map(number().holds, v)) and 0 < v[0] <= v[1]
+        and (high is None or v[1] <= high),
+        "[min, max] with 0 < min <= max" + (f" <= {high}" if high is not None else ""),
+    )  # fmt: skip
 
 
-def _nonneg_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
-
-
-def _range(v: Any) -> bool:
-    return len(v) == 2 and all(isinstance(x, (int, float)) for x in v) and 0 < v[0] <= v[1]
-
-
-def _triple(v: Any) -> bool:
-    return len(v) == 3 and all(isinstance(x, (int, float)) for x in v)
-
-
-#: ``(key, test, what is expected)``: range checks that would otherwise fail deep in training.
-_CHECKS: list[tuple[str, Callable[[Any], bool], str]] = [
-    (
-        "data.image_size",
-        lambda v: _positive_int(v) and v <= max_image_side(),
-        f"an integer in [1, {max_image_side()}]",
-    ),  # fmt: skip
-    ("data.scale", lambda v: _range(v) and v[1] <= 1, "[min, max] with 0 < min <= max <= 1"),
-    ("data.ratio", _range, "[min, max] with 0 < min <= max"),
-    ("data.hflip", lambda v: 0 <= v <= 1, "a probability in [0, 1]"),
-    ("data.crop_pct", lambda v: 0 < v <= 1, "in (0, 1]"),
-    ("data.interpolation", lambda v: v in ("bilinear", "bicubic"), "bilinear or bicubic"),
-    ("data.mean", _triple, "three numbers"),
-    ("data.std", lambda v: _triple(v) and min(v) > 0, "three positive numbers"),
-    ("data.num_workers", _nonneg_int, "an integer >= 0"),
-    ("optim.batch_size", _positive_int, "a positive integer"),
-    ("optim.lr", lambda v: v > 0, "> 0"),
-    ("optim.lr_batch", _positive_int, "a positive integer"),
-    ("optim.rmsprop_decay", lambda v: 0 <= v < 1, "in [0, 1)"),
-    ("optim.rmsprop_momentum", lambda v: 0 <= v < 1, "in [0, 1)"),
-    ("optim.rmsprop_eps", lambda v: v > 0, "> 0"),
-    ("optim.weight_decay", lambda v: v >= 0, ">= 0"),
-    ("optim.label_smoothing", lambda v: 0 <= v < 1, "in [0, 1)"),
-    ("optim.aux_weight", lambda v: v >= 0, ">= 0"),
-    ("optim.clip_grad_norm", lambda v: v >= 0, ">= 0 (0 disables)"),
-    ("optim.lr_decay", lambda v: 0 < v <= 1, "in (0, 1]"),
-    ("optim.lr_decay_epochs", lambda v: v > 0, "> 0"),
-    ("optim.warmup_epochs", lambda v: v >= 0, ">= 0"),
-    ("optim.warmup_lr", lambda v: v >= 0, ">= 0"),
-    ("optim.ema_decay", lambda v: 0 <= v < 1, "in [0, 1)"),
-    ("train.epochs", _positive_int, "a positive integer"),
-    ("train.seed", _nonneg_int, "an integer >= 0"),
-    ("train.checkpoint_every", _nonneg_int, "an integer >= 0 (0: epoch ends only)"),
-    ("train.log_every", _positive_int, "a positive integer"),
-    ("train.threads", _nonneg_int, "an integer >= 0 (0: torch's default)"),
-    ("train.max_steps", _nonneg_int, "an integer >= 0 (0: no limit)"),
-]
+def _checks() -> list[tuple[str, Rule]]:
+    """``(key, rule)``: range checks that would otherwise fail deep in training."""
+    return [
+        ("model.preset", Rule(lambda v: isinstance(v, str), "a preset name")),
+        ("data.image_size", integer(1, max_image_side())),
+        ("data.scale", _pair_range(1)),
+        ("data.ratio", _pair_range(None)),
+        ("data.hflip", number(0, 1, note="a probability")),
+        ("data.crop_pct", number(0, 1, open_low=True)),
+        ("data.interpolation", choice("bilinear", "bicubic")),
+        ("data.mean", numbers(3, number())),
+        ("data.std", numbers(3, number(0, open_low=True))),
+        ("data.num_workers", integer(0)),
+        ("optim.batch_size", integer(1)),
+        ("optim.lr", number(0, open_low=True)),
+        ("optim.lr_batch", integer(1)),
+        *((f"optim.{k}", number(0, 1, open_high=True))
+          for k in ("rmsprop_decay", "rmsprop_momentum", "label_smoothing", "ema_decay")),
+        ("optim.rmsprop_eps", number(0, open_low=True)),
+        *((f"optim.{k}", number(0)) for k in ("weight_decay", "aux_weight", "warmup_epochs",
+                                              "warmup_lr")),
+        ("optim.clip_grad_norm", number(0, note="0 disables")),
+        ("optim.lr_decay", number(0, 1, open_low=True)),
+        ("optim.lr_decay_epochs", number(0, open_low=True)),
+        ("train.epochs", integer(1)),
+        ("train.seed", integer(0)),
+        ("train.checkpoint_every", integer(0, note="0: epoch ends only")),
+        ("train.log_every", integer(1)),
+        ("train.threads", integer(0, note="0: torch's default")),
+        ("train.max_steps", integer(0, note="0: no limit")),
+    ]  # fmt: skip
 
 
 def validate(cfg: CfgNode) -> None:
     """Refuse, naming the key, a value that would fail deep inside training (or silently
     train nothing, as ``train.epochs 0`` would)."""
-    if not isinstance(cfg.model.preset, str):
-        raise ConfigError(
-            f"config key model.preset must be a preset name, got {cfg.model.preset!r}"
-        )
-    for key, ok, expected in _CHECKS:
-        section, name = key.split(".")
-        value = cfg[section][name]
-        try:
-            good = bool(ok(value))
-        except TypeError:
-            good = False
-        if not good:
-            raise ConfigError(f"config key {key} must be {expected}, got {value!r}")
+    check_table(cfg, _checks())

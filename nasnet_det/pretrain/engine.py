@@ -14,7 +14,6 @@ import json
 import math
 import os
 import random
-import shutil
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,7 +36,7 @@ from nasnet_det.engine import (
     TrainerBase,
 )
 from nasnet_det.genotypes import Genotype
-from nasnet_det.io import atomic_write_text, check_output_dir
+from nasnet_det.io import RunFolder, RunFolderError, atomic_write_text
 from nasnet_det.nasnet import NASNet, build_nasnet
 from nasnet_det.pretrain import hooks as H
 from nasnet_det.pretrain.checkpoint import load_training_checkpoint, rng_state, set_rng_state
@@ -405,46 +404,6 @@ def _history_from_file(output: Path, epochs_done: int) -> list[dict[str, Any]]:
     return [m for m in lines if int(m.get("epoch", 0)) <= int(epochs_done)]
 
 
-def _check_run_folder(output: Path, resume: bool, overwrite: bool) -> None:
-    if resume and overwrite:
-        raise ValueError("--resume and --overwrite exclude each other")
-    if output.exists() and not output.is_dir():
-        raise ValueError(f"output folder {str(output)!r} is a file, expected a folder")
-    if not resume and not overwrite and any((output / name).exists() for name in RUN_FILES):
-        if (output / CHECKPOINT_NAME).exists():
-            raise ValueError(
-                f"{str(output)!r} already holds a training run; pass --resume to continue it or "
-                "--overwrite to start over"
-            )
-        found = ", ".join(n for n in RUN_FILES if (output / n).exists())
-        raise ValueError(
-            f"{str(output)!r} holds files of a run ({found}) but no {CHECKPOINT_NAME} to resume "
-            "from; pass --overwrite to start over"
-        )
-
-
-def _remove_stale_temporaries(output: Path) -> list[str]:
-    """Temporary files of this folder's own writers (``.last.pth.<random>.tmp`` and the like)
-    left by a kill: no writer of this run has one open yet."""
-    removed = []
-    for name in RUN_FILES:
-        for tmp in output.glob(f".{name}.*.tmp"):
-            if tmp.is_file():
-                tmp.unlink()
-                removed.append(tmp.name)
-    return removed
-
-
-def _clear_run(output: Path) -> None:
-    """Remove a previous run's files (only those a run writes)."""
-    for name in RUN_FILES:
-        path = output / name
-        if path.is_dir():
-            shutil.rmtree(path)
-        elif path.exists():
-            path.unlink()
-
-
 def train(
     cfg: CfgNode | dict[str, Any],
     data_dir: str | os.PathLike,
@@ -469,7 +428,14 @@ def train(
     if not isinstance(cfg, CfgNode):  # a plain nested dict from Python: deltas on the defaults
         cfg = from_dict(cfg, "config")
     validate(cfg)
-    _check_run_folder(output, resume, overwrite)
+    folder = RunFolder(output, RUN_FILES, "training run", marker=CHECKPOINT_NAME)
+    folder.check(resume, overwrite)
+    found = [n for n in RUN_FILES if (output / n).exists()]
+    if not resume and not overwrite and found:  # files of a run that never saved a checkpoint
+        raise RunFolderError(
+            f"{str(output)!r} holds files of a run ({', '.join(found)}) but no {CHECKPOINT_NAME} "
+            "to resume from; pass --overwrite to start over"
+        )
     ckpt = None
     if resume:
         ckpt = load_training_checkpoint(output / CHECKPOINT_NAME)
@@ -484,10 +450,8 @@ def train(
     trainer.register_hooks(trainer.build_hooks(progress, on_step))
     created = not output.exists()
     if trainer.dist.main:
-        check_output_dir(output)
-        if overwrite:
-            _clear_run(output)
-        if resume and _remove_stale_temporaries(output):
+        folder.create(overwrite)
+        if resume and folder.remove_stale_temporaries():
             log(f"removed temporary files of an interrupted write in {str(output)!r}")
         # The first file written: a full disk or a read-only folder stops the run here.
         atomic_write_text(output / "config.yaml", cfg.dump(), "config copy")
@@ -497,7 +461,7 @@ def train(
         # A new run that fails before its first checkpoint cannot be resumed: its config copy,
         # metrics and TensorBoard files would only make the next attempt need --overwrite.
         if trainer.dist.main and ckpt is None and not (output / CHECKPOINT_NAME).exists():
-            _clear_run(output)
+            folder.clear()
             if created and output.is_dir() and not any(output.iterdir()):
                 output.rmdir()
         raise

@@ -10,34 +10,54 @@ random generators included, so a resumed search proposes what the uninterrupted 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass, fields, replace
+from typing import Any, ClassVar
 
 import numpy as np
 from nasnet_det.search.space import Decisions, SearchSpace
 
-__all__ = ["Strategy", "STRATEGIES", "register_strategy", "build_strategy"]
+__all__ = ["Strategy", "StrategyParams", "STRATEGIES", "register_strategy", "build_strategy"]
 
 
-class Strategy:
-    """Base class. Subclasses set ``name`` and implement :meth:`propose` (and usually
-    :meth:`observe`, :meth:`state_dict`, :meth:`load_state_dict`).
+@dataclass(frozen=True)
+class StrategyParams:
+    """What every strategy takes; a strategy's own parameters extend this dataclass, and the
+    search config's ``strategy.<key>`` values are these fields, typed by their defaults.
 
     ``batch_size`` is the update minibatch (PPO: the paper's 20 architectures) and, unless the
     config's ``round_size`` says otherwise, the number of children per round.
     ``failed_reward`` is what a failed child (exception, NaN, out of memory) counts as.
     """
 
+    batch_size: int = 20
+    failed_reward: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+
+
+class Strategy:
+    """Base class. Subclasses set ``name`` and ``Params`` (a :class:`StrategyParams`
+    subclass) and implement :meth:`propose` (and usually :meth:`observe`, :meth:`state_dict`,
+    :meth:`load_state_dict`). Each parameter is also an attribute (``self.batch_size``)."""
+
     name = "base"
+    Params: ClassVar[type[StrategyParams]] = StrategyParams
 
     def __init__(
-        self, space: SearchSpace, seed: int = 0, batch_size: int = 20, failed_reward: float = 0.0
+        self, space: SearchSpace, seed: int = 0, params: StrategyParams | None = None, **kw: Any
     ) -> None:
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        params = self.Params(**kw) if params is None else replace(params, **kw)
+        if not isinstance(params, self.Params):
+            raise TypeError(
+                f"{self.name} takes {self.Params.__name__}, got {type(params).__name__}"
+            )
+        self.params = params
+        for f in fields(params):
+            setattr(self, f.name, getattr(params, f.name))
         self.space = space
         self.seed = seed
-        self.batch_size = batch_size
-        self.failed_reward = failed_reward
         self.rng = np.random.default_rng(seed)
 
     def propose(self, n: int) -> list[Decisions]:

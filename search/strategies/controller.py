@@ -8,14 +8,15 @@ block ``k``'s inputs have ``k + 2``). All weights are initialised uniformly in [
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from nasnet_det.search.space import Decisions, SearchSpace
-from nasnet_det.search.strategies.base import Strategy
+from nasnet_det.search.strategies.base import Strategy, StrategyParams
 from torch import nn
 
-__all__ = ["Controller", "ControllerStrategy"]
+__all__ = ["Controller", "ControllerParams", "ControllerStrategy"]
 
 
 class Controller(nn.Module):
@@ -66,33 +67,37 @@ class Controller(nn.Module):
         return logp, ent
 
 
+@dataclass(frozen=True)
+class ControllerParams(StrategyParams):
+    """The controller's parameters (the paper's defaults)."""
+
+    lr: float = 0.00035
+    entropy_weight: float = 1e-5
+    baseline_decay: float = 0.95
+    hidden: int = 100
+    init_range: float = 0.1
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        lr, hidden, decay, ent = self.lr, self.hidden, self.baseline_decay, self.entropy_weight
+        if not lr > 0 or hidden < 1 or not 0 <= decay < 1 or ent < 0:
+            raise ValueError(
+                "need lr > 0, hidden >= 1, 0 <= baseline_decay < 1 and entropy_weight >= 0, got "
+                f"{lr}, {hidden}, {decay} and {ent}"
+            )
+
+
 class ControllerStrategy(Strategy):
     """Shared plumbing of the policy-gradient strategies (``ppo``, ``reinforce``): the
     controller, its optimizer, its sampling generator and the EMA reward baseline."""
 
-    def __init__(
-        self,
-        space: SearchSpace,
-        seed: int = 0,
-        batch_size: int = 20,
-        failed_reward: float = 0.0,
-        lr: float = 0.00035,
-        entropy_weight: float = 1e-5,
-        baseline_decay: float = 0.95,
-        hidden: int = 100,
-        init_range: float = 0.1,
-    ) -> None:
-        super().__init__(space, seed, batch_size, failed_reward)
-        if not lr > 0 or hidden < 1 or not 0 <= baseline_decay < 1 or entropy_weight < 0:
-            raise ValueError(
-                "need lr > 0, hidden >= 1, 0 <= baseline_decay < 1 and entropy_weight >= 0, got "
-                f"{lr}, {hidden}, {baseline_decay} and {entropy_weight}"
-            )
-        self.entropy_weight = entropy_weight
-        self.baseline_decay = baseline_decay
+    Params = ControllerParams
+
+    def __init__(self, space: SearchSpace, seed: int = 0, params=None, **kw: Any) -> None:
+        super().__init__(space, seed, params, **kw)
         torch.manual_seed(seed)  # only the initial weights; sampling has its own generator
-        self.controller = Controller(space.num_choices(), hidden, init_range)
-        self.optimizer = torch.optim.Adam(self.controller.parameters(), lr=lr)
+        self.controller = Controller(space.num_choices(), self.hidden, self.init_range)
+        self.optimizer = torch.optim.Adam(self.controller.parameters(), lr=self.lr)
         self.generator = torch.Generator().manual_seed(seed)
         self.baseline: float | None = None
 

@@ -10,33 +10,38 @@ Defaults P = 100, S = 25 (values Real et al. use); on the synthetic benchmark
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from nasnet_det.search.space import Decisions, SearchSpace
-from nasnet_det.search.strategies.base import Strategy, register_strategy
+from nasnet_det.search.strategies.base import Strategy, StrategyParams, register_strategy
+
+
+@dataclass(frozen=True)
+class EvolutionParams(StrategyParams):
+    """Population size P and tournament size S."""
+
+    population_size: int = 100
+    sample_size: int = 25
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        p, s = self.population_size, self.sample_size
+        if p < 2 or not 1 <= s <= p:
+            raise ValueError(
+                f"need population_size >= 2 and 1 <= sample_size <= population_size, got "
+                f"population_size {p}, sample_size {s}"
+            )
 
 
 @register_strategy
 class RegularizedEvolution(Strategy):
     name = "evolution"
 
-    def __init__(
-        self,
-        space: SearchSpace,
-        seed: int = 0,
-        batch_size: int = 20,
-        failed_reward: float = 0.0,
-        population_size: int = 100,
-        sample_size: int = 25,
-    ) -> None:
-        super().__init__(space, seed, batch_size, failed_reward)
-        if population_size < 2 or not 1 <= sample_size <= population_size:
-            raise ValueError(
-                f"need population_size >= 2 and 1 <= sample_size <= population_size, got "
-                f"population_size {population_size}, sample_size {sample_size}"
-            )
-        self.population_size = population_size
-        self.sample_size = sample_size
+    Params = EvolutionParams
+
+    def __init__(self, space: SearchSpace, seed: int = 0, params=None, **kw: Any) -> None:
+        super().__init__(space, seed, params, **kw)
         self.population: list[tuple[Decisions, float]] = []  # oldest first
 
     def propose(self, n: int) -> list[Decisions]:

@@ -8,13 +8,14 @@ over a minibatch and the clip range are not given in the paper; 4 and 0.2 are th
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
-from nasnet_det.search.space import Decisions, SearchSpace
+from nasnet_det.search.space import Decisions
 from nasnet_det.search.strategies.base import register_strategy
-from nasnet_det.search.strategies.controller import ControllerStrategy
+from nasnet_det.search.strategies.controller import ControllerParams, ControllerStrategy
 
-__all__ = ["PPO", "ppo_clipped_loss"]
+__all__ = ["PPO", "PPOParams", "ppo_clipped_loss"]
 
 
 def ppo_clipped_loss(
@@ -34,41 +35,25 @@ def ppo_clipped_loss(
     return -surrogate.mean() - entropy_weight * entropy.mean()
 
 
+@dataclass(frozen=True)
+class PPOParams(ControllerParams):
+    """The controller's parameters plus PPO's clip range and epochs per minibatch."""
+
+    clip_eps: float = 0.2
+    ppo_epochs: int = 4
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.clip_eps > 0 or self.ppo_epochs < 1:
+            raise ValueError(
+                f"need clip_eps > 0 and ppo_epochs >= 1, got {self.clip_eps} and {self.ppo_epochs}"
+            )
+
+
 @register_strategy
 class PPO(ControllerStrategy):
     name = "ppo"
-
-    def __init__(
-        self,
-        space: SearchSpace,
-        seed: int = 0,
-        batch_size: int = 20,
-        failed_reward: float = 0.0,
-        lr: float = 0.00035,
-        entropy_weight: float = 1e-5,
-        baseline_decay: float = 0.95,
-        hidden: int = 100,
-        init_range: float = 0.1,
-        clip_eps: float = 0.2,
-        ppo_epochs: int = 4,
-    ) -> None:
-        super().__init__(
-            space,
-            seed,
-            batch_size,
-            failed_reward,
-            lr,
-            entropy_weight,
-            baseline_decay,
-            hidden,
-            init_range,
-        )
-        if not clip_eps > 0 or ppo_epochs < 1:
-            raise ValueError(
-                f"need clip_eps > 0 and ppo_epochs >= 1, got {clip_eps} and {ppo_epochs}"
-            )
-        self.clip_eps = clip_eps
-        self.ppo_epochs = ppo_epochs
+    Params = PPOParams
 
     def observe(self, children: Sequence[Decisions], rewards: Sequence[float | None]) -> None:
         """One PPO update (``ppo_epochs`` steps) per minibatch of ``batch_size`` children, all

@@ -188,3 +188,28 @@ def test_model_weights_name_loads_into_the_detector(served, cadene_file):
     torch.testing.assert_close(
         model.backbone.stem.conv.weight, cadene.state_dict()["conv0.conv.weight"]
     )
+
+
+def test_sources_declare_their_files_once_and_import_no_hub():
+    """Each source's declaration names its published file; the file name's hex is the sha256
+    prefix checked on download. The sources import the package, never the hub (no circle)."""
+    from nasnet_det.convert import timm as timm_source
+
+    got = {
+        (src, arch): (d.file_name, d.sha256_prefix, d.preprocessing()["image_size"])
+        for src, mod in (("timm", timm_source), ("pretrainedmodels", cadene_source))
+        for arch, d in mod.PRETRAINED.items()
+    }
+    assert got == {
+        ("timm", "nasnetalarge"): ("nasnetalarge-dc4a7b8b.pth", "dc4a7b8b", 331),
+        ("pretrainedmodels", "nasnetamobile"): ("nasnetamobile-7e03cead.pth", "7e03cead", 224),
+        ("pretrainedmodels", "nasnetalarge"): ("nasnetalarge-a1897284.pth", "a1897284", 331),
+    }
+    code = (
+        "import sys, nasnet_det.convert.timm, nasnet_det.convert.pretrainedmodels, "
+        "nasnet_det.convert.ours; print('nasnet_det.convert.hub' in sys.modules)"
+    )
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from nasnet_det.convert import load_state_dict_file
-from nasnet_det.convert.ours import OursConverted
+from nasnet_det.convert import Converted, load_state_dict_file
 from nasnet_det.genotypes import NASNET_A
 from nasnet_det.nasnet import build_nasnet
 
@@ -49,7 +48,7 @@ def test_ema_by_default_and_raw_on_request(tmp_path):
         meta = saved["meta"]
         assert meta["source"] == "nasnet_det:nasnet_a_mobile"
         assert meta["preprocessing"]["image_size"] == 96
-        conv = OursConverted(saved["model"], meta["preset"], meta["overrides"])
+        conv = Converted(saved["model"], meta["preset"], meta["overrides"])
         conv.build_model().load_state_dict(saved["model"], strict=True)
 
 

@@ -105,3 +105,27 @@ def test_bad_norm_and_feature_names():
 def test_unknown_model_zoo_config():
     with pytest.raises(FileNotFoundError, match="not a model-zoo config"):
         model_zoo.get_config_file("COCO-Detection/nope.yaml")
+
+
+def test_load_config_reads_the_genotype_file_once(tmp_path):
+    """train_net's config reads MODEL.NASNET.GENOTYPE at load; the model, the config check and
+    the saved config.yaml need no file after that (the run records the cell, not a path)."""
+    from nasnet_det.detection.engine import check_config, load_config
+    from nasnet_det.genotypes import Genotype, get_genotype
+
+    geno = tmp_path / "found.json"
+    geno.write_text(json.dumps(TOY))
+    opts = ["MODEL.DEVICE", "cpu", "MODEL.NASNET.GENOTYPE", str(geno),
+            "MODEL.NASNET.NUM_CELLS", "1", "MODEL.NASNET.NUM_CONV_FILTERS", "8"]  # fmt: skip
+    cfg = load_config("COCO-Detection/faster_rcnn_nasnet_a_mobile_1x.yaml", opts)
+    geno.unlink()
+    check_config(cfg)
+    model = build_model(cfg)
+    assert [b.combine for b in model.backbone.cells[2].blocks] == ["add", "concat", "add"]
+    saved = tmp_path / "config.yaml"
+    saved.write_text(cfg.dump())
+    again = load_config(str(saved))
+    assert get_genotype(again.MODEL.NASNET.GENOTYPE) == Genotype.from_dict(TOY)
+    # A registered name stays a name.
+    cfg = load_config("COCO-Detection/faster_rcnn_nasnet_a_mobile_1x.yaml")
+    assert cfg.MODEL.NASNET.GENOTYPE == "nasnet_a"

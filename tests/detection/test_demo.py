@@ -10,8 +10,10 @@ import pytest
 import torch
 
 from nasnet_det.data import DigitsSpec
+from nasnet_det.detection.config import nasnet_config_from_cfg
 from nasnet_det.detection.datasets import register_nasnet_digits
 from nasnet_det.detection.demo import Pretrain, demo_config, digit_crops, run_demo
+from nasnet_det.genotypes import Genotype, get_genotype
 
 from .test_backbone import TOY
 
@@ -36,7 +38,12 @@ def test_demo_config_takes_a_genotype_json(tmp_path):
     path = tmp_path / "searched.json"
     path.write_text(json.dumps(TOY))
     cfg = demo_config(str(path))
-    assert cfg.MODEL.NASNET.GENOTYPE == str(path)
+    path.unlink()  # read once, in demo_config: the config carries the cell from then on
+    assert nasnet_config_from_cfg(cfg).genotype == Genotype.from_dict(TOY)
+    assert get_genotype(cfg.MODEL.NASNET.GENOTYPE) == Genotype.from_dict(TOY)
+    # A Genotype object (the transfer study's) is taken as it is.
+    cfg = demo_config(Genotype.from_dict(TOY))
+    assert nasnet_config_from_cfg(cfg).genotype == Genotype.from_dict(TOY)
     assert cfg.MODEL.DEVICE == "cpu" and cfg.DATASETS.TEST == ("nasnet_digits_val",)
     with pytest.raises(ValueError, match="does not exist"):
         demo_config(str(tmp_path / "missing.json"))

@@ -73,7 +73,7 @@ def test_bad_config_and_overrides(dataset, tmp_path, capsys):
 def test_resume_refuses_missing_and_pickled_checkpoints(dataset, tmp_path, capsys):
     out = tmp_path / "out"
     args = ["--config", str(INSTANT), "--data", str(dataset), "--output", str(out), "--resume"]
-    _fails(_tool(), capsys, *args, match="no training checkpoint")
+    _fails(_tool(), capsys, *args, match="no training run to continue")
     out.mkdir()
     torch.save({"model": {}, "hook": _Opaque()}, out / "last.pth")
     _fails(_tool(), capsys, *args, match="could not be read")

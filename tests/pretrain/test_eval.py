@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from nasnet_det.convert import save_checkpoint
+from nasnet_det.convert.hub import load_weights
 from nasnet_det.nasnet import build_nasnet
-from nasnet_det.pretrain import evaluate_weights, load_weights
+from nasnet_det.pretrain import evaluate_weights
 
 TINY = {"num_cells": 1, "num_conv_filters": 8, "use_aux_head": False}
 
@@ -21,12 +22,25 @@ def _converted(path, preset, source, num_classes):
 def test_timm_weights_get_timms_preprocessing(tmp_path, suffix):
     path = tmp_path / f"large{suffix}"
     _converted(path, "nasnet_a_large", "timm:nasnetalarge", 1000)
-    conv, pre = load_weights(path)
+    conv = load_weights(path)
     assert conv.preset == "nasnet_a_large"
-    assert pre == {
+    assert conv.preprocessing == {
         "image_size": 331, "crop_pct": 0.911, "interpolation": "bicubic",
-        "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5),
+        "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5],
     }  # fmt: skip
+
+
+def test_our_weights_without_recorded_preprocessing_get_the_recipes(tmp_path):
+    """A converted file of our own network that records no preprocessing: the pretraining
+    recipe's evaluation crop at the preset's size (Mobile 224, Large 331)."""
+    for preset, size in (("nasnet_a_mobile", 224), ("nasnet_a_large", 331)):
+        path = tmp_path / f"{preset}.pth"
+        _converted(path, preset, f"nasnet_det:{preset}", 10)
+        pre = load_weights(path).preprocessing
+        assert pre == {
+            "image_size": size, "crop_pct": 0.875, "interpolation": "bilinear",
+            "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5],
+        }  # fmt: skip
 
 
 def test_cadene_1001_classes_drop_the_background_logit(tmp_path, dataset):

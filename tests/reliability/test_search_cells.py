@@ -55,13 +55,14 @@ CASES = [
     ("unknown-strategy-param", [*RUN, *FAST, "strategy.temperature", "2"],
      "unknown config key strategy.temperature for strategy 'random'", "none"),
     ("odd-overrides", [*RUN, *FAST, "child.epochs"], "KEY VALUE pairs", "none"),
-    ("unknown-strategy", [*RUN, *FAST, "strategy.name", "bayes"], "strategy.name is 'bayes'",
-     "none"),
+    ("unknown-strategy", [*RUN, *FAST, "strategy.name", "bayes"], "strategy.name must be one of"
+     " evolution, ppo, random, reinforce, got 'bayes'", "none"),
     ("evolution-sizes", [*RUN, *FAST, "strategy.name", "evolution", "strategy.population_size",
      "4"], "sample_size <= population_size", "none"),
     ("unknown-op", [*RUN, *FAST, "space.ops", "[identity, conv_9x9]"], "unknown op 'conv_9x9'",
      "none"),
-    ("unknown-dataset", [*RUN, *FAST, "data.name", "mnist"], "data.name is 'mnist'", "none"),
+    ("unknown-dataset", [*RUN, *FAST, "data.name", "mnist"], "data.name must be one of"
+     " cifar10, digits, digit_crops, got 'mnist'", "none"),
     ("tabular-missing-table", [*RUN, *FAST, "execution.backend", "tabular", "execution.table",
      "{tmp}/missing.json.gz"], "missing.json.gz' does not exist", "none"),
     ("tabular-table-not-gzip", [*RUN, *FAST, "execution.backend", "tabular", "execution.table",

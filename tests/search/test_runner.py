@@ -8,6 +8,7 @@ from nasnet_det.search.child import train_child
 from nasnet_det.search.space import SearchSpace
 
 from nasnet_det import build_nasnet, get_genotype
+from nasnet_det.io import RunFolderError
 
 STRATEGY_OVERRIDES = {
     "random": [],
@@ -142,8 +143,9 @@ def test_history_is_never_overwritten_without_flag(tmp_path, instant_config):
 
 def test_corrupt_or_missing_history(tmp_path, instant_config):
     cfg = instant_config("max_children", "3")
-    with pytest.raises(HistoryError, match="no search history"):
+    with pytest.raises(RunFolderError, match="no search history to continue"):
         run_search(cfg, tmp_path / "nothing", resume=True)
+    assert not (tmp_path / "nothing").exists()
     (tmp_path / "history.sqlite").write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(HistoryError, match="corrupt or not a search history"):
         run_search(cfg, tmp_path, resume=True)

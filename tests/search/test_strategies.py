@@ -154,3 +154,66 @@ def test_ppo_updates_once_per_minibatch_of_a_round():
     p.observe(kids, [0.5] * 40)
     steps = {int(s["step"]) for s in p.optimizer.state.values()}
     assert steps == {8}  # 2 minibatches x 4 PPO epochs
+
+
+def test_a_new_strategy_is_one_class_with_its_params_dataclass():
+    """The config reads a strategy's parameters from its Params dataclass (no constructor
+    signature), types and checks them there; a new strategy needs no other edit."""
+    from dataclasses import dataclass, fields
+
+    from nasnet_det.search.config import apply_overrides, get_search_defaults
+    from nasnet_det.search.strategies import Strategy, StrategyParams, register_strategy
+    from nasnet_det.search.strategies.controller import ControllerParams
+    from nasnet_det.search.strategies.ppo import PPOParams
+
+    # PPO declares only what it adds to the controller's parameters.
+    own = [
+        f.name
+        for f in fields(PPOParams)
+        if f.name not in {g.name for g in fields(ControllerParams)}
+    ]
+    assert own == ["clip_eps", "ppo_epochs"]
+    saved = dict(STRATEGIES)
+
+    @dataclass(frozen=True)
+    class GreedyParams(StrategyParams):
+        temperature: float = 1.0
+
+        def __post_init__(self):
+            super().__post_init__()
+            if self.temperature <= 0:
+                raise ValueError(f"need temperature > 0, got {self.temperature}")
+
+    try:
+
+        @register_strategy
+        class Greedy(Strategy):
+            name = "greedy_test"
+            Params = GreedyParams
+
+            def propose(self, n):
+                return [self.space.sample(self.rng) for _ in range(n)]
+
+        base = get_search_defaults()
+        cfg = apply_overrides(base, ["strategy.name", "greedy_test", "strategy.temperature", "2"])
+        assert cfg.strategy.temperature == 2.0  # an int for a float field: a float
+        with pytest.raises(ValueError, match="need temperature > 0"):
+            apply_overrides(base, ["strategy.name", "greedy_test", "strategy.temperature", "0"])
+        with pytest.raises(ValueError, match="its parameters are batch_size, failed_reward, temp"):
+            apply_overrides(base, ["strategy.name", "greedy_test", "strategy.lr", "0.1"])
+        s = build_strategy("greedy_test", SearchSpace(), seed=0, temperature=3.0)
+        assert s.temperature == 3.0 and s.params == GreedyParams(temperature=3.0)
+    finally:
+        STRATEGIES.clear()
+        STRATEGIES.update(saved)
+
+
+def test_params_object_and_keywords_build_the_same_strategy():
+    from nasnet_det.search.strategies.ppo import PPOParams
+
+    space = SearchSpace(num_blocks=2)
+    a = PPO(space, seed=5, params=PPOParams(batch_size=4, lr=0.01, ppo_epochs=2))
+    b = PPO(space, seed=5, batch_size=4, lr=0.01, ppo_epochs=2)
+    assert a.params == b.params and a.propose(6) == b.propose(6)
+    with pytest.raises(ValueError, match="need clip_eps > 0"):
+        PPO(space, clip_eps=0.0)

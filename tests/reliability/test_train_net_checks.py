@@ -1,0 +1,85 @@
+"""tools/train_net.py checks the training options and the weights it starts from before
+OUTPUT_DIR, config.yaml or log.txt exist: SOLVER.OPTIMIZER, SOLVER.BETAS, MODEL_EMA.DECAY,
+SOLVER.BEST_CHECKPOINTER.MODE, and a MODEL.WEIGHTS that names nothing loadable (an unknown or
+unfetchable weight name, an http:// or detectron2:// URL) is one line and exit 2."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # harness.py (no package here)
+from harness import assert_clean_failure, run_tool  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+INSTANT = ROOT / "configs/quick_schedules/faster_rcnn_nasnet_a_mobile_instant_test.yaml"
+TINY = ["MODEL.NASNET.NUM_CELLS", "1", "MODEL.NASNET.NUM_CONV_FILTERS", "8", "DATASETS.TEST", "()"]
+
+CASES = [
+    ("optimizer", ["SOLVER.OPTIMIZER", "ADAM"],
+     "config key SOLVER.OPTIMIZER must be one of SGD, ADAMW, got 'ADAM'"),
+    ("betas-range", ["SOLVER.BETAS", "(0.9, 1.0)"],
+     "config key SOLVER.BETAS must be 2 numbers, each in [0, 1), got (0.9, 1.0)"),
+    ("betas-words", ["SOLVER.BETAS", "('a', 0.9)"], "SOLVER.BETAS must be 2 numbers"),
+    ("betas-count", ["SOLVER.BETAS", "(0.9,)"], "SOLVER.BETAS must be 2 numbers"),
+    ("ema-decay", ["MODEL_EMA.DECAY", "1.0"],
+     "config key MODEL_EMA.DECAY must be a number in (0, 1), got 1.0"),
+    ("best-mode", ["SOLVER.BEST_CHECKPOINTER.MODE", "'maximum'"],
+     "config key SOLVER.BEST_CHECKPOINTER.MODE must be one of max, min, got 'maximum'"),
+    ("scheduler", ["SOLVER.LR_SCHEDULER_NAME", "Cosine"],
+     "SOLVER.LR_SCHEDULER_NAME must be one of WarmupMultiStepLR"),
+    ("weights-http", ["MODEL.WEIGHTS", "http://example.invalid/model.pth"],
+     "MODEL.WEIGHTS 'http://example.invalid/model.pth' is a URL"),
+    ("weights-detectron2", ["MODEL.WEIGHTS", "detectron2://ImageNetPretrained/MSRA/R-50.pkl"],
+     "is a URL; it must be a local weights file or a weight name"),
+    ("weights-unknown-name", ["MODEL.WEIGHTS", "nasnet://timm/nasnetamobile"],
+     "unknown weight name 'nasnet://timm/nasnetamobile'"),
+]  # fmt: skip
+
+
+def _run(tmp_path, opts):
+    out = tmp_path / "out"
+    args = ["--config-file", INSTANT, "MODEL.DEVICE", "cpu", "OUTPUT_DIR", out, *TINY, *opts]
+    return run_tool("train_net.py", *map(str, args), cwd=tmp_path), out
+
+
+@pytest.mark.parametrize("opts,message", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_training_option_or_weights_stop_before_any_output(tmp_path, opts, message):
+    result, out = _run(tmp_path, opts)
+    assert_clean_failure(result, message)
+    assert not out.exists()  # no OUTPUT_DIR, hence no config.yaml, no log.txt
+
+
+def test_weight_name_that_cannot_be_fetched_stops_before_any_output(tmp_path, monkeypatch):
+    """Offline (here: a file:// URL that does not exist) and nothing in the cache."""
+    from nasnet_det.convert import hub
+    from nasnet_det.convert import pretrainedmodels as cadene
+
+    monkeypatch.setenv(hub.CACHE_ENV, str(tmp_path / "cache"))
+    gone = replace(cadene.PRETRAINED["nasnetamobile"], url=(tmp_path / "gone.pth").as_uri())
+    monkeypatch.setitem(cadene.PRETRAINED, "nasnetamobile", gone)
+    result, out = _run(tmp_path, ["MODEL.WEIGHTS", "nasnet://pretrainedmodels/nasnetamobile"])
+    assert_clean_failure(result, "could not download file://")
+    assert not out.exists()
+    assert not list((tmp_path / "cache").rglob("*.pth"))  # no partial download kept
+
+
+def test_the_good_values_pass_the_same_checks():
+    """ADAMW in any case, betas at the edge of the range, EMA and best-checkpoint options."""
+    from nasnet_det.detection.engine import check_config, load_config
+
+    cfg = load_config(str(INSTANT), ["MODEL.DEVICE", "cpu", *TINY])
+    for key, value in (
+        ("SOLVER.OPTIMIZER", "adamw"),
+        ("SOLVER.BETAS", (0.0, 0.999)),
+        ("MODEL_EMA.DECAY", 0.5),
+        ("SOLVER.BEST_CHECKPOINTER.MODE", "min"),
+    ):
+        node, leaf = cfg, key.split(".")
+        for part in leaf[:-1]:
+            node = node[part]
+        node[leaf[-1]] = value
+    check_config(cfg)  # fmt: skip

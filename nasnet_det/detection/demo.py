@@ -17,6 +17,7 @@ import io
 import logging
 import math
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -124,11 +125,18 @@ def _logs_to_file_only():
     """Detectron2's log goes to ``OUTPUT_DIR/log.txt`` only; the demo prints its own lines."""
     names = ("detectron2", "fvcore", "nasnet_det")
     before = {n: list(logging.getLogger(n).handlers) for n in names}
+
+    def quiet() -> None:
+        # Handlers made while stdout was redirected hold the buffer: back to the terminal,
+        # warnings and errors only.
+        for h in (h for n in names for h in logging.getLogger(n).handlers):
+            if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler):
+                if isinstance(h.stream, io.StringIO):
+                    h.setStream(sys.stdout)
+                h.setLevel(logging.WARNING)
+
     try:
-        yield lambda: [h.setLevel(logging.WARNING) for n in names
-                       for h in logging.getLogger(n).handlers
-                       if getattr(h, "stream", None) is not None
-                       and not isinstance(h, logging.FileHandler)]  # fmt: skip
+        yield quiet
     finally:
         for n in names:
             for h in logging.getLogger(n).handlers[len(before[n]) :]:
@@ -142,7 +150,9 @@ def _train(cfg: CfgNode, progress: bool) -> tuple[Any, dict, float]:
         ["--config-file", model_zoo.get_config_file(DEMO_CONFIG)]
     )
     with _logs_to_file_only() as quiet:
-        cfg = engine.setup(args, cfg)
+        # default_setup prints the environment and the whole config: log.txt keeps them.
+        with contextlib.redirect_stdout(io.StringIO()):
+            cfg = engine.setup(args, cfg)
         quiet()
         trainer = engine.Trainer(cfg, progress=progress)
         trainer.resume_or_load(resume=False)

@@ -203,7 +203,7 @@ def test_pretraining_renders_only_built_in_digits():
 
 
 @pytest.mark.slow
-def test_train_net_on_the_demo_checkpoint_reproduces_the_demo(tmp_path, tiny_digits):
+def test_train_net_on_the_demo_checkpoint_reproduces_the_demo(tmp_path, tiny_digits, capfd):
     # The demo's detector half is tools/train_net.py: its main() with the demo's config and
     # MODEL.WEIGHTS at the demo's pretraining checkpoint trains the same weights, same AP.
     from detectron2.engine import default_argument_parser
@@ -213,6 +213,11 @@ def test_train_net_on_the_demo_checkpoint_reproduces_the_demo(tmp_path, tiny_dig
     spec = Pretrain(iters=2, batch_size=8, crop=32)
     demo = run_demo(str(tmp_path / "demo"), "nasnet_a", opts=_opts(3), pretrain=spec,
                     progress=False)  # fmt: skip
+    # What train_net logs (environment, the whole config) goes to log.txt, not the terminal.
+    printed = capfd.readouterr().out
+    assert "detector:" in printed and "Environment info" not in printed
+    assert "Full config saved" not in printed and "MIN_SIZE_TRAIN" not in printed
+    assert "Environment info" in (tmp_path / "demo" / "log.txt").read_text()
     cfg_file = model_zoo.get_config_file("Demo/faster_rcnn_nasnet_a_digits_cpu.yaml")
     weights = str(tmp_path / "demo" / "pretrain.pth")
     args = default_argument_parser().parse_args(

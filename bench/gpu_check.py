@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Every GPU measurement of issue 10 in one go, printed as one Markdown table.
+"""Every GPU measurement in one go, printed as one Markdown table.
 
     bash bench/gpu_check.sh                        # on a machine with one CUDA GPU, < 8 minutes
     python bench/gpu_check.py --device cpu --tiny  # dry run of every section on CPU, tiny sizes

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Search strategies on real trained children, and how well cheap scores rank them (issue 12).
+"""Search strategies on real trained children, and how well cheap scores rank them.
 
     python bench/search_real.py strategies --output output/search_real --jobs 2
     python bench/search_real.py ranking --output output/search_real

@@ -1,4 +1,4 @@
-"""nasnet_det.evaluation.inputs through the real CLI: every bad input of issue 6 gives exit code
+"""nasnet_det.evaluation.inputs through the real CLI: every bad input gives exit code
 2, one line naming the first offending entry and how many share the problem, and no output."""
 
 from __future__ import annotations

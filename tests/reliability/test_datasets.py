@@ -1,4 +1,4 @@
-"""Dataset checks before any output (issue 20, family 2): train_net reads every annotation and
+"""Dataset checks before any output: train_net reads every annotation and
 every image header of a config's datasets when it registers them, so a bad dataset is one line,
 exit 2 and no OUTPUT_DIR, instead of a Detectron2 assertion, a ``TypeError`` or a
 ``SizeMismatchError`` found mid-training.

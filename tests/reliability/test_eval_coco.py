@@ -1,4 +1,4 @@
-"""tools/eval_coco.py under hostile input and failing outputs (issue 13).
+"""tools/eval_coco.py under hostile input and failing outputs.
 
 Each case runs the real tool in-process and must fail cleanly: exit 2, one line on stderr that
 names the problem, no traceback, and the working folder exactly as before, including a previous

@@ -1,4 +1,4 @@
-"""Unbounded inputs (issue 20, family 1): each tool refuses them before reading them whole.
+"""Unbounded inputs: each tool refuses them before reading them whole.
 
 The tool cases run in one fresh interpreter under a memory cap (``RLIMIT_AS`` at its size after
 imports plus 3 GiB), so a regression that reads ``/dev/zero`` or expands a YAML bomb fails with a

@@ -1,5 +1,5 @@
 """Messages that name the file, key and fix, advise only flags the tool has, and no library
-noise at the entry points (issue 20, family 5). In-process unless said otherwise."""
+noise at the entry points. In-process unless said otherwise."""
 
 from __future__ import annotations
 

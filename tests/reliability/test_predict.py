@@ -1,4 +1,4 @@
-"""tools/predict.py under bad input (issue 13): exit 2, one line naming the problem, no
+"""tools/predict.py under bad input: exit 2, one line naming the problem, no
 traceback, and the output folder exactly as before (here it holds an earlier picture)."""
 
 from __future__ import annotations

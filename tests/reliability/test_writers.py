@@ -1,4 +1,4 @@
-"""Every writer atomic and clean on a full disk (issue 20, family 3).
+"""Every writer atomic and clean on a full disk.
 
 A full disk is simulated two ways, neither needing root:
 

@@ -80,22 +80,55 @@ def log_head(a: argparse.Namespace) -> dict:
 
 
 def report(rows: list[dict], head: dict) -> str:
-    """The proxy's self-agreement, spread and cost over ``rows``, as markdown lines."""
+    """The proxy's self-agreement, spread and cost over ``rows``, as markdown lines.
+
+    With two or more seeds per cell: Kendall tau of seed 0 against seed 1 (one training each),
+    with a bootstrap interval; with four or more, the tau of the mean of seeds 0-1 against the
+    mean of seeds 2-3 (two fresh trainings each: what a 2-seed table repeats at); and the variance
+    components (between cells, a training's own noise, the held-out set's binomial share) with
+    Spearman-Brown's prediction of the tau of a mean of k seeds against k fresh ones.
+    """
     from nasnet_det.search.ranking import rank_correlation
+    from nasnet_det.search.tabular import repeatability, split_mean_tau
 
     if not rows:
         return "no cells stored yet"
     r = 100 * np.array([row["rewards"] for row in rows])  # [cells, seeds], percent
     cpu = np.array([row["train_cpu_s"] for row in rows])
     lines = [f"proxy: {head['proxy']}", f"cells: {len(rows)}, trainings per cell: {r.shape[1]}"]
+    seeds = head["proxy"]["seeds"]
     if r.shape[1] >= 2:
         c = rank_correlation(r[:, 0], r[:, 1], names=("seed-0 reward", "seed-1 reward"))
         ci = _tau_interval(r[:, 0], r[:, 1]) if c.defined else ""
-        seeds = head["proxy"]["seeds"]
-        lines.append(f"seed {seeds[0]} vs seed {seeds[1]}: {c.describe()}{ci}")
+        lines.append(f"one training vs one: seed {seeds[0]} vs seed {seeds[1]}: {c.describe()}{ci}")
+        if r.shape[1] > 2 and len(r) >= 5:
+            from scipy import stats
+
+            pairs = [(i, j) for i in range(r.shape[1]) for j in range(i + 1, r.shape[1])]
+            taus = [stats.kendalltau(r[:, i], r[:, j]).statistic for i, j in pairs]
+            lines.append(f"one vs one, all {len(pairs)} seed pairs: tau mean {np.mean(taus):.2f} "
+                         f"(range {min(taus):.2f}-{max(taus):.2f})")  # fmt: skip
         d = np.abs(r[:, 0] - r[:, 1])
         lines.append(f"seed-to-seed |difference|: median {np.median(d):.1f}, max {d.max():.1f} "
                      "accuracy points")  # fmt: skip
+        for k in range(2, r.shape[1] // 2 + 1):
+            if len(r) >= 5:
+                tau, lo, hi = split_mean_tau(r, k)
+                lines.append(f"mean of {k} trainings vs mean of {k} fresh ones (seeds "
+                             f"{seeds[:k]} vs {seeds[k:2 * k]}): Kendall tau {tau:.2f} "
+                             f"(95% bootstrap interval {lo:.2f}-{hi:.2f})")  # fmt: skip
+    if r.shape[1] >= 2 and len(r) >= 2:
+        rep = repeatability(r, head["proxy"]["val_size"])
+        pred = ", ".join(f"k={k}: {rep.predicted_tau(k):.2f}" for k in (1, 2, 3, 4, 6, 8))
+        need = rep.seeds_for(0.8)
+        lines.append(
+            f"variance components: between cells SD {np.sqrt(rep.cell_var):.1f}, one "
+            f"training's noise SD {np.sqrt(rep.noise_var):.1f} (of which held-out binomial SE "
+            f"{rep.eval_se:.1f}) points; seed shifts "
+            f"{', '.join(f'{v:+.1f}' for v in rep.seed_shift)}; ICC {rep.icc:.2f}"
+        )
+        lines.append(f"Spearman-Brown predicted tau, mean of k vs k fresh: {pred}; tau >= 0.8 "
+                     f"needs k = {need if need else '> 64'}")  # fmt: skip
     m = r.mean(1)
     p10, p90 = np.percentile(m, [10, 90])
     lines.append(
@@ -106,7 +139,8 @@ def report(rows: list[dict], head: dict) -> str:
     lines.append(
         f"CPU-seconds per training: median {np.median(per):.1f} "
         f"(range {per.min():.1f}-{per.max():.1f}); per cell (all seeds) median "
-        f"{np.median(cpu.sum(1)):.1f}; total {cpu.sum() / 3600:.2f} CPU-hours"
+        f"{np.median(cpu.sum(1)):.1f}; total {cpu.sum() / 3600:.2f} CPU-hours; 1,000 cells at "
+        f"k trainings each: {np.median(per) * 1000 / 3600:.1f} x k CPU-hours"
     )
     return "\n".join(lines)
 
@@ -122,8 +156,18 @@ def _tau_interval(a: np.ndarray, b: np.ndarray) -> str:
     return f"; tau 95% bootstrap interval {lo:.2f}-{hi:.2f}"
 
 
+def read_rows(path: str) -> list[dict]:
+    """The rows of a table log, read only: a last line still being written is skipped, the file
+    is never truncated (a build may be appending to it)."""
+    import json
+
+    with open(path, "rb") as f:
+        lines = f.read().split(b"\n")[1:-1]  # the header; the (possibly partial) tail
+    return [json.loads(line) for line in lines if line.strip()]
+
+
 def cmd_report(a: argparse.Namespace) -> int:
-    print(report(_open(a).rows, log_head(a)))
+    print(report(read_rows(a.log), log_head(a)))
     return 0
 
 

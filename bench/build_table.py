@@ -8,13 +8,16 @@
 ``build`` samples ``--cells`` distinct uniform cells of the demo's search space (3 blocks,
 8 ops; the list depends only on ``--sample-seed``, and a longer list starts with a shorter one)
 and trains each once per proxy seed in this process (one thread), appending one fsynced JSON line
-per cell to ``--log``. Killed (even ``kill -9``), the same command resumes after the last stored
-cell; a log of other proxy settings is refused. Run it in the background with
-``OMP_NUM_THREADS=1 nice -n 19``.
+per cell to ``--log``. The proxy options default to the shipped table's proxy
+(:class:`nasnet_det.search.tabular.Proxy`: 16 px, 1,000 training crops, 3 epochs, 4 seeds).
+Killed (even ``kill -9``), the same command resumes after the last stored cell; a log of other
+proxy settings is refused. Run it in the background with ``OMP_NUM_THREADS=1 nice -n 19``.
 
 ``report`` prints, over the stored cells, the proxy's self-agreement (Kendall tau and Spearman
-rho of seed 0's reward against seed 1's, with p-values), the spread of the mean rewards and the
-CPU-seconds per training. ``ship`` writes the rows as the package's compressed table
+rho of seed 0's reward against seed 1's, with p-values; the mean of two seeds against two fresh
+ones; variance components and Spearman-Brown's tau for k averaged seeds), the spread of the mean
+rewards and the CPU-seconds per training. ``report`` and ``ship`` only read the log, so they run
+while a build appends to it. ``ship`` writes the rows as the package's compressed table
 (``nasnet_det/search/tables/demo_digit_crops.json.gz`` by default).
 """
 
@@ -33,6 +36,13 @@ def _proxy(a: argparse.Namespace):
     return Proxy(image_size=a.image_size, train_size=a.train_size, val_size=a.val_size,
                  num_cells=a.num_cells, num_conv_filters=a.filters, epochs=a.epochs,
                  batch_size=a.batch_size, lr=a.lr, seeds=tuple(a.seeds))  # fmt: skip
+
+
+def _default_proxy():
+    """The shipped table's proxy (:class:`nasnet_det.search.tabular.Proxy`'s defaults)."""
+    from nasnet_det.search.tabular import Proxy
+
+    return Proxy()
 
 
 def _open(a: argparse.Namespace, head: dict | None = None):
@@ -174,7 +184,7 @@ def cmd_report(a: argparse.Namespace) -> int:
 def cmd_ship(a: argparse.Namespace) -> int:
     from nasnet_det.search.tabular import TABLE_FILE, write_table
 
-    rows = _open(a).rows
+    rows = read_rows(a.log)
     path = write_table(a.output or TABLE_FILE, log_head(a), rows)
     print(f"{len(rows)} cells -> {path} ({path.stat().st_size / 1024:.1f} KiB)")
     return 0
@@ -187,15 +197,16 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--log", required=True, help="the append-only JSON-lines file (resumed)")
     b.add_argument("--cells", type=int, required=True)
     b.add_argument("--sample-seed", type=int, default=0)
-    b.add_argument("--image-size", type=int, default=24)
-    b.add_argument("--train-size", type=int, default=2000)
-    b.add_argument("--val-size", type=int, default=2000)
-    b.add_argument("--num-cells", type=int, default=1, help="N: cells per stack")
-    b.add_argument("--filters", type=int, default=8)
-    b.add_argument("--epochs", type=int, default=3)
-    b.add_argument("--batch-size", type=int, default=64)
-    b.add_argument("--lr", type=float, default=0.1)
-    b.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    d = _default_proxy()
+    b.add_argument("--image-size", type=int, default=d.image_size)
+    b.add_argument("--train-size", type=int, default=d.train_size)
+    b.add_argument("--val-size", type=int, default=d.val_size)
+    b.add_argument("--num-cells", type=int, default=d.num_cells, help="N: cells per stack")
+    b.add_argument("--filters", type=int, default=d.num_conv_filters)
+    b.add_argument("--epochs", type=int, default=d.epochs)
+    b.add_argument("--batch-size", type=int, default=d.batch_size)
+    b.add_argument("--lr", type=float, default=d.lr)
+    b.add_argument("--seeds", type=int, nargs="+", default=list(d.seeds))
     for name in ("report", "ship"):
         s = sub.add_parser(name)
         s.add_argument("--log", required=True)

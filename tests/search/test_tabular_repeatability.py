@@ -79,3 +79,18 @@ def test_the_report_reads_a_growing_log_without_touching_it(tmp_path):
     out = build_table.report(build_table.read_rows(str(log)), head)
     assert "mean of 2 trainings vs mean of 2 fresh ones" in out
     assert "cells: 20, trainings per cell: 4" in out and "tau >= 0.8 needs k = 1" in out
+
+
+def test_the_builder_defaults_to_the_shipped_tables_proxy(tmp_path):
+    import subprocess
+
+    from nasnet_det.search.tabular import Proxy, load_table
+
+    log = tmp_path / "rows.jsonl"
+    cmd = [sys.executable, str(REPO / "bench" / "build_table.py"), "build", "--log", str(log),
+           "--cells", "0"]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    head = json.loads(log.read_text().splitlines()[0])
+    assert head["proxy"] == Proxy().to_dict() == load_table().head["proxy"]
+    assert len(Proxy().seeds) == 4 and Proxy().image_size == 16

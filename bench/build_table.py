@@ -118,6 +118,12 @@ def report(rows: list[dict], head: dict) -> str:
             taus = [stats.kendalltau(r[:, i], r[:, j]).statistic for i, j in pairs]
             lines.append(f"one vs one, all {len(pairs)} seed pairs: tau mean {np.mean(taus):.2f} "
                          f"(range {min(taus):.2f}-{max(taus):.2f})")  # fmt: skip
+            r1 = float(np.sin(np.pi / 2 * np.mean(taus)))  # Greiner's relation, normal scores
+            sb = [2 / np.pi * np.arcsin(k * r1 / (1 + (k - 1) * r1)) for k in (2, 4, 8)]
+            lines.append(
+                "Spearman-Brown from that measured tau (r = sin(pi tau / 2)), mean of k vs k "
+                f"fresh: k=2: {sb[0]:.2f}, k=4: {sb[1]:.2f}, k=8: {sb[2]:.2f}"
+            )
         d = np.abs(r[:, 0] - r[:, 1])
         lines.append(f"seed-to-seed |difference|: median {np.median(d):.1f}, max {d.max():.1f} "
                      "accuracy points")  # fmt: skip

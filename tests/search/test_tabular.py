@@ -181,7 +181,7 @@ def test_the_shipped_table_retrains_within_its_seed_spread():
     from nasnet_det.search.child import run_child
 
     table = load_table()
-    assert table.head["format"] == FORMAT and len(table.rows) >= 5
+    assert table.head["format"] == FORMAT and len(table.rows) >= 50
     row = min(table.rows.values(), key=lambda r: sum(r["train_cpu_s"]))
     proxy, space = table.proxy, table.space
     genotype = space.decode(space.parse_key(row["key"]))

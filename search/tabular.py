@@ -38,6 +38,7 @@ __all__ = [
     "FORMAT",
     "TABLE_FILE",
     "Proxy",
+    "Repeatability",
     "RowLog",
     "Table",
     "TabularExecutor",
@@ -45,7 +46,9 @@ __all__ = [
     "check_table",
     "load_table",
     "measure_cell",
+    "repeatability",
     "sample_cells",
+    "split_mean_tau",
     "write_table",
 ]
 
@@ -58,19 +61,24 @@ COLUMNS = ("key", "rewards", "params", "mult_adds", "train_cpu_s")
 @dataclass(frozen=True)
 class Proxy:
     """How every cell of a table is trained: ``data`` and ``child`` config sections of
-    :func:`~nasnet_det.search.child.train_child`, once per seed in ``seeds``."""
+    :func:`~nasnet_det.search.child.train_child`, once per seed in ``seeds``.
 
-    image_size: int = 24
-    train_size: int = 2000
+    The defaults are the shipped table's proxy (``bench/build_table.py build``'s defaults):
+    16 px crops, 1,000 training and 2,000 held-out, child N=1 F=8, 3 epochs at batch 32, lr 0.05,
+    four training seeds per cell (one training repeats badly: the rewards of a 3-epoch training
+    depend on when it leaves the loss plateau; docs/BENCHMARKS.md, "Issue 21")."""
+
+    image_size: int = 16
+    train_size: int = 1000
     val_size: int = 2000
     split_seed: int = 0
     num_cells: int = 1
     num_conv_filters: int = 8
     stem_multiplier: float = 1.0
     epochs: int = 3
-    batch_size: int = 64
-    lr: float = 0.1
-    seeds: tuple[int, ...] = (0, 1)
+    batch_size: int = 32
+    lr: float = 0.05
+    seeds: tuple[int, ...] = (0, 1, 2, 3)
     dataset: str = "digit_crops"
 
     def __post_init__(self) -> None:
@@ -310,3 +318,75 @@ class TabularExecutor:
 
     def close(self) -> None:
         pass
+
+
+@dataclass(frozen=True)
+class Repeatability:
+    """How well a table's reward repeats under fresh training seeds, from ``rewards[cell, seed]``.
+
+    Variance components of the two-way model ``reward = cell + seed + noise`` (a seed's shift
+    shared by all cells moves no rank, so it is not noise): ``cell_var`` (between cells) and
+    ``noise_var`` (a training's own luck), in squared accuracy points. ``icc`` is the correlation
+    of two single trainings of a cell, and Spearman-Brown's ``reliability(k)`` that of two means
+    of ``k`` fresh trainings each; :meth:`predicted_tau` turns it into Kendall's tau for normal
+    scores, ``2 / pi * arcsin(r)``. ``eval_se`` is the binomial standard error of one accuracy on
+    ``val_size`` images at the median reward (the held-out set's share of the noise).
+    """
+
+    cells: int
+    seeds: int
+    cell_var: float
+    noise_var: float
+    seed_shift: tuple[float, ...]
+    eval_se: float
+
+    @property
+    def icc(self) -> float:
+        return self.reliability(1)
+
+    def reliability(self, k: int) -> float:
+        total = self.cell_var + self.noise_var / k
+        return max(0.0, self.cell_var / total) if total > 0 else float("nan")
+
+    def predicted_tau(self, k: int) -> float:
+        return float(2 / np.pi * np.arcsin(self.reliability(k)))
+
+    def seeds_for(self, tau: float, at_most: int = 64) -> int | None:
+        """The fewest averaged trainings per cell whose mean repeats at ``tau`` (None: more than
+        ``at_most``)."""
+        return next((k for k in range(1, at_most + 1) if self.predicted_tau(k) >= tau), None)
+
+
+def repeatability(rewards: Any, val_size: int) -> Repeatability:
+    """:class:`Repeatability` of ``rewards[cell, seed]`` (accuracy points, >= 2 cells and seeds;
+    fewer is one ``ValueError``)."""
+    r = np.asarray(rewards, dtype=float)
+    if r.ndim != 2 or r.shape[0] < 2 or r.shape[1] < 2:
+        raise ValueError(f"repeatability needs rewards [cells >= 2, seeds >= 2], got {r.shape}")
+    n, s = r.shape
+    cell_mean, seed_mean, grand = r.mean(1), r.mean(0), r.mean()
+    resid = r - cell_mean[:, None] - seed_mean[None, :] + grand
+    noise = float((resid**2).sum() / ((n - 1) * (s - 1)))
+    ms_cells = s * float(((cell_mean - grand) ** 2).sum()) / (n - 1)
+    p = float(np.median(r)) / 100
+    return Repeatability(n, s, max(0.0, (ms_cells - noise) / s), noise,
+                         tuple(float(v) for v in seed_mean - grand),
+                         100 * float(np.sqrt(p * (1 - p) / val_size)))  # fmt: skip
+
+
+def split_mean_tau(rewards: Any, k: int) -> tuple[float, float, float]:
+    """Kendall tau of the mean of seeds ``0..k-1`` against the mean of seeds ``k..2k-1`` (two
+    disjoint sets of fresh trainings), with its 95% bootstrap interval (cells resampled,
+    percentile method): ``(tau, lo, hi)``."""
+    from scipy import stats
+
+    r = np.asarray(rewards, dtype=float)
+    if r.shape[1] < 2 * k:
+        raise ValueError(f"split_mean_tau(k={k}) needs {2 * k} seeds per cell, got {r.shape[1]}")
+    a, b = r[:, :k].mean(1), r[:, k : 2 * k].mean(1)
+    tau = float(stats.kendalltau(a, b).statistic)
+    res = stats.bootstrap((a, b), lambda x, y: stats.kendalltau(x, y).statistic, paired=True,
+                          vectorized=False, n_resamples=2000, method="percentile",
+                          rng=np.random.default_rng(0))  # fmt: skip
+    lo, hi = res.confidence_interval
+    return tau, float(lo), float(hi)

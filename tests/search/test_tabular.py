@@ -144,7 +144,8 @@ def test_the_table_builder_resumes_after_sigkill_without_retraining(tmp_path):
     log = tmp_path / "rows.jsonl"
     cmd = [sys.executable, str(REPO / "bench" / "build_table.py"), "build", "--log", str(log),
            "--cells", "40", "--image-size", "8", "--train-size", "32", "--val-size", "16",
-           "--epochs", "1", "--filters", "4", "--batch-size", "32"]  # fmt: skip
+           "--epochs", "1", "--filters", "4", "--batch-size", "32",
+           "--seeds", "0", "1"]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 300
@@ -180,7 +181,7 @@ def test_the_shipped_table_retrains_within_its_seed_spread():
     from nasnet_det.search.child import run_child
 
     table = load_table()
-    assert table.head["format"] == FORMAT and len(table.rows) >= 12
+    assert table.head["format"] == FORMAT and len(table.rows) >= 50
     row = min(table.rows.values(), key=lambda r: sum(r["train_cpu_s"]))
     proxy, space = table.proxy, table.space
     genotype = space.decode(space.parse_key(row["key"]))

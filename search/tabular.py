@@ -66,7 +66,7 @@ class Proxy:
     The defaults are the shipped table's proxy (``bench/build_table.py build``'s defaults):
     16 px crops, 1,000 training and 2,000 held-out, child N=1 F=8, 3 epochs at batch 32, lr 0.05,
     four training seeds per cell (one training repeats badly: the rewards of a 3-epoch training
-    depend on when it leaves the loss plateau; docs/BENCHMARKS.md, "Issue 21")."""
+    depend on when it leaves the loss plateau; docs/BENCHMARKS.md, "A proxy that repeats")."""
 
     image_size: int = 16
     train_size: int = 1000

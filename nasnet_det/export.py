@@ -123,8 +123,10 @@ def max_abs_difference(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
 # The loader's advice names convert_weights.py's flags; export_model.py has none of them, so
 # it points to that tool instead.
 _ADVICE = (
-    ("(source=/arch=, --source/--arch)",
-     "(convert it first: tools/convert_weights.py --source SOURCE --arch ARCH)"),
+    ("pass --source and --arch (source=/arch= in Python) to say which network it holds, or "
+     "convert it with tools/convert_weights.py",
+     "say which network it holds (convert it first: tools/convert_weights.py --source SOURCE "
+     "--arch ARCH)"),
     ("Use --allow-pickle only if you trust the file",
      "If you trust the file, convert it first with tools/convert_weights.py --allow-pickle"),
 )  # fmt: skip

@@ -1,6 +1,8 @@
 """The detection demo: config, schedule, digit crops, pretraining transfer, repeatability, and
 that it is train_net (the same trained weights and AP from tools/train_net.py's path)."""
 
+import contextlib
+import io
 import json
 import math
 
@@ -203,7 +205,7 @@ def test_pretraining_renders_only_built_in_digits():
 
 
 @pytest.mark.slow
-def test_train_net_on_the_demo_checkpoint_reproduces_the_demo(tmp_path, tiny_digits, capfd):
+def test_train_net_on_the_demo_checkpoint_reproduces_the_demo(tmp_path, tiny_digits):
     # The demo's detector half is tools/train_net.py: its main() with the demo's config and
     # MODEL.WEIGHTS at the demo's pretraining checkpoint trains the same weights, same AP.
     from detectron2.engine import default_argument_parser
@@ -211,10 +213,12 @@ def test_train_net_on_the_demo_checkpoint_reproduces_the_demo(tmp_path, tiny_dig
     from nasnet_det.detection import engine, model_zoo
 
     spec = Pretrain(iters=2, batch_size=8, crop=32)
-    demo = run_demo(str(tmp_path / "demo"), "nasnet_a", opts=_opts(3), pretrain=spec,
-                    progress=False)  # fmt: skip
+    terminal = io.StringIO()
+    with contextlib.redirect_stdout(terminal):
+        demo = run_demo(str(tmp_path / "demo"), "nasnet_a", opts=_opts(3), pretrain=spec,
+                        progress=False)  # fmt: skip
     # What train_net logs (environment, the whole config) goes to log.txt, not the terminal.
-    printed = capfd.readouterr().out
+    printed = terminal.getvalue()
     assert "detector:" in printed and "Environment info" not in printed
     assert "Full config saved" not in printed and "MIN_SIZE_TRAIN" not in printed
     assert "Environment info" in (tmp_path / "demo" / "log.txt").read_text()

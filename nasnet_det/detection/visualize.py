@@ -288,6 +288,20 @@ def visualize_json_results(
     return written, notes
 
 
+def _image_files(gt: dict, image_ids: list, root: Path) -> dict:
+    """``{image id: its file under root}``, every one checked to exist."""
+    images = {im["id"]: im for im in gt["images"]}
+    files = {}
+    for i in image_ids:
+        name = images[i].get("file_name")
+        if not isinstance(name, str) or not (root / name).is_file():
+            raise FileNotFoundError(
+                f"image {i} ({name!r}) is not a file under the image folder {str(root)!r}"
+            )
+        files[i] = root / name
+    return files
+
+
 def draw_coco_images(
     gt: dict,
     dts: list[dict],
@@ -309,16 +323,7 @@ def draw_coco_images(
     mapping = {c["id"]: k for k, c in enumerate(cats)}
     metadata = Metadata(name="__coco_images__", thing_classes=[c["name"] for c in cats],
                         thing_dataset_id_to_contiguous_id=mapping)  # fmt: skip
-    images = {im["id"]: im for im in gt["images"]}
-    root = Path(image_root)
-    files = {}
-    for i in image_ids:
-        name = images[i].get("file_name")
-        if not isinstance(name, str) or not (root / name).is_file():
-            raise FileNotFoundError(
-                f"image {i} ({name!r}) is not a file under the image folder {str(root)!r}"
-            )
-        files[i] = root / name
+    files = _image_files(gt, image_ids, Path(image_root))
     anns: dict = {}
     for a in gt["annotations"]:
         anns.setdefault(a["image_id"], []).append(a)

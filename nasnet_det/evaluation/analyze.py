@@ -308,6 +308,35 @@ def _boxes_or_masks(coco, anns: list, iou_type: str) -> list:
     return [coco.annToRLE(a) for a in anns]
 
 
+def _by_image(anns: list, dets: list) -> dict:
+    """``{image id: (its annotations, its detections)}``."""
+    by_image: dict = {}
+    for a in anns:
+        by_image.setdefault(a["image_id"], ([], []))[0].append(a)
+    for d in dets:
+        by_image.setdefault(d["image_id"], ([], []))[1].append(d)
+    return by_image
+
+
+def _match_greedy(
+    ious: np.ndarray, g_cls: np.ndarray, d_cls: np.ndarray, iou_thr: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """One-to-one matching of score-sorted detections to ground truth: first to an unmatched
+    box of the detection's own class, then of another class, each time the highest IoU >=
+    ``iou_thr``. Returns (ground-truth index per detection or -1, ground truth taken)."""
+    gt_taken = np.zeros(len(g_cls), dtype=bool)
+    det_gt = np.full(len(d_cls), -1)
+    for same_class in (True, False):
+        for i in range(len(d_cls)):
+            if det_gt[i] >= 0:
+                continue
+            ok = (~gt_taken) & (ious[i] >= iou_thr) & ((g_cls == d_cls[i]) == same_class)
+            if ok.any():
+                j = int(np.argmax(np.where(ok, ious[i], -1.0)))
+                det_gt[i], gt_taken[j] = j, True
+    return det_gt, gt_taken
+
+
 def confusion_matrix(
     gt: dict, dts: list, iou_type: str = "bbox", iou_thr: float = 0.5, score_thr: float = 0.3
 ) -> ConfusionMatrix:
@@ -322,12 +351,7 @@ def confusion_matrix(
     if iou_type == "segm":
         dts = prepare_segm_dts([dict(d) for d in dts], gt)
     coco_gt = _coco(gt) if iou_type == "segm" else None
-    by_image: dict = {}
-    for a in gt["annotations"]:
-        by_image.setdefault(a["image_id"], ([], []))[0].append(a)
-    for d in dts:
-        if d["score"] >= score_thr:
-            by_image.setdefault(d["image_id"], ([], []))[1].append(d)
+    by_image = _by_image(gt["annotations"], [d for d in dts if d["score"] >= score_thr])
     per_image = {}
     for image_id, (anns, dets) in by_image.items():
         g = [a for a in anns if not a.get("iscrowd", 0)]
@@ -346,16 +370,7 @@ def confusion_matrix(
             ).reshape(len(dets), len(g))
         else:
             ious = np.zeros((len(dets), len(g)))
-        gt_taken = np.zeros(len(g), dtype=bool)
-        det_gt = np.full(len(dets), -1)
-        for same_class in (True, False):
-            for i in range(len(dets)):
-                if det_gt[i] >= 0:
-                    continue
-                ok = (~gt_taken) & (ious[i] >= iou_thr) & ((g_cls == d_cls[i]) == same_class)
-                if ok.any():
-                    j = int(np.argmax(np.where(ok, ious[i], -1.0)))
-                    det_gt[i], gt_taken[j] = j, True
+        det_gt, gt_taken = _match_greedy(ious, g_cls, d_cls, iou_thr)
         on_crowd = np.zeros(len(dets), dtype=bool)
         if crowd and dets:
             c_cls = np.array([index[a["category_id"]] for a in crowd])

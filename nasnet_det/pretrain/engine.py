@@ -404,6 +404,19 @@ def _history_from_file(output: Path, epochs_done: int) -> list[dict[str, Any]]:
     return [m for m in lines if int(m.get("epoch", 0)) <= int(epochs_done)]
 
 
+def _run_folder(output: Path, resume: bool, overwrite: bool) -> RunFolder:
+    """The run folder, checked: also refuses files of a run that never saved a checkpoint."""
+    folder = RunFolder(output, RUN_FILES, "training run", marker=CHECKPOINT_NAME)
+    folder.check(resume, overwrite)
+    found = [n for n in RUN_FILES if (output / n).exists()]
+    if not resume and not overwrite and found:
+        raise RunFolderError(
+            f"{str(output)!r} holds files of a run ({', '.join(found)}) but no {CHECKPOINT_NAME} "
+            "to resume from; pass --overwrite to start over"
+        )
+    return folder
+
+
 def train(
     cfg: CfgNode | dict[str, Any],
     data_dir: str | os.PathLike,
@@ -428,14 +441,7 @@ def train(
     if not isinstance(cfg, CfgNode):  # a plain nested dict from Python: deltas on the defaults
         cfg = from_dict(cfg, "config")
     validate(cfg)
-    folder = RunFolder(output, RUN_FILES, "training run", marker=CHECKPOINT_NAME)
-    folder.check(resume, overwrite)
-    found = [n for n in RUN_FILES if (output / n).exists()]
-    if not resume and not overwrite and found:  # files of a run that never saved a checkpoint
-        raise RunFolderError(
-            f"{str(output)!r} holds files of a run ({', '.join(found)}) but no {CHECKPOINT_NAME} "
-            "to resume from; pass --overwrite to start over"
-        )
+    folder = _run_folder(output, resume, overwrite)
     ckpt = None
     if resume:
         ckpt = load_training_checkpoint(output / CHECKPOINT_NAME)

@@ -122,21 +122,26 @@ def tile_pictures(paths: list[Path], path: Path, scale: int = 3) -> str:
 
 @contextlib.contextmanager
 def _logs_to_file_only():
-    """Detectron2's log goes to ``OUTPUT_DIR/log.txt`` only; the demo prints its own lines."""
+    """Detectron2's log goes to ``OUTPUT_DIR/log.txt`` only; the demo prints its own lines.
+
+    Yields ``(buffer, quiet)``: run train_net's setup with stdout redirected to ``buffer`` (its
+    environment and config dump), then call ``quiet()``: the terminal handlers made meanwhile
+    point back at stdout and pass warnings and errors only."""
     names = ("detectron2", "fvcore", "nasnet_det")
     before = {n: list(logging.getLogger(n).handlers) for n in names}
+    buffer = io.StringIO()
+
+    def made_here() -> list[logging.Handler]:
+        return [h for n in names for h in logging.getLogger(n).handlers[len(before[n]) :]]
 
     def quiet() -> None:
-        # Handlers made while stdout was redirected hold the buffer: back to the terminal,
-        # warnings and errors only.
-        for h in (h for n in names for h in logging.getLogger(n).handlers):
-            if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler):
-                if isinstance(h.stream, io.StringIO):
-                    h.setStream(sys.stdout)
+        for h in made_here():
+            if isinstance(h, logging.StreamHandler) and h.stream is buffer:
+                h.setStream(sys.stdout)
                 h.setLevel(logging.WARNING)
 
     try:
-        yield quiet
+        yield buffer, quiet
     finally:
         for n in names:
             for h in logging.getLogger(n).handlers[len(before[n]) :]:
@@ -149,9 +154,9 @@ def _train(cfg: CfgNode, progress: bool) -> tuple[Any, dict, float]:
     args = default_argument_parser().parse_args(
         ["--config-file", model_zoo.get_config_file(DEMO_CONFIG)]
     )
-    with _logs_to_file_only() as quiet:
+    with _logs_to_file_only() as (buffer, quiet):
         # default_setup prints the environment and the whole config: log.txt keeps them.
-        with contextlib.redirect_stdout(io.StringIO()):
+        with contextlib.redirect_stdout(buffer):
             cfg = engine.setup(args, cfg)
         quiet()
         trainer = engine.Trainer(cfg, progress=progress)

@@ -19,7 +19,7 @@ demo: bootstrap
 # older machines run). .ci/run calls it after `make test`.
 CPU_KIND_TESTS := tests/test_ops.py tests/test_cells.py tests/test_cpu_kernels.py \
 	tests/convert/test_timm.py tests/convert/test_pretrainedmodels.py \
-	tests/detection/test_demo.py tests/search/test_transfer.py
+	tests/detection/test_demo.py tests/search/test_transfer.py tests/search/test_tabular.py
 CPU_KINDS := ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 ATEN_CPU_CAPABILITY=default
 test-cpu-kinds: bootstrap
 	@for kind in $(CPU_KINDS); do \

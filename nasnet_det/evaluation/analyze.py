@@ -308,6 +308,17 @@ def _boxes_or_masks(coco, anns: list, iou_type: str) -> list:
     return [coco.annToRLE(a) for a in anns]
 
 
+def _iou_matrix(coco_gt, d_geom, n_dets: int, anns: list, iou_type: str, crowd: bool):
+    """IoU of each detection (``d_geom``: their boxes or masks) with each of ``anns``, shape
+    (detections, annotations); COCO's crowd IoU (over the detection's area) with ``crowd``."""
+    from pycocotools import mask as mask_util
+
+    if not n_dets or not anns:
+        return np.zeros((n_dets, len(anns)))
+    ious = mask_util.iou(d_geom, _boxes_or_masks(coco_gt, anns, iou_type), [int(crowd)] * len(anns))
+    return np.asarray(ious).reshape(n_dets, len(anns))
+
+
 def _by_image(anns: list, dets: list) -> dict:
     """``{image id: (its annotations, its detections)}``."""
     by_image: dict = {}
@@ -341,7 +352,6 @@ def confusion_matrix(
     gt: dict, dts: list, iou_type: str = "bbox", iou_thr: float = 0.5, score_thr: float = 0.3
 ) -> ConfusionMatrix:
     """The confusion matrix of the module docstring, over detections scoring >= ``score_thr``."""
-    from pycocotools import mask as mask_util
 
     cats = sorted(gt["categories"], key=lambda c: c["id"])
     cat_ids = [c["id"] for c in cats]
@@ -360,27 +370,13 @@ def confusion_matrix(
         dets = sorted(dets, key=lambda d: -d["score"])
         g_cls = np.array([index[a["category_id"]] for a in g], dtype=np.int64)
         d_cls = np.array([index[d["category_id"]] for d in dets], dtype=np.int64)
-        if g and dets:
-            ious = np.asarray(
-                mask_util.iou(
-                    _boxes_or_masks(coco_gt, dets, iou_type),
-                    _boxes_or_masks(coco_gt, g, iou_type),
-                    [0] * len(g),
-                )
-            ).reshape(len(dets), len(g))
-        else:
-            ious = np.zeros((len(dets), len(g)))
+        d_geom = _boxes_or_masks(coco_gt, dets, iou_type) if dets else None
+        ious = _iou_matrix(coco_gt, d_geom, len(dets), g, iou_type, crowd=False)
         det_gt, gt_taken = _match_greedy(ious, g_cls, d_cls, iou_thr)
         on_crowd = np.zeros(len(dets), dtype=bool)
         if crowd and dets:
             c_cls = np.array([index[a["category_id"]] for a in crowd])
-            cious = np.asarray(
-                mask_util.iou(
-                    _boxes_or_masks(coco_gt, dets, iou_type),
-                    _boxes_or_masks(coco_gt, crowd, iou_type),
-                    [1] * len(crowd),
-                )
-            ).reshape(len(dets), len(crowd))
+            cious = _iou_matrix(coco_gt, d_geom, len(dets), crowd, iou_type, crowd=True)
             on_crowd = ((cious >= iou_thr) & (c_cls[None, :] == d_cls[:, None])).any(axis=1)
         wrong = background = 0
         for i in range(len(dets)):

@@ -81,6 +81,10 @@ def build(name: str, train: bool):
     cfg.MODEL.RPN.PRE_NMS_TOPK_TEST = max(
         cfg.MODEL.RPN.POST_NMS_TOPK_TEST, cfg.MODEL.RPN.PRE_NMS_TOPK_TEST
     )
+    if grid:  # ROIAlignV2 with 2 samples per bin: what the grid-sample pooler replaces
+        cfg.MODEL.ROI_BOX_HEAD.POOLER_TYPE = "ROIAlignV2"
+        cfg.MODEL.ROI_BOX_HEAD.POOLER_SAMPLING_RATIO = 2
+        cfg.MODEL.ROI_BOX_HEAD.POOLER_IMPL = "grid_sample"
     torch.manual_seed(0)
     model = build_model(cfg)
     # Random RPN deltas can collapse boxes to nothing (then dropped): zero them so the
@@ -91,13 +95,7 @@ def build(name: str, train: bool):
     if grid:
         from nasnet_det.detection.training import prepare_model
 
-        cfg.MODEL.ROI_BOX_HEAD.POOLER_TYPE = "ROIAlignV2"
-        cfg.MODEL.ROI_BOX_HEAD.POOLER_SAMPLING_RATIO = 2
-        cfg.MODEL.ROI_BOX_HEAD.POOLER_IMPL = "grid_sample"
-        model = build_model(cfg)
-        torch.nn.init.zeros_(model.proposal_generator.rpn_head.anchor_deltas.weight)
-        torch.nn.init.zeros_(model.proposal_generator.rpn_head.anchor_deltas.bias)
-        prepare_model(cfg, model)
+        prepare_model(cfg, model)  # the grid-sample pooler in place of ROIAlign
     model.train(train)
     if source == "nasnet" and not train and not plain and not FAST:
         from nasnet_det.detection.fast import inference_model

@@ -104,3 +104,43 @@ def test_a_table_of_another_space_is_refused():
     support = TableSupport(other, [other.key((0,) * 10)])
     with pytest.raises(ValueError, match="table's space is not the strategy's"):
         build_strategy("random", TINY, seed=0).restrict(support)
+
+
+def test_bench_regret_and_top1_by_hand(tmp_path, bench_script):
+    path, keys = _partial_table(tmp_path, n=100)
+    bench = bench_script("strategies_on_table")
+    table = bench.slice_table(str(path), None)
+    means = table.mean_rewards()
+    ranked = sorted(means, key=lambda k: -means[k])
+    best, second, worst = ranked[0], ranked[1], ranked[-1]
+    # The incumbent is the best *observed*: a lucky worst cell beats the second best here.
+    run = [(second, 0.5), (worst, 0.99), (best, 0.7)]
+    c = bench.curves(table, [run], [1, 2, 3])
+    gap = [means[best] - means[second], means[best] - means[worst], means[best] - means[worst]]
+    assert np.allclose(c["regret"][0], 100 * np.array(gap))
+    assert c["top1"][0].tolist() == [False, False, True]  # 100 cells: the top 1% is the best
+    assert bench.usable_budgets([10, 20, 25], 100) == [10, 20]
+    with pytest.raises(ValueError, match="holds 40 cells, the smallest budget 10 needs"):
+        bench.usable_budgets([10, 25], 40)
+
+
+def test_bench_runs_on_a_small_slice_and_refuses_bad_input(tmp_path, capsys, bench_script):
+    path, keys = _partial_table(tmp_path)
+    bench = bench_script("strategies_on_table")
+    out = tmp_path / "out"
+    args = ["--table", str(path), "--cells", "30", "--budgets", "2", "6", "9", "--seeds", "3",
+            "--tune-seeds", "1", "--lrs", "0.01", "--output", str(out)]  # fmt: skip
+    assert bench.main(args) == 0
+    text = capsys.readouterr().out
+    assert "budgets [9] dropped: above a fifth of the table (30 cells -> at most 6" in text
+    res = __import__("json").loads((out / "results.json").read_text())
+    assert res["budgets"] == [2, 6] and len(res["rows"]) == 5
+    for row in res["rows"].values():
+        r = np.array(row["regret"])
+        assert r.shape == (3, 2) and (r >= 0).all()
+    assert (out / "regret.png").stat().st_size > 10_000
+    bad = tmp_path / "bad"
+    assert bench.main([*args[:3], "41", *args[4:-1], str(bad)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["strategies_on_table.py: --cells: expected 1..40 (the table's size), got 41"]
+    assert not bad.exists()

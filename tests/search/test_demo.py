@@ -55,7 +55,7 @@ def test_the_demo_searches_the_shipped_table_and_picks_the_same_cell_twice(tmp_p
     picks = [(tmp_path / f"run{i}" / "best_genotype.json").read_text() for i in range(2)]
     assert picks[0] == picks[1]
     with open(tmp_path / "run0" / "leaderboard.csv", newline="") as f:
-        rows = [r for r in csv.DictReader(f) if r["status"] == "ok"]  # duplicates: copies
+        rows = [r for r in csv.DictReader(f) if r["status"] == "ok"]  # a duplicate copies one
     space = table.space
     for r in rows:  # each reward is the table's stored training for the child's seed
         r["key"] = space.key(space.encode(Genotype.from_dict(json.loads(r["genotype"]))))

@@ -5,7 +5,8 @@ Resuming loads the last round's strategy checkpoint, asks the strategy for that 
 proposals again (it is deterministic given its state), takes the children already stored and
 trains only the rest: nothing stored is lost and nothing is trained twice. An architecture that
 was trained before (in any round) is not retrained; its child is stored as a ``duplicate``
-carrying the earlier result.
+carrying the earlier result. With ``execution.backend: tabular`` the strategy is restricted to
+the table's cells (:meth:`~nasnet_det.search.strategies.base.Strategy.restrict`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from nasnet_det.search.history import History, HistoryError
 from nasnet_det.search.outputs import OUTPUT_FILES, write_outputs
 from nasnet_det.search.space import Decisions, SearchSpace
 from nasnet_det.search.strategies import build_strategy
+from nasnet_det.search.tabular import TableSupport, load_table
 
 from nasnet_det.io import RunFolder
 
@@ -116,6 +118,8 @@ class SearchRunner:
         if cfg.execution.backend != "tabular":  # a table's children never load the data
             check_dataset(**cfg.data)
         check_executor(cfg.execution.backend, train_fn, cfg.execution.table, self.space)
+        if cfg.execution.backend == "tabular":  # the table holds a sliver of the space
+            self.strategy.restrict(TableSupport.from_table(load_table(cfg.execution.table)))
         self.scorer = None
         if cfg.mode == "weight_sharing":
             from nasnet_det.search.weight_sharing import SharedScorer

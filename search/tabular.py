@@ -12,6 +12,9 @@ search costs seconds and every strategy meets the same training luck. This modul
   resumes where it stopped);
 * :func:`write_table` / :func:`load_table`: the compressed, versioned file a finished (or
   growing) table ships as, inside the package (:data:`TABLE_FILE`);
+* :class:`TableSupport`: the table's cells, which a strategy searching the table proposes from
+  (random: unqueried cells; the controller: its policy renormalised over them; evolution: the
+  nearest table cell to a parent);
 * :class:`TabularExecutor`: ``execution.backend: tabular``; a child's reward is the table's reward
   for the seed its training would have used. A genotype the table does not hold is one
   ``ValueError`` naming it, never a guess.
@@ -41,6 +44,7 @@ __all__ = [
     "Repeatability",
     "RowLog",
     "Table",
+    "TableSupport",
     "TabularExecutor",
     "build_child",
     "check_table",
@@ -297,6 +301,51 @@ def check_table(path: str | os.PathLike | None, space: SearchSpace | None = None
             f"to the table's to search it"
         )
     return table
+
+
+class TableSupport:
+    """The cells a table holds, as decision sequences (``cells``: ``[n, T]`` int64, in key
+    order, so every draw depends on the generator alone): what a strategy restricted to a table
+    proposes from (:meth:`~nasnet_det.search.strategies.base.Strategy.restrict`)."""
+
+    def __init__(self, space: SearchSpace, keys: Sequence[str]) -> None:
+        self.space = space
+        self.keys = sorted(set(keys))
+        if not self.keys:
+            raise ValueError("a table support needs at least one cell")
+        self.cells = np.array([space.validate(space.parse_key(k)) for k in self.keys], np.int64)
+        self.index = {k: i for i, k in enumerate(self.keys)}
+
+    @classmethod
+    def from_table(cls, table: Table) -> TableSupport:
+        return cls(table.space, list(table.rows))
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def __contains__(self, decisions: Sequence[int]) -> bool:
+        return self.space.key(decisions) in self.index
+
+    def cell(self, i: int) -> Decisions:
+        return tuple(int(v) for v in self.cells[i])
+
+    def draw(self, rng: np.random.Generator, n: int, exclude: Any = ()) -> list[Decisions]:
+        """``n`` distinct cells drawn uniformly among those whose key is not in ``exclude``;
+        once those run out, the rest uniformly among all cells."""
+        free = [i for i, k in enumerate(self.keys) if k not in exclude]
+        take = min(n, len(free))
+        picks = [int(i) for i in rng.choice(free, take, replace=False)] if take else []
+        picks += [int(i) for i in rng.integers(len(self.keys), size=n - take)]
+        return [self.cell(i) for i in picks]
+
+    def nearest(self, parent: Sequence[int], rng: np.random.Generator) -> Decisions:
+        """A table cell other than ``parent`` at the smallest Hamming distance from it (number of
+        decisions that differ), ties broken at random: mutation restricted to the table. A
+        table holding only ``parent`` returns it."""
+        dist = (self.cells != np.asarray(self.space.validate(parent))[None, :]).sum(1)
+        dist[dist == 0] = dist.max() + 1 if len(self) > 1 else 0
+        best = np.flatnonzero(dist == dist.min())
+        return self.cell(int(rng.choice(best)))
 
 
 class TabularExecutor:

@@ -5,6 +5,12 @@ round is trained (in parallel), then ``observe`` receives all rewards in proposa
 strategy is therefore synchronous, which makes a search reproducible for a fixed seed whatever
 order the workers finish in. ``state_dict`` must capture everything ``propose`` depends on,
 random generators included, so a resumed search proposes what the uninterrupted one would have.
+
+A strategy restricted to a table's cells (:meth:`Strategy.restrict`, what the runner does for
+``execution.backend: tabular``) proposes only cells of ``self.support``
+(:class:`~nasnet_det.search.tabular.TableSupport`): the tabular benchmark holds a tiny fraction
+of the space, so each strategy's own proposal rule is restricted to it (random: unqueried table
+cells; the controller: its policy renormalised over the table; evolution: the nearest table cell).
 """
 
 from __future__ import annotations
@@ -59,6 +65,23 @@ class Strategy:
         self.space = space
         self.seed = seed
         self.rng = np.random.default_rng(seed)
+        self.support = None
+        self.queried: set[str] = set()  # keys proposed so far (kept only when restricted)
+
+    def restrict(self, support: Any) -> Strategy:
+        """Propose only cells of ``support`` (a :class:`~nasnet_det.search.tabular.TableSupport`
+        of the strategy's space) from now on; returns ``self``."""
+        if support.space != self.space:
+            raise ValueError("the table's space is not the strategy's; search the table's space")
+        self.support = support
+        return self
+
+    def draw_unqueried(self, n: int) -> list[Decisions]:
+        """``n`` table cells drawn uniformly among those not proposed yet (random search on a
+        table; once every cell was proposed, among all)."""
+        out = self.support.draw(self.rng, n, self.queried)
+        self.queried.update(self.space.key(d) for d in out)
+        return out
 
     def propose(self, n: int) -> list[Decisions]:
         raise NotImplementedError
@@ -72,10 +95,11 @@ class Strategy:
     # State: a dict of Python scalars, lists, strings and tensors (saved with torch.save, loaded
     # with weights_only=True). Subclasses extend both methods.
     def state_dict(self) -> dict[str, Any]:
-        return {"rng": _rng_state(self.rng)}
+        return {"rng": _rng_state(self.rng), "queried": sorted(self.queried)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.rng.bit_generator.state = _rng_from_state(state["rng"])
+        self.queried = set(state.get("queried", ()))
 
 
 def _rng_state(rng: np.random.Generator) -> dict[str, Any]:

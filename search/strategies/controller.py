@@ -102,7 +102,16 @@ class ControllerStrategy(Strategy):
         self.baseline: float | None = None
 
     def propose(self, n: int) -> list[Decisions]:
-        actions = self.controller.sample(n, self.generator)
+        """``n`` children from the policy; restricted to a table, from the policy renormalised
+        over the table's cells (each scored by its log-probability), with replacement."""
+        if self.support is None:
+            actions = self.controller.sample(n, self.generator)
+        else:
+            cells = torch.from_numpy(self.support.cells)
+            with torch.no_grad():
+                logp, _ = self.controller.log_prob_entropy(cells)
+            idx = torch.multinomial(torch.softmax(logp, 0), n, True, generator=self.generator)
+            actions = cells[idx]
         return [tuple(int(v) for v in row) for row in actions.tolist()]
 
     def advantages(self, rewards: Sequence[float]) -> torch.Tensor:

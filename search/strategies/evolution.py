@@ -5,6 +5,10 @@ proposal picks ``sample_size`` members of the population at random, mutates the 
 one decision, and each observed child joins the population while the oldest member leaves.
 Defaults P = 100, S = 25 (values Real et al. use); on the synthetic benchmark
 (``bench/search_efficiency.py``) they beat P = 50, S = 10.
+
+Restricted to a table (:meth:`~.base.Strategy.restrict`), the random phase draws table cells not
+proposed yet, and a mutation is the table cell nearest the parent (fewest decisions changed,
+ties at random, never the parent itself): one-decision mutants are almost never in the table.
 """
 
 from __future__ import annotations
@@ -47,12 +51,14 @@ class RegularizedEvolution(Strategy):
     def propose(self, n: int) -> list[Decisions]:
         out = []
         for _ in range(n):
+            table = self.support is not None
             if len(self.population) < self.population_size:
-                out.append(self.space.sample(self.rng))
+                out += self.draw_unqueried(1) if table else [self.space.sample(self.rng)]
                 continue
             idx = self.rng.choice(len(self.population), self.sample_size, replace=False)
             parent = max((self.population[int(i)] for i in idx), key=lambda m: m[1])[0]
-            out.append(self.space.mutate(parent, self.rng))
+            mutate = self.support.nearest if table else self.space.mutate
+            out.append(mutate(parent, self.rng))
         return out
 
     def observe(self, children: Sequence[Decisions], rewards: Sequence[float | None]) -> None:

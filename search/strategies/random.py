@@ -1,4 +1,5 @@
-"""Random search: every child drawn uniformly from the space (the paper's baseline)."""
+"""Random search: every child drawn uniformly from the space (the paper's baseline); restricted
+to a table, uniformly among the table's cells not proposed yet."""
 
 from __future__ import annotations
 
@@ -11,4 +12,6 @@ class RandomSearch(Strategy):
     name = "random"
 
     def propose(self, n: int) -> list[Decisions]:
+        if self.support is not None:
+            return self.draw_unqueried(n)
         return [self.space.sample(self.rng) for _ in range(n)]

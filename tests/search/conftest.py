@@ -30,3 +30,17 @@ def instant_config():
     """``instant_config(*KEY_VALUE)``: instant_test.yaml with children trained in the test
     process and no progress bar, plus the given overrides."""
     return _instant_config
+
+
+@pytest.fixture
+def bench_script():
+    """``bench_script(name)``: the module of ``bench/<name>.py`` (scripts, not package modules)."""
+    import importlib.util
+
+    def load(name: str):
+        spec = importlib.util.spec_from_file_location(name, REPO / "bench" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load

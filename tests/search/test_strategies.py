@@ -120,20 +120,8 @@ def test_evolution_is_aging():
     assert [r for _, r in e.population] == [0.2, 0.0, 0.0]
 
 
-def _bench():
-    """bench/search_efficiency.py (a script, not a package module)."""
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[2] / "bench" / "search_efficiency.py"
-    spec = importlib.util.spec_from_file_location("search_efficiency", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def test_synthetic_objective_golden_values():
-    bench = _bench()
+def test_synthetic_objective_golden_values(bench_script):
+    bench = bench_script("search_efficiency")
     children_to_target, nasnet_a_match = bench.children_to_target, bench.nasnet_a_match
 
     from nasnet_det import NASNET_A

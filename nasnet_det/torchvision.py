@@ -359,14 +359,15 @@ def train_one_epoch(
                    for t in targets]  # fmt: skip
         losses = model(images, targets)
         total = sum(losses.values())
-        if not math.isfinite(float(total.detach())):
-            raise FloatingPointError(f"loss is {float(total.detach())} at iteration {it}: {losses}")
+        value = float(total.detach())
+        if not math.isfinite(value):
+            raise FloatingPointError(f"loss is {value} at iteration {it}: {losses}")
         optimizer.zero_grad()
         total.backward()
         if clip_grad_norm is not None:
             torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad_norm)
         optimizer.step()
-        history.append({k: float(v) for k, v in losses.items()} | {"loss": float(total)})
+        history.append({k: float(v.detach()) for k, v in losses.items()} | {"loss": value})
     return history
 
 

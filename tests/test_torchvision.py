@@ -80,11 +80,10 @@ def test_parameter_count_equals_detectron2s(config, nasnet):
         assert 4.0e6 < count(tv.backbone) + count(tv.roi_heads.box_head) < 5.3e6
 
 
-def test_any_genotype_same_count_as_detectron2(random_genotype):
+def test_any_genotype_same_count_as_detectron2(random_genotype, tiny_detector_cfg):
     import random
 
-    genotype = random_genotype(random.Random(3))
-    cfg = d2_cfg(NUM_CELLS=1, NUM_CONV_FILTERS=8, GENOTYPE=genotype.inline())
+    cfg = tiny_detector_cfg(GENOTYPE=random_genotype(random.Random(3)).inline())
     d2, tv = build_model(cfg), torchvision_twin(cfg)
     assert parts(d2, tv) == [(a, a) for a, _ in parts(d2, tv)]
 
@@ -104,8 +103,8 @@ def weights_file(tmp_path_factory):
     return path
 
 
-def test_same_weights_same_features_as_detectron2(weights_file):
-    cfg = d2_cfg(NUM_CELLS=1, NUM_CONV_FILTERS=8)
+def test_same_weights_same_features_as_detectron2(weights_file, tiny_detector_cfg):
+    cfg = tiny_detector_cfg()
     d2 = build_model(cfg).eval()
     NASNetCheckpointer(d2, cfg=cfg).load(str(weights_file))
     tv = torchvision_twin(cfg, weights=str(weights_file)).eval()

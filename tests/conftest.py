@@ -39,3 +39,26 @@ def _random_genotype(rng: random.Random, num_blocks: int = 5) -> Genotype:
 def random_genotype():
     """``random_genotype(rng, num_blocks)``: a valid genotype over all 13 ops and both combiners."""
     return _random_genotype
+
+
+@pytest.fixture
+def tiny_detector_cfg():
+    """``tiny_detector_cfg(config="Base-NASNet-C4.yaml", **nasnet)``: a model-zoo config with
+    the paper's split on CPU, its NASNet-A shrunk to one cell per stack and 8 filters (the wiring
+    is under test, not the size); keyword arguments set ``MODEL.NASNET`` keys (``NORM="BN"``).
+    Detectron2 loads only when a test asks for it."""
+
+    def make(config: str = "Base-NASNet-C4.yaml", **nasnet):
+        from nasnet_det.detection import model_zoo
+        from nasnet_det.detection.config import get_nasnet_cfg
+
+        cfg = get_nasnet_cfg()
+        cfg.merge_from_file(model_zoo.get_config_file(config))
+        cfg.MODEL.DEVICE = "cpu"
+        cfg.MODEL.NASNET.NUM_CELLS = 1
+        cfg.MODEL.NASNET.NUM_CONV_FILTERS = 8
+        for key, value in nasnet.items():
+            cfg.MODEL.NASNET[key] = value
+        return cfg
+
+    return make

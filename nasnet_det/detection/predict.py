@@ -39,7 +39,7 @@ from tqdm import tqdm
 
 from nasnet_det.detection.checkpoint import NASNetCheckpointer
 from nasnet_det.detection.fast import inference_model
-from nasnet_det.detection.visualize import draw_instances, draw_record, side_by_side
+from nasnet_det.detection.visualize import beside_ground_truth, draw_instances
 from nasnet_det.io import OutputError, atomic_call, atomic_write_bytes, atomic_write_json
 
 __all__ = [
@@ -229,12 +229,12 @@ def predict_images(
         results.extend(_to_dataset_ids(instances_to_coco_json(instances, image_id), metadata))
         shown = instances[instances.scores >= threshold]
         rgb = np.ascontiguousarray(bgr[:, :, ::-1])
-        drawn = draw_instances(rgb, shown, metadata, scale)
         record = (ground_truth or {}).get(path)
-        if record is not None:
-            n_gt = len(record.get("annotations", []))
-            titles = (f"{len(shown)} detections >= {threshold:g}", f"{n_gt} ground truth")
-            drawn = side_by_side(drawn, draw_record(record, metadata, scale, rgb), titles)
+        if record is None:
+            drawn = draw_instances(rgb, shown, metadata, scale)
+        else:
+            title = f"{len(shown)} detections >= {threshold:g}"
+            drawn = beside_ground_truth(rgb, shown, record, metadata, scale, title)
         name = _picture_name(path)
         bgr_out = np.ascontiguousarray(drawn[:, :, ::-1])
         atomic_write_bytes(out_dir / name, _encode(out_dir / name, bgr_out), "picture")

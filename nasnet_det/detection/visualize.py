@@ -5,7 +5,8 @@ Everything is drawn with Detectron2's ``Visualizer``. Small images are enlarged 
 (:func:`readable_scale`: a 128 px digit picture is drawn at 512 px) and the label font is kept at
 a readable pixel size, so that a label such as ``7 60%`` fits inside the picture. Where ground
 truth is known, it is drawn beside the detections (:func:`side_by_side`, ground truth on the
-right as in Detectron2's ``visualize_json_results.py``) so that a miss can be told from a hit.
+right as in Detectron2's ``visualize_json_results.py``), and its boxes are also outlined, dashed,
+under the detections (:func:`beside_ground_truth`), so that a miss can be told from a hit.
 Every picture is written atomically.
 """
 
@@ -31,9 +32,11 @@ from nasnet_det.io import OutputError, atomic_write_bytes, check_output_dir
 __all__ = [
     "MIN_READABLE_SIDE",
     "SOURCES",
+    "beside_ground_truth",
     "dataloader_images",
     "draw_coco_images",
     "draw_instances",
+    "draw_over_ground_truth",
     "draw_record",
     "instances_from_results",
     "parse_scale",
@@ -110,6 +113,37 @@ def draw_instances(
         labels = [names[c] if names else str(c) for c in classes]
         return vis.overlay_instances(labels=labels, boxes=instances.gt_boxes).get_image()
     return vis.draw_instance_predictions(instances).get_image()
+
+
+def draw_over_ground_truth(
+    rgb: np.ndarray, instances: Instances, record: dict, metadata: Any, scale: float | None = None
+) -> np.ndarray:
+    """Predicted ``instances`` drawn over the outlines of ``record``'s ground-truth boxes (white,
+    dashed, no label): an object with a dashed outline and no detection box is a miss."""
+    vis = visualizer(rgb, metadata, scale)
+    for ann in record.get("annotations", []):
+        box = BoxMode.convert(list(ann["bbox"]), ann.get("bbox_mode", BoxMode.XYWH_ABS),
+                              BoxMode.XYXY_ABS)  # fmt: skip
+        vis.draw_box(box, alpha=1.0, edge_color="white", line_style="--")
+    return vis.draw_instance_predictions(instances).get_image()
+
+
+def beside_ground_truth(
+    rgb: np.ndarray,
+    instances: Instances,
+    record: dict,
+    metadata: Any,
+    scale: float | None = None,
+    title: str = "",
+) -> np.ndarray:
+    """The detections over the dashed ground-truth outlines (:func:`draw_over_ground_truth`),
+    titled ``title``, beside the labelled ground truth, titled ``"<n> ground truth"``."""
+    n_gt = len(record.get("annotations", []))
+    return side_by_side(
+        draw_over_ground_truth(rgb, instances, record, metadata, scale),
+        draw_record(record, metadata, scale, rgb),
+        (f"{title}; truth dashed" if title else "truth dashed", f"{n_gt} ground truth"),
+    )
 
 
 def _banner(rgb: np.ndarray, title: str) -> np.ndarray:
@@ -273,12 +307,9 @@ def visualize_json_results(
         rgb = utils.read_image(rec["file_name"], format="RGB")
         dets = [r for r in by_image.get(rec["image_id"], []) if r["score"] >= conf_threshold]
         inst = instances_from_results(dets, rgb.shape[0], rgb.shape[1], metadata)
-        pred = draw_instances(rgb, inst, metadata, scale)
-        gt = draw_record(rec, metadata, scale, rgb)
+        title = f"{len(dets)} detections >= {conf_threshold:g}"
+        picture = beside_ground_truth(rgb, inst, rec, metadata, scale, title)
         n_gt = len(rec.get("annotations", []))
-        picture = side_by_side(
-            pred, gt, (f"{len(dets)} detections >= {conf_threshold:g}", f"{n_gt} ground truth")
-        )
         written.append(write_picture(out / _picture_name(i, rec["file_name"]), picture))
         if not dets:
             notes.append(
@@ -348,10 +379,6 @@ def draw_coco_images(
         left = f"{len(dets)} detections >= {score_thr:g}"
         if notes and i in notes:
             left += f" ({notes[i]})"
-        picture = side_by_side(
-            draw_instances(rgb, inst, metadata, scale),
-            draw_record(record, metadata, scale, rgb),
-            (left, f"{len(record['annotations'])} ground truth"),
-        )
+        picture = beside_ground_truth(rgb, inst, record, metadata, scale, left)
         written.append(write_picture(out / _picture_name(rank, files[i].name), picture))
     return written

@@ -6,20 +6,9 @@ import pytest
 import torch
 from detectron2.modeling import build_model
 
-from nasnet_det.detection import NASNetCheckpointer, classification_to_detectron2, model_zoo
+from nasnet_det.detection import NASNetCheckpointer, classification_to_detectron2
 from nasnet_det.detection.checkpoint import CheckpointMismatchError
-from nasnet_det.detection.config import get_nasnet_cfg
 from nasnet_det.nasnet import build_nasnet
-
-
-def tiny_cfg(norm="FrozenBN"):
-    cfg = get_nasnet_cfg()
-    cfg.merge_from_file(model_zoo.get_config_file("Base-NASNet-C4.yaml"))
-    cfg.MODEL.NASNET.NUM_CELLS = 1
-    cfg.MODEL.NASNET.NUM_CONV_FILTERS = 8
-    cfg.MODEL.NASNET.NORM = norm
-    cfg.MODEL.DEVICE = "cpu"
-    return cfg
 
 
 def classification_checkpoint(path, **overrides):
@@ -34,8 +23,8 @@ def classification_checkpoint(path, **overrides):
     return net.state_dict()
 
 
-def test_key_mapping_splits_at_reduction_cell_1():
-    cfg = tiny_cfg()
+def test_key_mapping_splits_at_reduction_cell_1(tiny_detector_cfg):
+    cfg = tiny_detector_cfg()
     net = build_nasnet("nasnet_a_mobile", num_cells=1, num_conv_filters=8)
     mapped = classification_to_detectron2(net.state_dict(), cfg)
     assert "backbone.stem.conv.weight" in mapped
@@ -47,7 +36,7 @@ def test_key_mapping_splits_at_reduction_cell_1():
     # Exactly the NASNet tensors of Detectron2's model: its FrozenBatchNorm2d (made from BN)
     # keeps num_batches_tracked in 0.7.2, so the counters are mapped too; GN keeps no stats.
     for norm in ("FrozenBN", "GN"):
-        cfg = tiny_cfg(norm)
+        cfg = tiny_detector_cfg(NORM=norm)
         mapped = classification_to_detectron2(net.state_dict(), cfg)
         want = {
             k
@@ -58,10 +47,10 @@ def test_key_mapping_splits_at_reduction_cell_1():
 
 
 @pytest.mark.parametrize("norm", ["FrozenBN", "GN"])
-def test_classification_checkpoint_loads_into_detector(tmp_path, norm):
+def test_classification_checkpoint_loads_into_detector(tmp_path, norm, tiny_detector_cfg):
     path = tmp_path / "imagenet.pth"
     sd = classification_checkpoint(path)
-    cfg = tiny_cfg(norm)
+    cfg = tiny_detector_cfg(NORM=norm)
     model = build_model(cfg)
     NASNetCheckpointer(model, cfg=cfg).load(str(path))
     got = model.state_dict()
@@ -78,17 +67,17 @@ def test_classification_checkpoint_loads_into_detector(tmp_path, norm):
         )
 
 
-def test_checkpoint_of_another_architecture_is_refused(tmp_path):
+def test_checkpoint_of_another_architecture_is_refused(tmp_path, tiny_detector_cfg):
     path = tmp_path / "wide.pth"
     classification_checkpoint(path, num_conv_filters=12)
-    cfg = tiny_cfg()
+    cfg = tiny_detector_cfg()
     model = build_model(cfg)
     with pytest.raises(CheckpointMismatchError, match="different architecture"):
         NASNetCheckpointer(model, cfg=cfg).load(str(path))
 
 
-def test_unsafe_or_missing_checkpoint(tmp_path):
-    cfg = tiny_cfg()
+def test_unsafe_or_missing_checkpoint(tmp_path, tiny_detector_cfg):
+    cfg = tiny_detector_cfg()
     model = build_model(cfg)
     ckpt = NASNetCheckpointer(model, cfg=cfg)
     with pytest.raises(ValueError, match="does not exist"):
@@ -99,9 +88,9 @@ def test_unsafe_or_missing_checkpoint(tmp_path):
         ckpt.load(str(evil))
 
 
-def _saved_run(tmp_path):
+def _saved_run(tmp_path, tiny_detector_cfg):
     """A run folder written by the checkpointer itself: model_0000001, model_final."""
-    cfg = tiny_cfg()
+    cfg = tiny_detector_cfg()
     model = build_model(cfg)
     out = tmp_path / "run"
     out.mkdir()
@@ -111,8 +100,8 @@ def _saved_run(tmp_path):
     return cfg, model, out
 
 
-def test_saves_are_atomic_and_tagged(tmp_path):
-    cfg, model, out = _saved_run(tmp_path)
+def test_saves_are_atomic_and_tagged(tmp_path, tiny_detector_cfg):
+    cfg, model, out = _saved_run(tmp_path, tiny_detector_cfg)
     assert sorted(p.name for p in out.iterdir()) == [
         "last_checkpoint",
         "model_0000001.pth",
@@ -124,8 +113,10 @@ def test_saves_are_atomic_and_tagged(tmp_path):
     assert all(torch.equal(saved["model"][k], v) for k, v in model.state_dict().items())
 
 
-def test_resume_skips_a_damaged_checkpoint_for_the_newest_good_one(tmp_path, caplog):
-    cfg, model, out = _saved_run(tmp_path)
+def test_resume_skips_a_damaged_checkpoint_for_the_newest_good_one(
+    tmp_path, caplog, tiny_detector_cfg
+):
+    cfg, model, out = _saved_run(tmp_path, tiny_detector_cfg)
     blob = (out / "model_final.pth").read_bytes()
     (out / "model_final.pth").write_bytes(blob[: len(blob) // 2])  # an old, non-atomic write
     (out / ".model_final.pth.abc123.tmp").write_bytes(b"left by a kill")
@@ -142,8 +133,8 @@ def test_resume_skips_a_damaged_checkpoint_for_the_newest_good_one(tmp_path, cap
         ckpt.resume_or_load("", resume=True)
 
 
-def test_last_checkpoint_may_not_leave_the_output_folder(tmp_path):
-    cfg, model, out = _saved_run(tmp_path)
+def test_last_checkpoint_may_not_leave_the_output_folder(tmp_path, tiny_detector_cfg):
+    cfg, model, out = _saved_run(tmp_path, tiny_detector_cfg)
     ckpt = NASNetCheckpointer(model, str(out), cfg=cfg)
     for name in ("../elsewhere/evil.pkl", "/etc/passwd", ".", ""):
         (out / "last_checkpoint").write_text(name)
@@ -166,8 +157,8 @@ class _Marker:
         return (open, (self.path, "w"))
 
 
-def test_pkl_needs_the_opt_in(tmp_path, monkeypatch):
-    cfg = tiny_cfg()
+def test_pkl_needs_the_opt_in(tmp_path, monkeypatch, tiny_detector_cfg):
+    cfg = tiny_detector_cfg()
     model = build_model(cfg)
     marker = tmp_path / "marker"
     evil = tmp_path / "evil.pkl"
@@ -192,8 +183,8 @@ def test_pkl_needs_the_opt_in(tmp_path, monkeypatch):
         assert torch.equal(model.state_dict()[k], torch.from_numpy(v))
 
 
-def test_best_checkpoint_is_no_resume_point(tmp_path):
-    cfg, model, out = _saved_run(tmp_path)
+def test_best_checkpoint_is_no_resume_point(tmp_path, tiny_detector_cfg):
+    cfg, model, out = _saved_run(tmp_path, tiny_detector_cfg)
     NASNetCheckpointer(model, str(out), cfg=cfg).save("model_best", iteration=1)
     assert (out / "model_best.pth").is_file()
     assert (out / "last_checkpoint").read_text() == "model_final.pth"

@@ -10,19 +10,13 @@ from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import EventStorage
 
 from nasnet_det.detection import model_zoo, set_drop_path_progress
-from nasnet_det.detection.config import get_nasnet_cfg
 
 
-def tiny_cfg():
-    cfg = get_nasnet_cfg()
-    cfg.merge_from_file(model_zoo.get_config_file("Base-NASNet-C4.yaml"))
-    cfg.MODEL.NASNET.NUM_CELLS = 1
-    cfg.MODEL.NASNET.NUM_CONV_FILTERS = 8
-    cfg.MODEL.NASNET.NORM = "BN"
+def tiny_cfg(tiny_detector_cfg):
+    cfg = tiny_detector_cfg(NORM="BN")
     cfg.MODEL.ROI_HEADS.NUM_CLASSES = 10
     cfg.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE = 32
     cfg.MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION = 7
-    cfg.MODEL.DEVICE = "cpu"
     return cfg
 
 
@@ -33,8 +27,8 @@ def instances(size, boxes, classes):
     return inst
 
 
-def test_roi_heads_finite_losses_on_fake_stride16_features():
-    cfg = tiny_cfg()
+def test_roi_heads_finite_losses_on_fake_stride16_features(tiny_detector_cfg):
+    cfg = tiny_cfg(tiny_detector_cfg)
     # NASNet-A, N=1, F=8: the concat is reduction_cell_0 (4 x 16) + cell_1 (6 x 16).
     shape = {"nasnet_16": ShapeSpec(channels=64 + 96, stride=16)}
     heads = build_roi_heads(cfg, shape).train()
@@ -96,8 +90,8 @@ def test_mobile_config_one_training_step_and_inference():
     assert len(det) <= cfg.TEST.DETECTIONS_PER_IMAGE
 
 
-def test_drop_path_schedule_reaches_second_stage_cells():
-    cfg = tiny_cfg()
+def test_drop_path_schedule_reaches_second_stage_cells(tiny_detector_cfg):
+    cfg = tiny_cfg(tiny_detector_cfg)
     cfg.MODEL.NASNET.DROP_PATH_KEEP_PROB = 0.6
     model = build_model(cfg)
     set_drop_path_progress(model, 1.0)

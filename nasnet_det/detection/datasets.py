@@ -273,9 +273,9 @@ _TRANSPOSED = (5, 6, 7, 8)
 
 
 def _check_image(path: Path, record: dict, where: str) -> tuple[int, int]:
-    """The image at ``path`` exists, is an image within the limits (header read, not decoded)
-    and has the ``width`` x ``height`` its record states (Detectron2 stops training with a
-    ``SizeMismatchError`` otherwise). Returns its (width, height)."""
+    """The image at ``path`` exists, is an image within the limits (header read), is whole
+    (:func:`_check_whole`) and has the ``width`` x ``height`` its record states (Detectron2
+    stops training with a ``SizeMismatchError`` otherwise). Returns its (width, height)."""
     from nasnet_det.limits import open_image
 
     if not path.exists():
@@ -286,6 +286,7 @@ def _check_image(path: Path, record: dict, where: str) -> tuple[int, int]:
             orientation = im.getexif().get(0x0112)
         except Exception:  # a damaged EXIF block: Detectron2 ignores it as well
             orientation = None
+        _check_whole(im, path, where)
     if orientation in _TRANSPOSED:
         width, height = height, width
     if "width" in record or "height" in record:
@@ -299,6 +300,37 @@ def _check_image(path: Path, record: dict, where: str) -> tuple[int, int]:
                 f"{width}x{height} (width x height); fix the record or the image"
             )
     return width, height
+
+
+#: The bytes a whole file of a format ends with; a file cut short lacks them.
+_END_MARKERS = {"JPEG": b"\xff\xd9", "PNG": b"IEND\xaeB`\x82"}
+
+
+def _check_whole(im, path: Path, where: str) -> None:
+    """The image's data is all there, not cut short after its header (PIL then fails with
+    "image file is truncated" when Detectron2 decodes it, mid-training). A JPEG or PNG that
+    ends with its end marker is whole (JPEG scan data never holds 0xFF 0xD9; PNG's marker is
+    the 12-byte IEND chunk), which costs one small read; one that does not (cut short, or with
+    data appended after the end) is decoded to tell, a JPEG at 1/8 scale. Other formats are
+    decoded (bounded by the pixel limit)."""
+    from nasnet_det.cli import first_line
+
+    end = _END_MARKERS.get(im.format)
+    if end is not None:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - len(end)))
+            if f.read() == end:
+                return
+    try:
+        if im.format == "JPEG":
+            im.draft(None, (max(1, im.width // 8), max(1, im.height // 8)))
+        im.load()
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        raise ValueError(
+            f"{where}: image {str(path)!r} cannot be decoded ({first_line(e)}): cut short or "
+            "damaged; replace the file or drop its record"
+        ) from None
 
 
 def _read_lines(path: Path, what: str) -> list[str]:

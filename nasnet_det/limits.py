@@ -145,12 +145,31 @@ def read_input_bytes(path: str | os.PathLike, kind: str, what: str = "input file
     cap = limit(kind)
     try:
         with open(p, "rb") as f:
-            data = f.read(cap + 1)
+            data = _read_at_most(f, cap + 1)
     except OSError as e:
         raise LimitError(f"{what} {str(p)!r} cannot be read: {e.strerror or e}") from None
+    except MemoryError:
+        size = _size_text(p.stat().st_size)
+        raise LimitError(f"{what} {str(p)!r} ({size}) does not fit in memory") from None
     if len(data) > cap:  # grew since stat
         raise _over(p, len(data), kind, what)
     return data
+
+
+def _read_at_most(f, n: int) -> bytes:
+    """Up to ``n`` bytes of ``f``. ``read(n)`` reserves ``n`` bytes before it reads (the limit,
+    gigabytes), so the first read asks for the file's size plus one byte; a file that grew
+    since is read on in 16 MB pieces up to ``n``."""
+    want = min(n, os.fstat(f.fileno()).st_size + 1)
+    parts, total = [], 0
+    while total < n:
+        part = f.read(min(want, n - total))
+        if not part:
+            break
+        parts.append(part)
+        total += len(part)
+        want = 16 * _MB
+    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 def check_pixels(width: int, height: int, path: str | os.PathLike, what: str = "image") -> None:

@@ -159,15 +159,16 @@ def fetch(source: str, arch: str, *, progress: bool = True) -> Path:
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(path.name + ".partial")
-        _download(f"{SCHEME}{source}/{arch}", decl, partial, path, progress)
+        name = f"{SCHEME}{source}/{arch}"
+        _download(name, decl, partial, path, progress)
         try:
             _verify(partial, decl)
         except ValueError:
             partial.unlink(missing_ok=True)
             partial.with_name(partial.name + ".sha256").unlink(missing_ok=True)
             raise ValueError(
-                f"download of {decl.url} does not match its checksum (sha256 prefix "
-                f"{decl.sha256_prefix}); nothing was kept in {path.parent}"
+                f"download of weights {name} from {decl.url} does not match its checksum "
+                f"(sha256 prefix {decl.sha256_prefix}); nothing was kept in {path.parent}"
             ) from None
         pin = partial.with_name(partial.name + ".sha256")
         if pin.is_file():

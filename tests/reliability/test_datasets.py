@@ -99,6 +99,8 @@ CASES = [
      "has 'segmentation' 5, expected polygons"),
     ("coco-rle-counts-float", _coco, _set("segmentation", {"size": [96, 96], "counts": [1.5]}),
      "expected polygons (lists of x, y numbers) or an RLE"),
+    ("coco-box-outside", _coco, _set("bbox", [80, 10, 40, 20]),
+     "annotation[0] (id 1) has box [x 80, y 10, w 40, h 20] outside its 96x96 image"),
     ("coco-size-mismatch", _coco, _set("width", 120, "images"),
      "images[0] (id 100) records 120x96 but its image"),
     ("coco-size-a-string", _coco, _set("height", "96", "images"),

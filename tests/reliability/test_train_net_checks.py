@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # harness.py (no package here)
-from harness import assert_clean_failure, run_tool  # noqa: E402
+from harness import assert_clean_failure, run_tool, snapshot  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 INSTANT = ROOT / "configs/quick_schedules/faster_rcnn_nasnet_a_mobile_instant_test.yaml"
@@ -67,17 +67,24 @@ def test_bad_training_option_or_weights_stop_before_any_output(tmp_path, opts, m
 @contextlib.contextmanager
 def _failing_server(kind: str):
     """A local URL that fails as a download can: ``http404`` (a server that answers 404),
+    ``garbage`` (answers 200 with bytes that are not the published file),
     ``refused`` (nothing listens: an unreachable host), ``silent`` (accepts, never answers),
     ``missing`` (a file:// URL to nothing). Never the network."""
     if kind == "missing":
         with tempfile.TemporaryDirectory() as d:
             yield (Path(d) / "gone.pth").as_uri()
         return
-    if kind == "http404":
+    if kind in ("http404", "garbage"):
 
         class NotFound(http.server.BaseHTTPRequestHandler):
             def do_GET(self):
-                self.send_error(404)
+                if kind == "http404":
+                    self.send_error(404)
+                    return
+                self.send_response(200)  # a whole answer, but not the published file
+                self.send_header("Content-Length", "4096")
+                self.end_headers()
+                self.wfile.write(b"\0" * 4096)
 
             def log_message(self, *args):  # quiet
                 pass
@@ -135,6 +142,33 @@ def test_weight_name_that_cannot_be_fetched_stops_before_any_output(
     assert f"download {decl.file_name} elsewhere and place it at {placed}" in line
     assert not out.exists()
     assert not [p for p in cache.rglob("*") if p.is_file()]  # no partial download kept
+
+
+def test_weights_that_do_not_match_their_checksum_stop_before_any_output(tmp_path, monkeypatch):
+    """A download that is not the published file is not kept; a damaged file in the cache is
+    named with how to get it again. Either way no OUTPUT_DIR."""
+    from nasnet_det.convert import hub
+    from nasnet_det.convert import pretrainedmodels as cadene
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv(hub.CACHE_ENV, str(cache))
+    decl = cadene.PRETRAINED["nasnetamobile"]
+    name = ["MODEL.WEIGHTS", "nasnet://pretrainedmodels/nasnetamobile"]
+    with _failing_server("garbage") as url:
+        monkeypatch.setitem(cadene.PRETRAINED, "nasnetamobile", replace(decl, url=url))
+        result, out = _run(tmp_path, name)
+    message = (f"download of weights nasnet://pretrainedmodels/nasnetamobile from {url} does not "
+               "match its checksum (sha256 prefix 7e03cead)")  # fmt: skip
+    assert_clean_failure(result, message)
+    assert not out.exists() and not [p for p in cache.rglob("*") if p.is_file()]
+    placed = cache / "hub" / "pretrainedmodels" / decl.file_name
+    placed.write_bytes(b"not the weights")  # damaged, or another file placed by hand
+    before = snapshot(cache)
+    result, out = _run(tmp_path, name)
+    assert_clean_failure(result, "the file is damaged or another file: delete it to download",
+                         before, cache)  # fmt: skip
+    assert f"{placed} has sha256 " in result.stderr
+    assert not out.exists()
 
 
 def test_convert_weights_names_the_weights_it_could_not_fetch(tmp_path, monkeypatch):

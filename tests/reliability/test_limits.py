@@ -277,6 +277,21 @@ def test_bounded_read_of_a_file_that_grew_since_it_was_sized(tmp_path, monkeypat
         assert limits._read_at_most(fh, 10**12) == bytes(range(100))
 
 
+def test_readme_lists_every_limit_with_its_default_and_variable():
+    """README "Safety and recovery" is where a user looks for the limit that stopped a run."""
+    from nasnet_det.limits import LIMITS
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Safety and recovery") :]
+    section = section[: section.index("\n## ", 1)]
+    rows = {line.split("|")[-2].strip(" `"): line for line in section.splitlines()
+            if line.strip().startswith("|") and "NASNET_DET_" in line}  # fmt: skip
+    for kind, spec in LIMITS.items():
+        assert spec.env in rows, f"README's limits table has no row for {spec.env} ({kind})"
+        default = f"{spec.default:,}" if spec.unit == "values" else f"{spec.default:g}"
+        assert default in rows[spec.env], (spec.env, default, rows[spec.env])
+
+
 def test_yaml_that_contains_itself_is_refused(tmp_path):
     from nasnet_det.config import ConfigError, load_config
     from nasnet_det.pretrain.config import get_cfg

@@ -24,6 +24,7 @@ __all__ = [
     "LimitError",
     "check_input_file",
     "check_yaml_size",
+    "download_timeout",
     "limit",
     "open_image",
     "max_image_side",
@@ -43,7 +44,7 @@ class Limit:
     """One limit: its default, the unit its environment variable counts in, and that variable."""
 
     default: float
-    unit: str  # "MB", "megapixels" or "values"
+    unit: str  # "MB", "megapixels", "values", "pixels" or "seconds"
     env: str
 
     @property
@@ -63,27 +64,39 @@ LIMITS: dict[str, Limit] = {
     # The side of a network's input (export's --image-size, search and pretraining image sizes,
     # INPUT.MIN/MAX_SIZE_*): activation memory grows with its square.
     "image_side": Limit(4096, "pixels", "NASNET_DET_MAX_IMAGE_SIDE"),
+    # How long a weight download waits for the server before it gives up (urllib waits forever).
+    "download_timeout": Limit(60, "seconds", "NASNET_DET_DOWNLOAD_TIMEOUT_S"),
 }
 
 
-def limit(kind: str) -> int:
-    """The limit for ``kind`` in bytes, pixels or values (the environment variable, if set)."""
+def _value(kind: str) -> float:
+    """The limit for ``kind`` in its unit times its scale (the environment variable, if set)."""
     spec = LIMITS[kind]
     raw = os.environ.get(spec.env, "").strip()
     if not raw:
-        return int(spec.default * spec.scale)
+        return spec.default * spec.scale
     try:
         value = float(raw)
     except ValueError:
         value = float("nan")
     if not (value > 0 and value < 1e12):  # also refuses nan and inf
         raise LimitError(f"{spec.env}={raw!r} must be a positive number of {spec.unit}")
-    return int(value * spec.scale)
+    return value * spec.scale
+
+
+def limit(kind: str) -> int:
+    """The limit for ``kind`` in bytes, pixels or values (the environment variable, if set)."""
+    return int(_value(kind))
 
 
 def max_image_side() -> int:
     """The largest network input side in pixels (see :data:`LIMITS` ``image_side``)."""
     return limit("image_side")
+
+
+def download_timeout() -> float:
+    """Seconds a download waits for the server (see :data:`LIMITS` ``download_timeout``)."""
+    return _value("download_timeout")
 
 
 def _size_text(n: int) -> str:
@@ -132,12 +145,31 @@ def read_input_bytes(path: str | os.PathLike, kind: str, what: str = "input file
     cap = limit(kind)
     try:
         with open(p, "rb") as f:
-            data = f.read(cap + 1)
+            data = _read_at_most(f, cap + 1)
     except OSError as e:
         raise LimitError(f"{what} {str(p)!r} cannot be read: {e.strerror or e}") from None
+    except MemoryError:
+        size = _size_text(p.stat().st_size)
+        raise LimitError(f"{what} {str(p)!r} ({size}) does not fit in memory") from None
     if len(data) > cap:  # grew since stat
         raise _over(p, len(data), kind, what)
     return data
+
+
+def _read_at_most(f, n: int) -> bytes:
+    """Up to ``n`` bytes of ``f``. ``read(n)`` reserves ``n`` bytes before it reads (the limit,
+    gigabytes), so the first read asks for the file's size plus one byte; a file that grew
+    since is read on in 16 MB pieces up to ``n``."""
+    want = min(n, os.fstat(f.fileno()).st_size + 1)
+    parts, total = [], 0
+    while total < n:
+        part = f.read(min(want, n - total))
+        if not part:
+            break
+        parts.append(part)
+        total += len(part)
+        want = 16 * _MB
+    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 def check_pixels(width: int, height: int, path: str | os.PathLike, what: str = "image") -> None:

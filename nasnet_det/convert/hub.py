@@ -25,10 +25,12 @@ pretraining recipe (:func:`nasnet_det.convert.ours.preprocessing`).
 from __future__ import annotations
 
 import hashlib
+import http.client
 import importlib
 import json
 import os
 import re
+import socket
 import urllib.error
 from pathlib import Path
 from typing import Any
@@ -46,6 +48,7 @@ from nasnet_det.convert import (
     unwrap_state_dict,
 )
 from nasnet_det.io import atomic_write_text
+from nasnet_det.limits import download_timeout
 
 __all__ = [
     "CACHE_ENV",
@@ -147,29 +150,25 @@ def _verify(path: Path, decl: PretrainedCfg) -> None:
 def fetch(source: str, arch: str, *, progress: bool = True) -> Path:
     """The published file of ``source``'s ``arch`` in the cache, downloaded once and checked.
 
-    Without network, the error names the URL and where to place the file by hand.
+    Without network (an unreachable host, an HTTP error, no answer within
+    ``$NASNET_DET_DOWNLOAD_TIMEOUT_S``), the error names the weight name, the URL and where to
+    place the file by hand.
     """
     decl = declared(source, arch)
     path = cache_dir() / "hub" / source / decl.file_name
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(path.name + ".partial")
-        try:
-            torch.hub.download_url_to_file(decl.url, str(partial), progress=progress)
-        except (urllib.error.URLError, OSError) as e:
-            reason = getattr(e, "reason", None) or e
-            raise ValueError(
-                f"could not download {decl.url} ({reason}); without network, download it "
-                f"elsewhere and place it at {path}"
-            ) from None
+        name = f"{SCHEME}{source}/{arch}"
+        _download(name, decl, partial, path, progress)
         try:
             _verify(partial, decl)
         except ValueError:
             partial.unlink(missing_ok=True)
             partial.with_name(partial.name + ".sha256").unlink(missing_ok=True)
             raise ValueError(
-                f"download of {decl.url} does not match its checksum (sha256 prefix "
-                f"{decl.sha256_prefix}); nothing was kept in {path.parent}"
+                f"download of weights {name} from {decl.url} does not match its checksum "
+                f"(sha256 prefix {decl.sha256_prefix}); nothing was kept in {path.parent}"
             ) from None
         pin = partial.with_name(partial.name + ".sha256")
         if pin.is_file():
@@ -178,6 +177,39 @@ def fetch(source: str, arch: str, *, progress: bool = True) -> Path:
     else:
         _verify(path, decl)
     return path
+
+
+def _download(name: str, decl: PretrainedCfg, partial: Path, path: Path, progress: bool) -> None:
+    """``decl.url`` into ``partial`` (torch.hub's downloader removes its own temporary file on
+    failure); a failure is one ``ValueError`` saying how to use the weights offline."""
+    # torch.hub's urlopen has no timeout: a server that accepts and never answers would hang
+    # the tool, so the socket default is set for the download's duration.
+    old = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(download_timeout())
+    try:
+        torch.hub.download_url_to_file(decl.url, str(partial), progress=progress)
+    except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as e:
+        partial.unlink(missing_ok=True)
+        raise ValueError(
+            f"could not download weights {name} from {decl.url} ({_reason(e)}); to use them "
+            f"offline, download {decl.file_name} elsewhere and place it at {path} (the cache is "
+            f"${CACHE_ENV}, else ~/.cache/nasnet_det)"
+        ) from None
+    finally:
+        socket.setdefaulttimeout(old)
+
+
+def _reason(e: BaseException) -> str:
+    """Why a download failed, in a few words (``HTTP 404 Not Found``, ``timed out``, ...)."""
+    if isinstance(e, urllib.error.HTTPError):
+        return f"HTTP {e.code} {e.reason}"
+    reason = getattr(e, "reason", None) if isinstance(e, urllib.error.URLError) else None
+    if isinstance(reason, TimeoutError) or isinstance(e, TimeoutError):
+        return f"no answer within {download_timeout():g} s (raise NASNET_DET_DOWNLOAD_TIMEOUT_S)"
+    reason = reason or e
+    if isinstance(reason, OSError) and reason.strerror:
+        return reason.strerror
+    return str(reason).strip().splitlines()[0] if str(reason).strip() else type(reason).__name__
 
 
 def _from_name(source: str, arch: str, progress: bool) -> Weights:

@@ -4,7 +4,8 @@ Built in (registered on ``import nasnet_det.detection``): ``nasnet_digits_train`
 ``nasnet_digits_val`` and ``nasnet_digits_val_mini`` (16 val images), handwritten digits on real
 photographs (see :mod:`nasnet_det.data.digits`), generated on first use into
 ``$NASNET_DET_CACHE`` or ``./datasets/nasnet_digits``. Real COCO is registered by Detectron2
-itself (``coco_2017_train`` etc. under ``$DETECTRON2_DATASETS``).
+itself (``coco_2017_train`` etc. under ``$DETECTRON2_DATASETS``); :func:`register_from_config`
+checks those files as completely as a config's own, though Detectron2 loads them later.
 
 From the config (:func:`register_from_config`, called by ``tools/train_net.py`` and
 ``tools/predict.py`` before anything else runs): ``DATASETS.COCO_JSON`` entries
@@ -34,6 +35,7 @@ from nasnet_det.data import CLASSES, SPLITS, DigitsSpec, build_digits_dataset, d
 
 __all__ = [
     "IMAGE_EXTENSIONS",
+    "check_coco_json",
     "check_num_classes",
     "load_voc",
     "register_coco_json",
@@ -123,20 +125,18 @@ def _file(path: Path | str, what: str) -> Path:
     return p
 
 
-def register_coco_json(name: str, json_file: str, image_root: str) -> list[dict]:
-    """Register a COCO-format annotation file and its image folder as ``name``.
+def check_coco_json(json_file: str, image_root: str, what: str) -> dict:
+    """Read and check a COCO-format annotation file and its image folder; returns the file.
 
     The file is checked as ``tools/eval_coco.py`` checks ground truth (layout, ids, category
     references, boxes), then what Detectron2's loader and mapper would stumble on mid-training:
     the optional annotation fields (``ignore``, ``keypoints``, ``segmentation``), every
-    ``file_name`` inside ``image_root``, every image's header within the limits and its
-    recorded ``width``/``height``. There must be at least one image and one annotation.
-    Returns the Detectron2 records.
+    ``file_name`` inside ``image_root``, every image's header within the limits, its data whole
+    and its recorded ``width``/``height``. There must be at least one image and one annotation.
+    Errors are one ``ValueError`` (``FileNotFoundError``) that starts with ``what``.
     """
     from nasnet_det.evaluation.inputs import load_json_file, validate_gt
 
-    what = f"DATASETS.COCO_JSON {name!r}"
-    _free_name(name, what)
     _file(json_file, f"{what}: annotation file")
     root = _dir(image_root, f"{what}: image folder")
     gt = load_json_file(json_file, f"{what}: annotation")
@@ -155,6 +155,16 @@ def register_coco_json(name: str, json_file: str, image_root: str) -> list[dict]
         if type(im.get("file_name")) is not str or not im["file_name"]:
             raise ValueError(f"{where} has no file_name")
         _check_image(_inside(root, im["file_name"], where), im, where)
+    return gt
+
+
+def register_coco_json(name: str, json_file: str, image_root: str) -> list[dict]:
+    """Register a COCO-format annotation file and its image folder as ``name``, checked
+    completely first (:func:`check_coco_json`). Returns the Detectron2 records."""
+    what = f"DATASETS.COCO_JSON {name!r}"
+    _free_name(name, what)
+    gt = check_coco_json(json_file, image_root, what)
+    root = Path(image_root)
     # Detectron2's loader: maps category ids to 0..K-1 and records the mapping in the metadata
     # (thing_dataset_id_to_contiguous_id) that COCOEvaluator uses to map results back.
     records = load_coco_json(str(json_file), str(root), name)
@@ -273,9 +283,9 @@ _TRANSPOSED = (5, 6, 7, 8)
 
 
 def _check_image(path: Path, record: dict, where: str) -> tuple[int, int]:
-    """The image at ``path`` exists, is an image within the limits (header read, not decoded)
-    and has the ``width`` x ``height`` its record states (Detectron2 stops training with a
-    ``SizeMismatchError`` otherwise). Returns its (width, height)."""
+    """The image at ``path`` exists, is an image within the limits (header read), is whole
+    (:func:`_check_whole`) and has the ``width`` x ``height`` its record states (Detectron2
+    stops training with a ``SizeMismatchError`` otherwise). Returns its (width, height)."""
     from nasnet_det.limits import open_image
 
     if not path.exists():
@@ -286,6 +296,7 @@ def _check_image(path: Path, record: dict, where: str) -> tuple[int, int]:
             orientation = im.getexif().get(0x0112)
         except Exception:  # a damaged EXIF block: Detectron2 ignores it as well
             orientation = None
+        _check_whole(im, path, where)
     if orientation in _TRANSPOSED:
         width, height = height, width
     if "width" in record or "height" in record:
@@ -299,6 +310,37 @@ def _check_image(path: Path, record: dict, where: str) -> tuple[int, int]:
                 f"{width}x{height} (width x height); fix the record or the image"
             )
     return width, height
+
+
+#: The bytes a whole file of a format ends with; a file cut short lacks them.
+_END_MARKERS = {"JPEG": b"\xff\xd9", "PNG": b"IEND\xaeB`\x82"}
+
+
+def _check_whole(im, path: Path, where: str) -> None:
+    """The image's data is all there, not cut short after its header (PIL then fails with
+    "image file is truncated" when Detectron2 decodes it, mid-training). A JPEG or PNG that
+    ends with its end marker is whole (JPEG scan data never holds 0xFF 0xD9; PNG's marker is
+    the 12-byte IEND chunk), which costs one small read; one that does not (cut short, or with
+    data appended after the end) is decoded to tell, a JPEG at 1/8 scale. Other formats are
+    decoded (bounded by the pixel limit)."""
+    from nasnet_det.cli import first_line
+
+    end = _END_MARKERS.get(im.format)
+    if end is not None:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - len(end)))
+            if f.read() == end:
+                return
+    try:
+        if im.format == "JPEG":
+            im.draft(None, (max(1, im.width // 8), max(1, im.height // 8)))
+        im.load()
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        raise ValueError(
+            f"{where}: image {str(path)!r} cannot be decoded ({first_line(e)}): cut short or "
+            "damaged; replace the file or drop its record"
+        ) from None
 
 
 def _read_lines(path: Path, what: str) -> list[str]:
@@ -504,21 +546,26 @@ def register_from_config(cfg, need: tuple[str, ...] = ("TRAIN", "TEST")) -> list
                     "DATASETS.COCO_JSON or DATASETS.VOC, or use a built-in name "
                     "(nasnet_digits_train, coco_2017_train, ...)"
                 )
+    builtin_coco = set()
     for key in need:
-        for name in cfg.DATASETS[key]:
-            if name not in _FROM_CONFIG:
-                _check_builtin_files(name, f"DATASETS.{key}")
-    check_num_classes(cfg)
+        for name in dict.fromkeys(cfg.DATASETS[key]):
+            if name not in _FROM_CONFIG and name not in builtin_coco:
+                if _check_builtin(name, f"DATASETS.{key}"):
+                    builtin_coco.add(name)
+    check_num_classes(cfg, also=builtin_coco)
     return both
 
 
-def _check_builtin_files(name: str, key: str) -> None:
+def _check_builtin(name: str, key: str) -> bool:
     """A dataset registered elsewhere (Detectron2's ``coco_2017_train``, ``voc_2007_trainval``)
-    is loaded lazily, after the output folder and the model exist; its files are at least looked
-    for now. The digits set is generated on first use and has none yet."""
+    is loaded lazily, after the output folder and the model exist, so it is checked now: its
+    files must exist, and a COCO one (``evaluator_type`` "coco": Detectron2 registers those with
+    ``register_coco_instances``) gets the checks of ``DATASETS.COCO_JSON``, plus its categories
+    against the metadata Detectron2 recorded for the name (its loader asserts they agree).
+    Returns whether it was checked as COCO. The digits set is generated on first use."""
     meta = MetadataCatalog.get(name)
     if meta.get("digits_spec") is not None:
-        return
+        return False
     for attr, noun in (("json_file", "annotation file"), ("image_root", "image folder"),
                        ("dirname", "folder")):  # fmt: skip
         path = meta.get(attr)
@@ -529,19 +576,53 @@ def _check_builtin_files(name: str, key: str) -> None:
                 f"built-in datasets are read from $DETECTRON2_DATASETS, now {root!r}; or "
                 "register your files with DATASETS.COCO_JSON or DATASETS.VOC)"
             )
+    json_file, image_root = meta.get("json_file"), meta.get("image_root")
+    if meta.get("evaluator_type") != "coco" or not (json_file and image_root):
+        return False
+    gt = check_coco_json(json_file, image_root, f"{key} {name!r}")
+    _check_builtin_categories(gt["categories"], meta, f"{key} {name!r}: {json_file}")
+    return True
 
 
-def check_num_classes(cfg) -> None:
-    """Raise if the detector's class count differs from a config-registered dataset's.
+def _check_builtin_categories(cats: list[dict], meta, where: str) -> None:
+    """The file's categories (ordered by id, as Detectron2's loader orders them) are the
+    ``thing_classes`` and ids Detectron2's metadata holds for the name, when it holds them."""
+    cats = sorted(cats, key=lambda c: c["id"])
+    names, ids = [c["name"] for c in cats], [c["id"] for c in cats]
+    classes = meta.get("thing_classes")
+    mapping = meta.get("thing_dataset_id_to_contiguous_id")
+    if classes is not None and list(classes) != names:
+        raise ValueError(
+            f"{where} has categories {_shown(names)}, but Detectron2 registered this name with "
+            f"the {len(classes)} classes {_shown(list(classes))}; put your files under another "
+            "name with DATASETS.COCO_JSON"
+        )
+    if mapping is not None and dict(mapping) != {v: i for i, v in enumerate(ids)}:
+        expected = sorted(mapping)
+        k = next((i for i, (a, b) in enumerate(zip(ids, expected)) if a != b), None)
+        if k is not None:
+            differ = f"category {names[k]!r} has id {ids[k]} where Detectron2's metadata for "
+            differ += f"this name has {expected[k]}"
+        else:
+            differ = f"{len(ids)} category ids where Detectron2's metadata for this name has "
+            differ += f"{len(expected)}"
+        raise ValueError(
+            f"{where}: {differ}; put your files under another name with DATASETS.COCO_JSON"
+        )
+
+
+def check_num_classes(cfg, also: set[str] | frozenset[str] = frozenset()) -> None:
+    """Raise if the detector's class count differs from a config-registered dataset's (or
+    from one of the ``also`` names': the built-in COCO datasets checked before).
 
     Reads ``MODEL.RETINANET.NUM_CLASSES`` for RetinaNet, ``MODEL.ROI_HEADS.NUM_CLASSES``
-    otherwise. Datasets registered elsewhere (built-in, COCO) are the user's responsibility.
+    otherwise. Other datasets registered elsewhere are the user's responsibility.
     """
     retina = cfg.MODEL.META_ARCHITECTURE == "RetinaNet"
     key = "MODEL.RETINANET.NUM_CLASSES" if retina else "MODEL.ROI_HEADS.NUM_CLASSES"
     num = cfg.MODEL.RETINANET.NUM_CLASSES if retina else cfg.MODEL.ROI_HEADS.NUM_CLASSES
     for name in (*cfg.DATASETS.TRAIN, *cfg.DATASETS.TEST):
-        if name not in _FROM_CONFIG:
+        if name not in _FROM_CONFIG and name not in also:
             continue
         classes = MetadataCatalog.get(name).thing_classes
         if len(classes) != num:

@@ -53,6 +53,20 @@ def _not_an_image(gt, images):
     (images / "img000.jpg").write_text("not a picture\n")
 
 
+def _cut(path: Path) -> None:
+    """A JPEG cut after its header: it opens (the header is whole), its pixels do not decode."""
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def _cut_jpeg(gt, images):
+    _cut(images / "img001.jpg")
+
+
+def _cut_voc_jpeg(folder):
+    _cut(folder / "JPEGImages" / "000001.jpg")
+
+
 def _outside(gt, images):
     (images.parent / "secret.jpg").write_bytes((images / "img000.jpg").read_bytes())
     gt["images"][0]["file_name"] = "../secret.jpg"
@@ -85,11 +99,15 @@ CASES = [
      "has 'segmentation' 5, expected polygons"),
     ("coco-rle-counts-float", _coco, _set("segmentation", {"size": [96, 96], "counts": [1.5]}),
      "expected polygons (lists of x, y numbers) or an RLE"),
+    ("coco-box-outside", _coco, _set("bbox", [80, 10, 40, 20]),
+     "annotation[0] (id 1) has box [x 80, y 10, w 40, h 20] outside its 96x96 image"),
     ("coco-size-mismatch", _coco, _set("width", 120, "images"),
      "images[0] (id 100) records 120x96 but its image"),
     ("coco-size-a-string", _coco, _set("height", "96", "images"),
      "has width/height 96x'96', expected positive integers"),
     ("coco-not-an-image", _coco, _not_an_image, "img000.jpg' is not a readable image"),
+    ("coco-jpeg-cut", _coco, _cut_jpeg,
+     "img001.jpg' cannot be decoded (image file is truncated"),
     ("coco-file-outside", _coco, _outside,
      "file_name '../secret.jpg' is outside the image folder"),
     ("coco-file-absolute", _coco, _set("file_name", "/etc/hostname", "images"),
@@ -99,6 +117,7 @@ CASES = [
     ("voc-width-1e400", _voc, _xml("width", "1e400"), "<width> is '1e400', expected a finite"),
     ("voc-height-nan", _voc, _xml("height", "NaN"), "<height> is 'NaN', expected a finite"),
     ("voc-size-mismatch", _voc, _xml("width", "97"), "records 97x96 but its image"),
+    ("voc-jpeg-cut", _voc, _cut_voc_jpeg, "000001.jpg' cannot be decoded (image file is trunc"),
     ("voc-image-set-latin1", _voc, _latin1_image_set,
      "train.txt' is not UTF-8 text (byte 17); save it as UTF-8"),
 ]  # fmt: skip
@@ -155,5 +174,23 @@ def test_coco_config_without_its_data_is_one_line(tmp_path):
     assert not out.exists()
 
 
+def test_a_whole_image_with_data_after_its_end_passes_and_a_cut_png_does_not(tmp_path):
+    """The end-marker shortcut decides nothing on its own: a JPEG with bytes appended after its
+    end marker (some cameras do) is decoded and passes; a PNG cut short is refused."""
+    from PIL import Image
+
+    from nasnet_det.detection.datasets import _check_image
+
+    pixels = Image.effect_noise((64, 48), 40).convert("RGB")
+    jpeg, png = tmp_path / "tail.jpg", tmp_path / "cut.png"
+    pixels.save(jpeg)
+    jpeg.write_bytes(jpeg.read_bytes() + b"trailer" * 100)
+    assert _check_image(jpeg, {"width": 64, "height": 48}, "x") == (64, 48)
+    pixels.save(png)
+    _cut(png)
+    with pytest.raises(ValueError, match="cut.png' cannot be decoded .*truncated"):
+        _check_image(png, {"width": 64, "height": 48}, "x")
+
+
 def test_table_covers_the_issue_cases():
-    assert len(CASES) >= 15 and len({c[0] for c in CASES}) == len(CASES)
+    assert len(CASES) >= 17 and len({c[0] for c in CASES}) == len(CASES)

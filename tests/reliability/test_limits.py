@@ -59,6 +59,7 @@ def _files(tmp: Path) -> dict[str, Path]:
     (tmp / "big.yaml").write_text(f'_BASE_: "{D2}"\n' + "# padding\n" * 500_000)
     (tmp / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
     (tmp / "cycle.yaml").write_text("_BASE_: cycle.yaml\n")
+    (tmp / "w.pth").write_bytes(b"PK" + b"\0" * 98)  # 100 bytes: refused by size, unread
     (tmp / "bombset").mkdir()  # a COCO dataset whose one image claims 40000x40000
     (tmp / "bombset" / "bomb.png").write_bytes(png_header(40000, 40000))
     bombset = {"images": [{"id": 1, "file_name": "bomb.png", "width": 40000, "height": 40000}],
@@ -122,22 +123,67 @@ CASES = [
     ("search-image-size-huge", "search_cells.py",
      ["--config", str(SEARCH), "--output", "{out}", "--no-progress", "data.image_size", "100000"],
      "data.image_size must be an integer in [1, 4096], got 100000"),
+    # One per kind of file, its limit lowered for the case (ENV below): the size is checked
+    # before the file is parsed, and the message names the variable that raises it.
+    ("json-over-its-limit", "eval_coco.py", ["--gt", "{t}/gt.json", "--dt", "{t}/dt.json"],
+     "over the 52 bytes limit for json files (raise it with NASNET_DET_MAX_JSON_MB=<MB>)"),
+    ("image-over-its-limit", "predict.py",
+     ["--config-file", str(D2), "--input", "{t}/bomb.png", "--output", "{out}", "MODEL.DEVICE",
+      "cpu", "MODEL.WEIGHTS", "{t}/none.pth"],
+     "over the 10 bytes limit for image files (raise it with NASNET_DET_MAX_IMAGE_MB=<MB>)"),
+    ("checkpoint-over-its-limit", "train_net.py",
+     ["--config-file", str(D2), *TAIL, "MODEL.WEIGHTS", "{t}/w.pth"],
+     "over the 10 bytes limit for checkpoint files (raise it with NASNET_DET_MAX_CHECKPOINT_MB"),
+    ("yaml-over-a-raised-limit", "train_net.py", ["--config-file", "{t}/big.yaml", *TAIL],
+     "over the 2.0 MB limit for yaml files (raise it with NASNET_DET_MAX_YAML_MB"),
+    ("limit-variable-not-a-number", "eval_coco.py", ["--gt", "{t}/gt.json", "--dt", "{t}/dt.json"],
+     "NASNET_DET_MAX_JSON_MB='lots' must be a positive number of MB"),
 ]  # fmt: skip
 
-# Runs in the capped interpreter: every case in turn, results as JSON lines on stdout.
+#: Environment of the cases that lower (or mistype) a limit.
+ENV = {
+    "json-over-its-limit": {"NASNET_DET_MAX_JSON_MB": "0.00005"},
+    "image-over-its-limit": {"NASNET_DET_MAX_IMAGE_MB": "0.00001"},
+    "checkpoint-over-its-limit": {"NASNET_DET_MAX_CHECKPOINT_MB": "0.00001"},
+    "yaml-over-a-raised-limit": {"NASNET_DET_MAX_YAML_MB": "2"},  # big.yaml is 4.8 MB
+    "limit-variable-not-a-number": {"NASNET_DET_MAX_JSON_MB": "lots"},
+}
+
+# Runs in the capped interpreter (headroom: argv[2] bytes over its size after imports): every
+# case in turn, with its environment, results as JSON lines on stdout.
 _RUNNER = r"""
-import json, resource, sys
+import json, os, resource, sys
 sys.path.insert(0, sys.argv[1])
 import torch, detectron2.engine, nasnet_det.detection.engine  # the imports, before the cap
+import pycocotools.coco, nasnet_det.evaluation.inputs
 from harness import run_tool, snapshot
 size = int(open("/proc/self/statm").read().split()[0]) * resource.getpagesize()
-resource.setrlimit(resource.RLIMIT_AS, (size + (3 << 30), resource.RLIM_INFINITY))
+resource.setrlimit(resource.RLIMIT_AS, (size + int(sys.argv[2]), resource.RLIM_INFINITY))
 for line in sys.stdin:
     case = json.loads(line)
+    os.environ.update(case["env"])
     r = run_tool(case["tool"], *case["args"], cwd=case["out"])
+    for key in case["env"]:
+        del os.environ[key]
     print(json.dumps({"rc": r.rc, "stdout": r.stdout, "stderr": r.stderr,
                       "files": sorted(snapshot(case["out"]))}), flush=True)
 """
+
+
+def run_capped(jobs: list[dict], headroom: int) -> list[dict]:
+    """Run ``jobs`` (``tool``, ``args``, ``out``, ``env``) in one interpreter whose address
+    space may grow ``headroom`` bytes past its size after imports; one result dict per job."""
+    p = subprocess.run(
+        [sys.executable, "-c", _RUNNER, str(HERE), str(headroom)],
+        input="".join(json.dumps(j) + "\n" for j in jobs),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+    )
+    rows = [json.loads(line) for line in p.stdout.splitlines() if line.startswith("{")]
+    assert len(rows) == len(jobs), f"runner stopped after {len(rows)} cases:\n{p.stderr[-3000:]}"
+    return rows
 
 
 @pytest.fixture(scope="module")
@@ -149,17 +195,8 @@ def results(tmp_path_factory) -> dict[str, tuple[Result, list[str]]]:
         out = tmp / "out" / name
         out.mkdir(parents=True)
         args = [a.replace("{t}", str(tmp)).replace("{out}", str(out)) for a in args]
-        jobs.append(json.dumps({"tool": tool, "args": args, "out": str(out)}))
-    p = subprocess.run(
-        [sys.executable, "-c", _RUNNER, str(HERE)],
-        input="\n".join(jobs) + "\n",
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=ROOT,
-    )
-    rows = [json.loads(line) for line in p.stdout.splitlines() if line.startswith("{")]
-    assert len(rows) == len(CASES), f"runner stopped after {len(rows)} cases:\n{p.stderr[-3000:]}"
+        jobs.append({"tool": tool, "args": args, "out": str(out), "env": ENV.get(name, {})})
+    rows = run_capped(jobs, 3 << 30)
     return {
         c[0]: (Result(r["rc"], r["stdout"], r["stderr"]), r["files"]) for c, r in zip(CASES, rows)
     }
@@ -170,6 +207,23 @@ def test_unbounded_input_is_refused_under_a_memory_cap(results, name, message):
     result, files = results[name]
     assert_clean_failure(result, message)
     assert files == [], f"{name} wrote {files}"
+
+
+def test_json_that_does_not_fit_in_memory_names_the_file(tmp_path):
+    """A JSON file within its size limit that parses to more than memory holds (5M empty
+    objects: 15 MB on disk, about 400 MB parsed) under a 256 MB headroom: one line naming the
+    file and its size, not a bare MemoryError."""
+    gt = tmp_path / "objects.json"
+    gt.write_text("[" + "{}," * 5_000_000 + "{}]")
+    (tmp_path / "dt.json").write_text("[]")
+    out = tmp_path / "out"
+    out.mkdir()
+    job = {"tool": "eval_coco.py", "args": ["--gt", str(gt), "--dt", str(tmp_path / "dt.json")],
+           "out": str(out), "env": {}}  # fmt: skip
+    (row,) = run_capped([job], 256 << 20)
+    result = Result(row["rc"], row["stdout"], row["stderr"])
+    assert_clean_failure(result, "objects.json (14.3 MB) does not fit in memory once parsed")
+    assert row["files"] == []
 
 
 # ------------------------------------------------------------------------------ the API
@@ -204,6 +258,38 @@ def test_limits_read_their_environment_variable(tmp_path, monkeypatch):
     monkeypatch.setenv("NASNET_DET_MAX_IMAGE_MEGAPIXELS", "inf")
     with pytest.raises(LimitError, match="NASNET_DET_MAX_IMAGE_MEGAPIXELS='inf' must be a posit"):
         limit("pixels")
+
+
+def test_bounded_read_of_a_file_that_grew_since_it_was_sized(tmp_path, monkeypatch):
+    """The first read asks for the size the file had (not the limit: ``read(n)`` reserves n
+    bytes); a file that grew since is read on, up to the bound and no further."""
+    import os
+
+    from nasnet_det import limits
+
+    f = tmp_path / "grown.json"
+    f.write_bytes(bytes(range(100)))
+    real = os.fstat
+    monkeypatch.setattr(limits.os, "fstat", lambda fd: os.stat_result((*real(fd)[:6], 10, 0, 0, 0)))
+    with open(f, "rb") as fh:
+        assert limits._read_at_most(fh, 51) == bytes(range(51))
+    with open(f, "rb") as fh:
+        assert limits._read_at_most(fh, 10**12) == bytes(range(100))
+
+
+def test_readme_lists_every_limit_with_its_default_and_variable():
+    """README "Safety and recovery" is where a user looks for the limit that stopped a run."""
+    from nasnet_det.limits import LIMITS
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Safety and recovery") :]
+    section = section[: section.index("\n## ", 1)]
+    rows = {line.split("|")[-2].strip(" `"): line for line in section.splitlines()
+            if line.strip().startswith("|") and "NASNET_DET_" in line}  # fmt: skip
+    for kind, spec in LIMITS.items():
+        assert spec.env in rows, f"README's limits table has no row for {spec.env} ({kind})"
+        default = f"{spec.default:,}" if spec.unit == "values" else f"{spec.default:g}"
+        assert default in rows[spec.env], (spec.env, default, rows[spec.env])
 
 
 def test_yaml_that_contains_itself_is_refused(tmp_path):

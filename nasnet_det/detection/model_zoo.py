@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from detectron2.config import CfgNode
+from omegaconf import DictConfig
 
 #: Sub-folders of configs/ holding Detectron2 configs (Detectron2's model-zoo layout).
 DETECTION_FOLDERS = ("COCO-Detection", "quick_schedules", "Demo")
@@ -31,7 +32,8 @@ def config_root() -> Path:
 
 
 def list_configs() -> list[str]:
-    """Every Detectron2 config that :func:`get_config_file` lists, e.g. ``COCO-Detection/...``.
+    """Every Detectron2 config that :func:`get_config_file` lists, e.g. ``COCO-Detection/...``
+    (YAML, and the LazyConfig ``.py`` files).
 
     Only ``Base-*.yaml`` and the detection folders count: configs/ also holds the settings of
     other tools (``search/``, ``ImageNet/``), which are not Detectron2 configs.
@@ -39,7 +41,8 @@ def list_configs() -> list[str]:
     root = config_root()
     paths = [p.relative_to(root).as_posix() for p in root.glob("Base-*.yaml")]
     for folder in DETECTION_FOLDERS:
-        paths += [p.relative_to(root).as_posix() for p in (root / folder).rglob("*.yaml")]
+        for pattern in ("*.yaml", "*.py"):
+            paths += [p.relative_to(root).as_posix() for p in (root / folder).rglob(pattern)]
     return sorted(paths)
 
 
@@ -57,8 +60,14 @@ def get_config_file(config_path: str) -> str:
     return str(path)
 
 
-def get_config(config_path: str) -> CfgNode:
-    """Detectron2's default config plus ``MODEL.NASNET``, merged with the model-zoo file."""
+def get_config(config_path: str) -> CfgNode | DictConfig:
+    """A model-zoo config, as ``detectron2.model_zoo.get_config`` returns it: for a ``.yaml``
+    file Detectron2's default config plus ``MODEL.NASNET`` merged with the file; for a ``.py``
+    file the LazyConfig (``instantiate(cfg.model)`` builds the detector)."""
+    if config_path.endswith(".py"):
+        from detectron2.config import LazyConfig
+
+        return LazyConfig.load(get_config_file(config_path))
     from nasnet_det.config import merge_config_file
     from nasnet_det.detection.config import get_nasnet_cfg
 

@@ -31,18 +31,21 @@ def config_root() -> Path:
     )
 
 
-def list_configs() -> list[str]:
-    """Every Detectron2 config that :func:`get_config_file` lists, e.g. ``COCO-Detection/...``
-    (YAML, and the LazyConfig ``.py`` files).
+def list_configs(kind: str = "yaml") -> list[str]:
+    """Every Detectron2 config that :func:`get_config_file` lists, e.g. ``COCO-Detection/...``:
+    the YAML configs (``kind="yaml"``) or their LazyConfig twins (``kind="py"``).
 
     Only ``Base-*.yaml`` and the detection folders count: configs/ also holds the settings of
     other tools (``search/``, ``ImageNet/``), which are not Detectron2 configs.
     """
+    if kind not in ("yaml", "py"):
+        raise ValueError(f"kind must be 'yaml' or 'py', got {kind!r}")
     root = config_root()
-    paths = [p.relative_to(root).as_posix() for p in root.glob("Base-*.yaml")]
+    paths = (
+        [p.relative_to(root).as_posix() for p in root.glob("Base-*.yaml")] if kind == "yaml" else []
+    )
     for folder in DETECTION_FOLDERS:
-        for pattern in ("*.yaml", "*.py"):
-            paths += [p.relative_to(root).as_posix() for p in (root / folder).rglob(pattern)]
+        paths += [p.relative_to(root).as_posix() for p in (root / folder).rglob(f"*.{kind}")]
     return sorted(paths)
 
 
@@ -54,8 +57,9 @@ def get_config_file(config_path: str) -> str:
     """
     path = config_root() / config_path
     if not path.is_file():
+        known = list_configs() + list_configs("py")
         raise FileNotFoundError(
-            f"{config_path!r} is not a model-zoo config; available: {', '.join(list_configs())}"
+            f"{config_path!r} is not a model-zoo config; available: {', '.join(known)}"
         )
     return str(path)
 

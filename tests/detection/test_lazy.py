@@ -114,7 +114,8 @@ def test_full_width_mobile_lowproposals_same_outputs():
 
 
 def test_model_zoo_lists_and_loads_lazy_configs():
-    listed = model_zoo.list_configs()
+    listed = model_zoo.list_configs("py")
+    assert not [c for c in model_zoo.list_configs() if c.endswith(".py")]
     for name in NAMES:
         assert f"COCO-Detection/{name}.py" in listed
     cfg = model_zoo.get_config("COCO-Detection/faster_rcnn_nasnet_a_large_1x.py")

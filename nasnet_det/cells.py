@@ -9,7 +9,7 @@ output's shape when needed.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -18,15 +18,9 @@ from torch.utils.checkpoint import checkpoint
 
 from nasnet_det.drop_path import drop_path, scheduled_keep_prob
 from nasnet_det.genotypes import Block
-from nasnet_det.ops import FactorizedReduction, OpConfig, ReLUConvBN, build_op
+from nasnet_det.ops import FactorizedReduction, OpConfig, ReLUConvBN, build_op, script_unused
 
 __all__ = ["Cell", "CellBlock", "CellStack", "cell_out_channels"]
-
-
-def _apply(op: nn.Module, states, relus, i: int) -> torch.Tensor:
-    if relus is not None and relus[i] is not None and getattr(op, "starts_with_relu", False):
-        return op.forward_relu(relus[i])
-    return op(states[i])
 
 
 def _starts_with_relu(op: nn.Module) -> bool:
@@ -63,13 +57,25 @@ class CellBlock(nn.Module):
 
     def forward(
         self,
-        states: Sequence[torch.Tensor],
+        states: list[torch.Tensor],
         keep_prob: float,
-        relus: Sequence[torch.Tensor | None] | None = None,
+        relus: list[torch.Tensor | None] | None = None,
     ) -> torch.Tensor:
-        """``relus[i]``, when given, is ``relu(states[i])``, shared by ops starting with a ReLU."""
-        a = _apply(self.left, states, relus, self.inputs[0])
-        b = _apply(self.right, states, relus, self.inputs[1])
+        """``relus[i]``, when given, is ``relu(states[i])``, shared by ops starting with a ReLU.
+
+        Written for TorchScript too: an op is called through ``forward_relu`` only when it has
+        one (``hasattr`` on a submodule is decided when the script compiles)."""
+        i, j = self.inputs
+        ri = None if relus is None else relus[i]
+        rj = None if relus is None else relus[j]
+        if hasattr(self.left, "forward_relu") and ri is not None:
+            a = self.left.forward_relu(ri)
+        else:
+            a = self.left(states[i])
+        if hasattr(self.right, "forward_relu") and rj is not None:
+            b = self.right.forward_relu(rj)
+        else:
+            b = self.right(states[j])
         if self.training and keep_prob < 1.0:
             if self.drop[0]:
                 a = drop_path(a, keep_prob, True)
@@ -144,19 +150,35 @@ class Cell(nn.Module):
         for block in self.blocks:
             for op, i in ((block.left, block.inputs[0]), (block.right, block.inputs[1])):
                 readers[i] += _starts_with_relu(op)
-        self.shared_relu = tuple(n > 1 for n in readers)
+        self.shared_relu = [n > 1 for n in readers]
         self.drop_path_keep_prob = 1.0  # set by CellStack.set_drop_path_progress
 
     def forward(self, x: torch.Tensor, x_prev: torch.Tensor | None) -> torch.Tensor:
         s0 = self.pre0(x)
-        s1 = x if self.pre1 is None else self.pre1(x_prev)
+        if self.pre1 is None:
+            s1 = x
+        else:
+            assert x_prev is not None, "this cell reads the cell before the previous one"
+            s1 = self.pre1(x_prev)
         states = [s0, s1]
-        relus = [F.relu(s) if shared else None for s, shared in zip(states, self.shared_relu)]
+        shared = self.shared_relu
+        relus: list[torch.Tensor | None] = [
+            F.relu(s0) if shared[0] else None,
+            F.relu(s1) if shared[1] else None,
+        ]
         for k, block in enumerate(self.blocks):
-            states.append(block(states, self.drop_path_keep_prob, relus))
-            relus.append(F.relu(states[-1]) if self.shared_relu[k + 2] else None)
-        reduce = self.concat_reduce._modules  # plain dict lookups: this runs per cell call
-        out = [reduce[k](states[s]) if k in reduce else states[s] for s, k in self._concat_keys]
+            s = block(states, self.drop_path_keep_prob, relus)
+            states.append(s)
+            relus.append(F.relu(s) if shared[k + 2] else None)
+        out: list[torch.Tensor] = []
+        for s, key in self._concat_keys:
+            state = states[s]
+            # A loop over the (at most two) reductions instead of a lookup by key: TorchScript
+            # indexes a ModuleDict by literal keys only.
+            for name, reduce in self.concat_reduce.items():
+                if name == key:
+                    state = reduce(state)
+            out.append(state)
         return torch.cat(out, 1)
 
 
@@ -207,7 +229,7 @@ class CellStack(nn.ModuleDict):
             )
 
     def forward(
-        self, outs: Mapping[int, torch.Tensor], keep: Iterable[int] = (), stop: int | None = None
+        self, outs: dict[int, torch.Tensor], keep: list[int] = (), stop: int | None = None
     ) -> dict[int, torch.Tensor]:
         """Run the span over the hidden states ``outs`` (output index -> tensor).
 
@@ -218,23 +240,34 @@ class CellStack(nn.ModuleDict):
         With ``grad_checkpointing`` on (and gradients enabled) every cell runs under
         :func:`torch.utils.checkpoint.checkpoint`: backward recomputes a cell's inside instead of
         keeping it, and drop path draws the same masks again (the RNG state is restored).
+        The same code runs under ``torch.jit.script`` (no checkpointing there).
         """
-        keep = set(keep)
         outs = dict(outs)
         ckpt = (
             self.grad_checkpointing
             and torch.is_grad_enabled()
-            and not torch.jit.is_tracing()
-            and not torch.fx._symbolic_trace.is_fx_symbolic_tracing()
+            and not torch.jit.is_scripting()
+            and self._may_checkpoint()
         )
-        for i in self.indices:
-            if stop is not None and i >= stop:
-                break
-            p = self.prev_index[i]
-            args = (outs[i], None if p is None else outs[p])
-            cell = self[i]
-            outs[i + 1] = checkpoint(cell, *args, use_reentrant=False) if ckpt else cell(*args)
-            for j in [j for j in outs if j not in keep and j != i + 1]:
-                if self._last_read.get(j, -1) <= i:
-                    del outs[j]
+        # Cells in index order (the ModuleDict's order): TorchScript iterates a ModuleDict but
+        # cannot index it by a computed key.
+        for k, cell in enumerate(self.values()):
+            i = self.indices[k]
+            if stop is None or i < stop:
+                p = self.prev_index[i]
+                prev = None if p is None else outs[p]
+                outs[i + 1] = self._checkpointed(k, outs[i], prev) if ckpt else cell(outs[i], prev)
+                for j in list(outs.keys()):
+                    if j != i + 1 and j not in keep and self._last_read.get(j, -1) <= i:
+                        del outs[j]
         return outs
+
+    @script_unused
+    def _may_checkpoint(self) -> bool:
+        return not torch.jit.is_tracing() and not torch.fx._symbolic_trace.is_fx_symbolic_tracing()
+
+    @script_unused
+    def _checkpointed(
+        self, k: int, x: torch.Tensor, x_prev: torch.Tensor | None
+    ) -> torch.Tensor:
+        return checkpoint(self[self.indices[k]], x, x_prev, use_reentrant=False)

@@ -41,7 +41,7 @@ def drop_path(
     """
     if not training or keep_prob >= 1.0:
         return x
-    shape = (x.shape[0],) + (1,) * (x.dim() - 1)
+    shape = [x.shape[0]] + [1] * (x.dim() - 1)
     noise = torch.rand(shape, dtype=x.dtype, device=x.device, generator=generator)
     mask = torch.floor(keep_prob + noise)
     return x * (mask / keep_prob)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import math
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -24,6 +25,7 @@ __all__ = [
     "OP_NAMES",
     "build_op",
     "same_pad_amounts",
+    "script_unused",
     "SameConv2d",
     "SamePool2d",
     "ReLUConvBN",
@@ -63,8 +65,7 @@ def same_pad_amounts(size: int, kernel: int, stride: int, dilation: int = 1) -> 
     return total // 2, total - total // 2
 
 
-@functools.lru_cache(maxsize=4096)
-def _pad_plan(
+def _compute_pad_plan(
     h: int, w: int, kernel: tuple[int, int], stride: tuple[int, int], dilation: tuple[int, int]
 ) -> tuple[tuple[int, int], tuple[int, int, int, int] | None]:
     """SAME padding for one input size, computed once per (size, op geometry).
@@ -78,6 +79,17 @@ def _pad_plan(
     if ph[0] == ph[1] and pw[0] == pw[1]:
         return (ph[0], pw[0]), None
     return (0, 0), (pw[0], pw[1], ph[0], ph[1])
+
+
+def script_unused(fn: Callable) -> Callable:
+    """``torch.jit.unused`` for a function of a module with postponed annotations (``from
+    __future__ import annotations``): TorchScript reads an unused function's signature from its
+    annotations, which must then be types, not strings."""
+    fn.__annotations__ = typing.get_type_hints(fn)
+    return torch.jit.unused(fn)
+
+
+_pad_plan = script_unused(functools.lru_cache(maxsize=4096)(_compute_pad_plan))
 
 
 class SameConv2d(nn.Conv2d):
@@ -123,7 +135,7 @@ class SameConv2d(nn.Conv2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self._static:
-            return super().forward(x)
+            return self._conv_forward(x, self.weight, self.bias)  # nn.Conv2d.forward
         if self._subsample:
             sh, sw = self.stride
             return F.conv2d(x[:, :, ::sh, ::sw], self.weight, self.bias, 1, 0, 1, self.groups)
@@ -137,8 +149,13 @@ def same_pad_input(
     """``(x, conv padding)`` for a SAME convolution: ``x`` explicitly padded when SAME is
     asymmetric. Its arithmetic depends on the input size, so ``torch.fx`` records it as one call
     (:func:`torch.fx.wrap`) and the traced graph keeps SAME padding for every input size."""
-    plan = _pad_plan.__wrapped__ if torch.compiler.is_compiling() else _pad_plan
-    padding, extra = plan(x.shape[-2], x.shape[-1], kernel, stride, dilation)
+    # The cache (every stride-2 op asks for every forward) is plain Python: TorchScript and
+    # torch.compile compute the plan instead.
+    h, w = x.shape[-2], x.shape[-1]
+    if torch.jit.is_scripting() or torch.compiler.is_compiling():
+        padding, extra = _compute_pad_plan(h, w, kernel, stride, dilation)
+    else:
+        padding, extra = _pad_plan(h, w, kernel, stride, dilation)
     if extra is not None:
         x = F.pad(x, extra)
     return x, padding
@@ -147,18 +164,20 @@ def same_pad_input(
 torch.fx.wrap("same_pad_input")
 
 
-@functools.lru_cache(maxsize=4096)
-def _pool_plan(h: int, w: int, k: int, s: int, count_pad: bool) -> tuple[str, tuple[int, ...]]:
+def _compute_pool_plan(h: int, w: int, k: int, s: int, count_pad: bool) -> tuple[str, list[int]]:
     """How :class:`SamePool2d` pads an ``h x w`` input, computed once per size: ``("sym" |
     "ceil", (ph, pw))`` pooling padding, or ``("pad" | "count_pad", (l, r, t, b))`` for F.pad."""
     ph, pw = same_pad_amounts(h, k, s), same_pad_amounts(w, k, s)
-    full = (pw[0], pw[1], ph[0], ph[1])
+    full = [pw[0], pw[1], ph[0], ph[1]]
     if count_pad:
         return "count_pad", full
     sym_h, sym_w = ph[0] == ph[1], pw[0] == pw[1]
     if sym_h == sym_w:
-        return ("sym" if sym_h else "ceil"), (ph[0], pw[0])
+        return ("sym" if sym_h else "ceil"), [ph[0], pw[0]]
     return "pad", full
+
+
+_pool_plan = script_unused(functools.lru_cache(maxsize=4096)(_compute_pool_plan))
 
 
 class SamePool2d(nn.Module):
@@ -187,8 +206,11 @@ class SamePool2d(nn.Module):
 def same_pool(x: torch.Tensor, kind: str, k: int, s: int, count_pad: bool) -> torch.Tensor:
     """:class:`SamePool2d`'s computation (``torch.fx`` records it as one call: its padding
     depends on the input size)."""
-    plan = _pool_plan.__wrapped__ if torch.compiler.is_compiling() else _pool_plan
-    how, pad = plan(x.shape[-2], x.shape[-1], k, s, count_pad)
+    h, w = x.shape[-2], x.shape[-1]
+    if torch.jit.is_scripting() or torch.compiler.is_compiling():
+        how, pad = _compute_pool_plan(h, w, k, s, count_pad)
+    else:  # cached: see same_pad_input
+        how, pad = _pool_plan(h, w, k, s, count_pad)
     if how == "count_pad":
         # timm's port: explicit zero padding, every window divided by k * k.
         return F.avg_pool2d(F.pad(x, pad), k, s, 0, False, True)
@@ -200,7 +222,7 @@ def same_pool(x: torch.Tensor, kind: str, k: int, s: int, count_pad: bool) -> to
         return F.avg_pool2d(x, k, s, pad, ceil_mode=ceil, count_include_pad=False)
     # One axis symmetric, the other not (non-square inputs): pad explicitly.
     if kind == "max":
-        return F.max_pool2d(F.pad(x, pad, value=-math.inf), k, s, 0)
+        return F.max_pool2d(F.pad(x, pad, value=float("-inf")), k, s, 0)
     ones = F.pad(torch.ones_like(x[:1, :1]), pad)
     return F.avg_pool2d(F.pad(x, pad), k, s, 0) / F.avg_pool2d(ones, k, s, 0)
 
@@ -377,7 +399,7 @@ class FactorizedReduction(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.relu:
             x = F.relu(x)
-        if self.stride == 1:
+        if hasattr(self, "conv"):  # stride 1 (hasattr: TorchScript compiles only this branch)
             return self.bn(self.conv(x))
         p1 = self.path1(x[:, :, ::2, ::2])
         # Shifted grid: pixels 1, 3, 5, ...; for an odd size TF's zero padding after the end
@@ -388,7 +410,7 @@ class FactorizedReduction(nn.Module):
 
 def pad_to_match(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """``x`` zero-padded after its end to ``like``'s height and width (one ``torch.fx`` call)."""
-    h, w = like.shape[-2:]
+    h, w = like.shape[-2], like.shape[-1]
     if x.shape[-2] != h or x.shape[-1] != w:
         x = F.pad(x, (0, w - x.shape[-1], 0, h - x.shape[-2]))
     return x

@@ -12,8 +12,14 @@ time, or a fixed random image; KEY VALUE pairs override the config):
     python tools/export_model.py --format torchscript --config-file CFG \
         --output detector.ts MODEL.WEIGHTS output/model_final.pth MODEL.DEVICE cpu
 
-The exported file is run once on the tracing input and compared with PyTorch; the largest
-difference is printed. Exported graphs are fixed to the traced image size.
+Detector scripted (Detectron2's scripting export: control flow compiled, any image size;
+TorchScript only):
+
+    python tools/export_model.py --method scripting --format torchscript --config-file CFG \
+        --output detector_scripted.ts MODEL.WEIGHTS output/model_final.pth MODEL.DEVICE cpu
+
+The exported file is run once on the sample input and compared with PyTorch; the largest
+difference is printed. Traced graphs are fixed to the traced image size.
 """
 
 from __future__ import annotations
@@ -32,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--weights", help="classifier: a weight name or checkpoint file")
     what.add_argument("--config-file", help="detector: a config file or model-zoo name")
+    p.add_argument("--method", default="tracing", choices=["tracing", "scripting"],
+                   help="detector: trace on the sample image (default) or script the whole "
+                   "model (torchscript only)")  # fmt: skip
     p.add_argument("--image-size", type=int, help="classifier: input side (default: source's)")
     p.add_argument("--sample-image", help="detector: image to trace on")
     p.add_argument("--no-fast-inference", action="store_true",
@@ -45,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.weights and (args.opts or args.sample_image or args.random_weights):
         p.error("KEY VALUE overrides, --sample-image and --random-weights apply to --config-file "
                 "only")  # fmt: skip
+    if args.method == "scripting" and (args.weights or args.format != "torchscript"):
+        p.error("--method scripting exports the detector (--config-file) to --format torchscript")
     from nasnet_det.limits import LIMITS, max_image_side
 
     if args.image_size is not None and not 32 <= args.image_size <= max_image_side():
@@ -74,9 +85,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.no_fast_inference:
             cfg.MODEL.NASNET.FAST_INFERENCE = False
         cfg.freeze()
-        report = export_from_config(cfg, args.output, args.format, args.sample_image)
+        report = export_from_config(cfg, args.output, args.format, args.sample_image, args.method)
         h, w = report["image_size"]
         what = f"detector at {h}x{w} px, {report['detections']} detections on the sample"
+        if args.method == "scripting":
+            what = f"detector scripted (any image size), {report['detections']} detections on " \
+                f"the {h}x{w} px sample"
     print(f"wrote {report['path']} ({args.format}): {what}; "
           f"max |exported - PyTorch| = {report['max_abs_diff']:.2e}")  # fmt: skip
     return 0

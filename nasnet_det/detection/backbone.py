@@ -24,14 +24,17 @@ from torch import nn
 
 from nasnet_det.detection.config import NORMS, nasnet_config_from_cfg
 from nasnet_det.nasnet import NASNetConfig, build_cells, build_stem, plan_nasnet
+from nasnet_det.ops import script_unused
 
 __all__ = [
     "C4_FEATURE",
     "FPN_FEATURES",
+    "InputMemoryFormat",
     "NASNetBackbone",
     "build_nasnet_backbone",
     "build_nasnet_fpn_backbone",
     "convert_norm",
+    "nasnet_backbone",
 ]
 
 #: Name of the paper's RPN feature map (concat of the middle stack's last two cells).
@@ -70,7 +73,24 @@ def _freeze(module: nn.Module) -> nn.Module:
     return FrozenBatchNorm2d.convert_frozen_batchnorm(module)
 
 
-class NASNetBackbone(Backbone):
+class InputMemoryFormat:
+    """``input_memory_format``: the memory format a module brings its input to (channels_last:
+    see :func:`nasnet_det.fuse.fuse_for_inference`). A scripted module takes its input as it
+    comes: TorchScript has no memory-format attributes."""
+
+    input_memory_format = torch.contiguous_format
+
+    def _formatted(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.jit.is_scripting():
+            return x
+        return self._to_memory_format(x)
+
+    @script_unused
+    def _to_memory_format(self, x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=self.input_memory_format)
+
+
+class NASNetBackbone(InputMemoryFormat, Backbone):
     """The stem and the first cells of a NASNet, returning named feature maps.
 
     Args:
@@ -92,7 +112,10 @@ class NASNetBackbone(Backbone):
             raise ValueError("out_features must name at least one feature")
         layout = plan_nasnet(cfg)
         info = layout.feature_info
-        self._feature_outputs = {name: _feature_outputs(name, layout) for name in out_features}
+        # Lists, not tuples: TorchScript types a dict's values alike (1 or 2 outputs a name).
+        self._feature_outputs = {
+            name: list(_feature_outputs(name, layout)) for name in out_features
+        }
         self._out_feature_channels = {
             name: sum(info[j]["num_chs"] for j in outs)
             for name, outs in self._feature_outputs.items()
@@ -109,9 +132,9 @@ class NASNetBackbone(Backbone):
         self.stem = build_stem(cfg, layout)
         self.cells = build_cells(cfg, layout, range(end))
         self.cell_names = [c.name for c in layout.cells[:end]]
-        self._keep = tuple(sorted({j for o in self._feature_outputs.values() for j in o}))
-        # Memory format the input is brought to (channels_last: see fuse_for_inference).
-        self.input_memory_format = torch.contiguous_format
+        self._keep = sorted({j for o in self._feature_outputs.values() for j in o})
+        # FPN's top-down sums need exact halvings; the C4 map does not care.
+        self._size_divisibility = 32 if any(n in FPN_FEATURES for n in out_features) else 0
         if freeze_at >= 1:
             self.stem = _freeze(self.stem)
         for i in range(max(0, freeze_at - 1)):
@@ -119,16 +142,15 @@ class NASNetBackbone(Backbone):
 
     @property
     def size_divisibility(self) -> int:
-        # FPN's top-down sums need exact halvings; the C4 map does not care.
-        return 32 if any(n in FPN_FEATURES for n in self._out_features) else 0
+        return self._size_divisibility
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        x = x.contiguous(memory_format=self.input_memory_format)
+        x = self._formatted(x)
         outs = self.cells({0: self.stem(x)}, keep=self._keep)
-        return {
-            name: outs[o[0]] if len(o) == 1 else torch.cat([outs[j] for j in o], 1)
-            for name, o in self._feature_outputs.items()
-        }
+        features: dict[str, torch.Tensor] = {}  # a loop, not a comprehension: TorchScript
+        for name, o in self._feature_outputs.items():
+            features[name] = outs[o[0]] if len(o) == 1 else torch.cat([outs[j] for j in o], 1)
+        return features
 
     def output_shape(self) -> dict[str, ShapeSpec]:
         return {
@@ -155,11 +177,26 @@ def _feature_outputs(name: str, layout) -> tuple[int, ...]:
     )
 
 
+def nasnet_backbone(
+    *,
+    nasnet: NASNetConfig,
+    out_features: Sequence[str] = (C4_FEATURE,),
+    freeze_at: int = 0,
+    norm: str = "FrozenBN",
+) -> NASNetBackbone:
+    """A :class:`NASNetBackbone` with its batch norms converted to ``norm`` (see NORMS): what
+    ``MODEL.NASNET`` builds, by keyword (the LazyConfig configs call it)."""
+    backbone = NASNetBackbone(nasnet, out_features=out_features, freeze_at=freeze_at)
+    return convert_norm(backbone, norm)
+
+
 def _backbone_from_cfg(cfg: CfgNode, out_features: Sequence[str]) -> NASNetBackbone:
-    backbone = NASNetBackbone(
-        nasnet_config_from_cfg(cfg), out_features=out_features, freeze_at=cfg.MODEL.NASNET.FREEZE_AT
+    return nasnet_backbone(
+        nasnet=nasnet_config_from_cfg(cfg),
+        out_features=out_features,
+        freeze_at=cfg.MODEL.NASNET.FREEZE_AT,
+        norm=cfg.MODEL.NASNET.NORM,
     )
-    return convert_norm(backbone, cfg.MODEL.NASNET.NORM)
 
 
 @BACKBONE_REGISTRY.register()

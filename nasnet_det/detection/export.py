@@ -1,4 +1,5 @@
-"""Export the NASNet Faster R-CNN through Detectron2's ``TracingAdapter`` (ONNX, TorchScript).
+"""Export the NASNet Faster R-CNN: traced through Detectron2's ``TracingAdapter`` (ONNX,
+TorchScript) or scripted with ``scripting_with_instances`` (TorchScript).
 
 As Detectron2's ``tools/deploy/export_model.py`` does for its "tracing" method: the adapter
 flattens ``model.inference([{"image": ...}], do_postprocess=False)`` into tensors
@@ -6,6 +7,10 @@ flattens ``model.inference([{"image": ...}], do_postprocess=False)`` into tensor
 sample image. Boxes are in the coordinates of the (resized) input image; the graph is fixed to
 that image's size. The ONNX graph's outputs are named ``boxes``, ``classes``, ``scores`` and
 ``image_size`` (the adapter's order), not the tracer's ``boxes.23`` / ``onnx::Split_339``.
+
+Scripting (Detectron2's ``export_model.py --export-method scripting``) compiles the whole
+detector, control flow included: the scripted file takes images of any size and returns, per
+image, a dict of ``pred_boxes``, ``scores`` and ``pred_classes`` tensors.
 """
 
 from __future__ import annotations
@@ -15,12 +20,33 @@ import warnings
 from pathlib import Path
 
 import torch
-from detectron2.export import TracingAdapter
+from detectron2.export import TracingAdapter, scripting_with_instances
+from detectron2.structures import Boxes
+from torch import nn
 
 from nasnet_det.export import FORMATS, OPSET, save_torchscript, write_through_python
 from nasnet_det.io import atomic_call
 
-__all__ = ["export_detector", "tracing_adapter"]
+__all__ = [
+    "METHODS",
+    "SCRIPT_FIELDS",
+    "ScriptableAdapter",
+    "export_detector",
+    "script_detector",
+    "tracing_adapter",
+]
+
+#: ``--method`` values.
+METHODS = ("tracing", "scripting")
+#: Every ``Instances`` field the detector uses at inference (Detectron2's export_model.py
+#: list, boxes only): scripting needs them declared.
+SCRIPT_FIELDS = {
+    "proposal_boxes": Boxes,
+    "objectness_logits": torch.Tensor,
+    "pred_boxes": Boxes,
+    "scores": torch.Tensor,
+    "pred_classes": torch.Tensor,
+}
 
 
 def _inference(model, inputs):
@@ -49,6 +75,30 @@ def output_names(adapter: TracingAdapter) -> list[str]:
         return [n for sub in getattr(schema, "schemas", []) for n in walk(sub)]
 
     return walk(adapter.outputs_schema)
+
+
+class ScriptableAdapter(nn.Module):
+    """Detectron2's scripting adapter: ``model.inference(inputs, do_postprocess=False)`` with
+    each image's ``Instances`` returned as a dict of tensors (boxes as ``[R, 4]``), since a
+    scripted ``Instances`` class cannot leave the process that made it (pytorch#46944)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.eval()
+
+    def forward(self, inputs: tuple[dict[str, torch.Tensor]]) -> list[dict[str, torch.Tensor]]:
+        instances = self.model.inference(inputs, do_postprocess=False)
+        return [i.get_fields() for i in instances]
+
+
+def script_detector(model: nn.Module) -> torch.jit.ScriptModule:
+    """``model`` (eval mode) scripted: called with ``({"image": [3, H, W] tensor},)``, any
+    ``H, W``, it returns ``[{"pred_boxes", "scores", "pred_classes"}]``."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit.script is deprecated
+        warnings.simplefilter("ignore", UserWarning)
+        return scripting_with_instances(ScriptableAdapter(model.eval()), SCRIPT_FIELDS)
 
 
 def export_detector(
@@ -103,21 +153,57 @@ def sample_image(cfg, path: str | None = None) -> torch.Tensor:
     return torch.as_tensor(image.astype("float32").transpose(2, 0, 1))
 
 
-def export_from_config(cfg, path: str | os.PathLike, fmt: str, image: str | None = None) -> dict:
-    """Build the detector of ``cfg`` (``MODEL.WEIGHTS`` loaded), export it traced on
-    :func:`sample_image`, run the exported file on that image and compare with PyTorch."""
+def check_method(method: str, fmt: str) -> None:
+    """``--method`` and ``--format`` together: scripting writes TorchScript only."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    if method == "scripting" and fmt != "torchscript":
+        raise ValueError(
+            f"--method scripting writes TorchScript: use --format torchscript, not {fmt}"
+        )
+
+
+def script_and_check(model: nn.Module, sample: torch.Tensor, path: str | os.PathLike) -> dict:
+    """Script ``model``, write it to ``path`` atomically, load the file back, run it on
+    ``sample`` and compare its detections with ``model.inference``."""
+    from nasnet_det.export import load_exported, max_abs_difference, run_exported
+
+    scripted = script_detector(model)
+    out = atomic_call(path, lambda tmp: save_torchscript(scripted, tmp), what="torchscript file")
+    with torch.no_grad():
+        ref = model.inference([{"image": sample}], do_postprocess=False)[0]
+    got = run_exported(load_exported(out), ({"image": sample},))[0]
+    fields = ("pred_boxes", "scores", "pred_classes")
+    mine = [ref.pred_boxes.tensor, ref.scores, ref.pred_classes]
+    return {
+        "path": str(out),
+        "image_size": list(sample.shape[1:]),
+        "detections": len(ref),
+        "max_abs_diff": max_abs_difference(mine, [got[f] for f in fields]),
+    }
+
+
+def export_from_config(
+    cfg, path: str | os.PathLike, fmt: str, image: str | None = None, method: str = "tracing"
+) -> dict:
+    """Build the detector of ``cfg`` (``MODEL.WEIGHTS`` loaded), export it (traced on
+    :func:`sample_image`, or scripted), run the exported file on that image and compare with
+    PyTorch."""
     from detectron2.modeling import build_model
 
     from nasnet_det.detection.checkpoint import NASNetCheckpointer
     from nasnet_det.detection.fast import inference_model
     from nasnet_det.export import load_exported, max_abs_difference, run_exported
 
+    check_method(method, fmt)
     model = build_model(cfg).eval()
     if cfg.MODEL.WEIGHTS:
         NASNetCheckpointer(model, cfg=cfg).load(cfg.MODEL.WEIGHTS)
     # MODEL.NASNET.FAST_INFERENCE: BN folded (an exported graph has no memory format to keep).
     model = inference_model(model, cfg, channels_last=False)
     sample = sample_image(cfg, image)
+    if method == "scripting":
+        return script_and_check(model, sample, path)
     out, adapter = export_detector(model, sample, path, fmt)
     with torch.no_grad():
         ref = list(adapter(*adapter.flattened_inputs))

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from detectron2.config import CfgNode
+from omegaconf import DictConfig
 
 #: Sub-folders of configs/ holding Detectron2 configs (Detectron2's model-zoo layout).
 DETECTION_FOLDERS = ("COCO-Detection", "quick_schedules", "Demo")
@@ -30,16 +31,21 @@ def config_root() -> Path:
     )
 
 
-def list_configs() -> list[str]:
-    """Every Detectron2 config that :func:`get_config_file` lists, e.g. ``COCO-Detection/...``.
+def list_configs(kind: str = "yaml") -> list[str]:
+    """Every Detectron2 config that :func:`get_config_file` lists, e.g. ``COCO-Detection/...``:
+    the YAML configs (``kind="yaml"``) or their LazyConfig twins (``kind="py"``).
 
     Only ``Base-*.yaml`` and the detection folders count: configs/ also holds the settings of
     other tools (``search/``, ``ImageNet/``), which are not Detectron2 configs.
     """
+    if kind not in ("yaml", "py"):
+        raise ValueError(f"kind must be 'yaml' or 'py', got {kind!r}")
     root = config_root()
-    paths = [p.relative_to(root).as_posix() for p in root.glob("Base-*.yaml")]
+    paths = (
+        [p.relative_to(root).as_posix() for p in root.glob("Base-*.yaml")] if kind == "yaml" else []
+    )
     for folder in DETECTION_FOLDERS:
-        paths += [p.relative_to(root).as_posix() for p in (root / folder).rglob("*.yaml")]
+        paths += [p.relative_to(root).as_posix() for p in (root / folder).rglob(f"*.{kind}")]
     return sorted(paths)
 
 
@@ -51,14 +57,21 @@ def get_config_file(config_path: str) -> str:
     """
     path = config_root() / config_path
     if not path.is_file():
+        known = list_configs() + list_configs("py")
         raise FileNotFoundError(
-            f"{config_path!r} is not a model-zoo config; available: {', '.join(list_configs())}"
+            f"{config_path!r} is not a model-zoo config; available: {', '.join(known)}"
         )
     return str(path)
 
 
-def get_config(config_path: str) -> CfgNode:
-    """Detectron2's default config plus ``MODEL.NASNET``, merged with the model-zoo file."""
+def get_config(config_path: str) -> CfgNode | DictConfig:
+    """A model-zoo config, as ``detectron2.model_zoo.get_config`` returns it: for a ``.yaml``
+    file Detectron2's default config plus ``MODEL.NASNET`` merged with the file; for a ``.py``
+    file the LazyConfig (``instantiate(cfg.model)`` builds the detector)."""
+    if config_path.endswith(".py"):
+        from detectron2.config import LazyConfig
+
+        return LazyConfig.load(get_config_file(config_path))
     from nasnet_det.config import merge_config_file
     from nasnet_det.detection.config import get_nasnet_cfg
 

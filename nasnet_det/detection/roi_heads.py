@@ -17,17 +17,17 @@ from detectron2.layers import ShapeSpec
 from detectron2.modeling.poolers import ROIPooler, convert_boxes_to_pooler_format
 from detectron2.modeling.roi_heads import ROI_HEADS_REGISTRY, ROIHeads
 from detectron2.modeling.roi_heads.fast_rcnn import FastRCNNOutputLayers
-from detectron2.structures import ImageList, Instances
+from detectron2.structures import Boxes, ImageList, Instances
 from torch import nn
 
-from nasnet_det.detection.backbone import convert_norm
+from nasnet_det.detection.backbone import InputMemoryFormat, convert_norm
 from nasnet_det.detection.config import nasnet_config_from_cfg
 from nasnet_det.nasnet import NASNetConfig, build_cells, plan_nasnet
 
-__all__ = ["NASNetROIHeads", "NASNetSecondStage"]
+__all__ = ["NASNetROIHeads", "NASNetSecondStage", "nasnet_second_stage"]
 
 
-class NASNetSecondStage(nn.Module):
+class NASNetSecondStage(InputMemoryFormat, nn.Module):
     """Cells ``start ..`` of a NASNet applied to crops of the first-stage concat.
 
     Only those cells are built (from ``cfg`` and the layout's split). ``forward`` maps crops
@@ -40,20 +40,25 @@ class NASNetSecondStage(nn.Module):
         super().__init__()
         layout = plan_nasnet(cfg)
         split = layout.second_stage_split()
-        self.inputs = split.inputs
+        self.inputs = list(split.inputs)
         self.split_channels = list(split.channels)
         self.in_channels = sum(split.channels)
         self.out_channels = layout.num_features
         self.start = split.start
         self.cells = build_cells(cfg, layout, range(split.start, len(layout.cells)))
         self._last = len(layout.cells)  # output index of the last cell
-        # Memory format the crops are brought to (channels_last: see fuse_for_inference).
-        self.input_memory_format = torch.contiguous_format
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.contiguous(memory_format=self.input_memory_format)
-        states = dict(zip(self.inputs, torch.split(x, self.split_channels, dim=1)))
+        x = self._formatted(x)
+        parts = torch.split(x, self.split_channels, dim=1)
+        states = {j: parts[k] for k, j in enumerate(self.inputs)}
         return F.relu(self.cells(states)[self._last])
+
+
+def nasnet_second_stage(*, nasnet: NASNetConfig, norm: str = "FrozenBN") -> NASNetSecondStage:
+    """A :class:`NASNetSecondStage` with its batch norms converted to ``norm``: what
+    ``MODEL.NASNET`` builds, by keyword (the LazyConfig configs call it)."""
+    return convert_norm(NASNetSecondStage(nasnet), norm)
 
 
 @ROI_HEADS_REGISTRY.register()
@@ -102,7 +107,9 @@ class NASNetROIHeads(ROIHeads):
                 f"got {in_features} (backbone gives {sorted(input_shape)})"
             )
         shape = input_shape[in_features[0]]
-        second_stage = NASNetSecondStage(nasnet_config_from_cfg(cfg))
+        second_stage = nasnet_second_stage(
+            nasnet=nasnet_config_from_cfg(cfg), norm=cfg.MODEL.NASNET.NORM
+        )
         if shape.channels != second_stage.in_channels:
             raise ValueError(
                 f"feature {in_features[0]!r} has {shape.channels} channels but the second stage "
@@ -116,7 +123,7 @@ class NASNetROIHeads(ROIHeads):
             sampling_ratio=cfg.MODEL.ROI_BOX_HEAD.POOLER_SAMPLING_RATIO,
             pooler_type=cfg.MODEL.ROI_BOX_HEAD.POOLER_TYPE,
         )
-        ret["second_stage"] = convert_norm(second_stage, cfg.MODEL.NASNET.NORM)
+        ret["second_stage"] = second_stage
         ret["box_predictor"] = FastRCNNOutputLayers(
             cfg, ShapeSpec(channels=second_stage.out_channels, height=1, width=1)
         )
@@ -147,11 +154,20 @@ class NASNetROIHeads(ROIHeads):
         instances, _ = self.box_predictor.inference(predictions, proposals)
         return instances, {}
 
-    def _pooled_in_chunks(self, feature: torch.Tensor, boxes: list) -> torch.Tensor:
+    def forward_with_given_boxes(
+        self, features: dict[str, torch.Tensor], instances: list[Instances]
+    ) -> list[Instances]:
+        """``GeneralizedRCNN.inference(detected_instances=...)``: boxes-only heads have nothing
+        to add to given detections (``Res5ROIHeads`` runs its mask head here)."""
+        del features
+        assert not self.training
+        return instances
+
+    def _pooled_in_chunks(self, feature: torch.Tensor, boxes: list[Boxes]) -> torch.Tensor:
         """``second_stage(pooler(...)).mean`` over ``proposal_chunk`` regions at a time."""
         rois = convert_boxes_to_pooler_format(boxes)  # [R, 5]: image index, x0, y0, x1, y1
         align = self.pooler.level_poolers[0]  # one input feature, one level (checked at build)
-        out = []
+        out: list[torch.Tensor] = []
         for start in range(0, max(len(rois), 1), self.proposal_chunk):
             crops = align(feature, rois[start : start + self.proposal_chunk])
             out.append(self.second_stage(crops).mean(dim=(2, 3)))

@@ -25,7 +25,8 @@ setup(
     package_dir={"nasnet_det.search": "search", configs_package: "configs"},
     # The tabular benchmark ships as data (nasnet_det.search.tabular.TABLE_FILE).
     package_data={
-        configs_package: ["*.yaml", "*/*.yaml"],
+        # The LazyConfig .py twins are data too: LazyConfig.load reads them by path.
+        configs_package: ["*.yaml", "*/*.yaml", "*/*.py", "*/*/*.py"],
         "nasnet_det.search": ["tables/*.json.gz"],
     },
     install_requires=["torch", "torchvision", "numpy", "pyyaml", "tqdm", "fvcore"],

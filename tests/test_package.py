@@ -37,3 +37,36 @@ def test_search_folder_installs_as_nasnet_det_search():
     # package_dir maps the repository's top-level search/ folder into the package.
     assert mod.__file__.replace("\\", "/").endswith("search/__init__.py")
     assert "nasnet_det/search" not in mod.__file__.replace("\\", "/")
+
+
+def test_every_config_file_ships_in_the_wheel():
+    """setup.py's package_data globs (``*`` stops at ``/``, as setuptools matches them) cover every
+    YAML config and every LazyConfig .py twin under configs/, however deep."""
+    import ast
+    import fnmatch
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    tree = ast.parse((root / "setup.py").read_text())
+    call = next(
+        n
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "setup"
+    )
+    data = next(k.value for k in call.keywords if k.arg == "package_data")
+    globs = next(
+        ast.literal_eval(v)
+        for k, v in zip(data.keys, data.values)
+        if ast.unparse(k) == "configs_package"
+    )
+    files = [
+        p.relative_to(root / "configs").as_posix()
+        for p in (root / "configs").rglob("*")
+        if p.suffix in (".yaml", ".py")
+    ]
+    assert any(f.endswith(".py") for f in files) and any(f.endswith(".yaml") for f in files)
+
+    def shipped(rel):
+        return any(fnmatch.fnmatch(rel, g) and rel.count("/") == g.count("/") for g in globs)
+
+    assert [f for f in files if not shipped(f)] == []

@@ -72,12 +72,12 @@ def main(argv: list[str] | None = None) -> int:
         from nasnet_det.search.demo import run_demo as search_demo
 
         n = args.search_children or DEMO_CHILDREN
-        print(f"\n== Cell search on built-in digits ({n} children, seed {args.seed}) ==")
+        print(f"\n== Cell search on the shipped table ({n} children, seed {args.seed}) ==")
         res = search_demo(str(Path(out) / "search"), n, args.seed, progress=not args.no_progress)
         genotype = res["best_genotype"] or genotype
         best = res["best_reward"]
         print(
-            f"best held-out accuracy {100 * best:.1f}%; cell: {genotype}"
+            f"best stored held-out accuracy {100 * best:.1f}%; cell: {genotype}"
             if best is not None
             else "no child finished; the detector uses NASNet-A's cell"
         )

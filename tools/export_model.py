@@ -72,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         what = f"{report['source']} classifier at {report['image_size']} px"
     else:
         from nasnet_det.detection import engine
+        from nasnet_det.detection.checkpoint import allow_pickle_from_env
         from nasnet_det.detection.engine import load_config
         from nasnet_det.detection.export import export_from_config
 
@@ -85,7 +86,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.no_fast_inference:
             cfg.MODEL.NASNET.FAST_INFERENCE = False
         cfg.freeze()
-        report = export_from_config(cfg, args.output, args.format, args.sample_image, args.method)
+        # NASNET_DET_ALLOW_PICKLE=1: MODEL.WEIGHTS may be a trusted pickle, as in train_net.py.
+        report = export_from_config(cfg, args.output, args.format, args.sample_image, args.method,
+                                    allow_pickle=allow_pickle_from_env())  # fmt: skip
         h, w = report["image_size"]
         what = f"detector at {h}x{w} px, {report['detections']} detections on the sample"
         if args.method == "scripting":

@@ -82,6 +82,7 @@ def main() -> int:
 
     from nasnet_det.detection import engine
     from nasnet_det.detection import predict as P
+    from nasnet_det.detection.checkpoint import allow_pickle_from_env
     from nasnet_det.detection.datasets import register_from_config
     from nasnet_det.detection.engine import load_config
     from nasnet_det.io import check_output_dir
@@ -107,7 +108,8 @@ def main() -> int:
     image_ids = P.dataset_image_ids(args.dataset, inputs.paths) if args.dataset else None
     meta_name = args.dataset or (cfg.DATASETS.TEST[0] if cfg.DATASETS.TEST else "__predict__")
     metadata = MetadataCatalog.get(meta_name)
-    predictor = P.Predictor(cfg)
+    # NASNET_DET_ALLOW_PICKLE=1: MODEL.WEIGHTS may be a trusted pickle, as in train_net.py.
+    predictor = P.Predictor(cfg, allow_pickle=allow_pickle_from_env())
     out_dir = Path(args.output or os.path.join(cfg.OUTPUT_DIR, "predictions"))
     created = not out_dir.exists()
     check_output_dir(out_dir, "--output folder")

@@ -52,6 +52,8 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 # name -> the config entry it was registered from; these may be re-registered (a second run in
 # the same process, e.g. tests), any other registered name may not be taken.
 _FROM_CONFIG: dict[str, tuple] = {}
+# name -> (images, images with an object that is not a crowd region): what Detectron2 trains on.
+_USABLE: dict[str, tuple[int, int]] = {}
 
 
 def register_nasnet_digits(
@@ -107,6 +109,28 @@ def _register(name: str, source: tuple, records: list[dict], **metadata: Any) ->
     DatasetCatalog.register(name, lambda records=records: copy.deepcopy(records))
     MetadataCatalog.get(name).set(evaluator_type="coco", **metadata)
     _FROM_CONFIG[name] = source
+    _USABLE[name] = (len(records), sum(map(_has_object, records)))
+
+
+def _has_object(record: dict) -> bool:
+    # As Detectron2's filter_images_with_only_crowd_annotations (DATALOADER.FILTER_EMPTY_...).
+    return any(a.get("iscrowd", 0) == 0 for a in record.get("annotations", ()))
+
+
+def _check_trainable(names: list[str]) -> None:
+    """One line when no image of the training datasets has an object Detectron2 trains on
+    (every annotation a crowd region): it would assert "No valid data found" after OUTPUT_DIR
+    exists, or with ``DATALOADER.FILTER_EMPTY_ANNOTATIONS False`` train on background alone.
+    Datasets whose records are not known yet (the digits set, generated on use) pass."""
+    if not names or not all(n in _USABLE for n in names):
+        return
+    images = sum(_USABLE[n][0] for n in names)
+    if not any(_USABLE[n][1] for n in names):
+        raise ValueError(
+            f"DATASETS.TRAIN {', '.join(map(repr, names))}: none of the {images} images has an "
+            'object that is not a crowd region ("iscrowd": 1, which Detectron2 leaves out of '
+            "training): nothing to train on"
+        )
 
 
 def _dir(path: str, what: str) -> Path:
@@ -553,6 +577,8 @@ def register_from_config(cfg, need: tuple[str, ...] = ("TRAIN", "TEST")) -> list
                 if _check_builtin(name, f"DATASETS.{key}"):
                     builtin_coco.add(name)
     check_num_classes(cfg, also=builtin_coco)
+    if "TRAIN" in need:
+        _check_trainable(list(dict.fromkeys(cfg.DATASETS.TRAIN)))
     return both
 
 
@@ -581,6 +607,9 @@ def _check_builtin(name: str, key: str) -> bool:
         return False
     gt = check_coco_json(json_file, image_root, f"{key} {name!r}")
     _check_builtin_categories(gt["categories"], meta, f"{key} {name!r}: {json_file}")
+    ids = {im["id"] for im in gt["images"]}
+    usable = {a["image_id"] for a in gt["annotations"] if a.get("iscrowd", 0) == 0} & ids
+    _USABLE[name] = (len(ids), len(usable))
     return True
 
 

@@ -43,7 +43,7 @@ from nasnet_det.detection.checkpoint import NASNetCheckpointer, allow_pickle_fro
 from nasnet_det.detection.config import get_nasnet_cfg, nasnet_config_from_cfg, resolve_genotype
 from nasnet_det.detection.datasets import register_from_config
 from nasnet_det.detection.fast import inference_model
-from nasnet_det.detection.hooks import DropPathHook, EngineHook
+from nasnet_det.detection.hooks import DropPathHook, EngineHook, ZeroLossHook
 from nasnet_det.engine import ProgressHook
 from nasnet_det.io import atomic_write_json, check_output_dir
 from nasnet_det.limits import max_image_side
@@ -113,6 +113,7 @@ class Trainer(DefaultTrainer):
         ret = super().build_hooks()
         total = self.cfg.MODEL.NASNET.DROP_PATH_TOTAL_STEPS or self.cfg.SOLVER.MAX_ITER
         ret.insert(0, DropPathHook(total))
+        ret.insert(0, ZeroLossHook())  # first: stops before a checkpoint of a 0-loss step
         if self.progress:
             ret.append(EngineHook(ProgressHook("detector")))
         return training.add_training_hooks(self, ret)  # MODEL_EMA, SOLVER.BEST_CHECKPOINTER

@@ -184,11 +184,17 @@ def script_and_check(model: nn.Module, sample: torch.Tensor, path: str | os.Path
 
 
 def export_from_config(
-    cfg, path: str | os.PathLike, fmt: str, image: str | None = None, method: str = "tracing"
+    cfg,
+    path: str | os.PathLike,
+    fmt: str,
+    image: str | None = None,
+    method: str = "tracing",
+    *,
+    allow_pickle: bool = False,
 ) -> dict:
-    """Build the detector of ``cfg`` (``MODEL.WEIGHTS`` loaded), export it (traced on
-    :func:`sample_image`, or scripted), run the exported file on that image and compare with
-    PyTorch."""
+    """Build the detector of ``cfg`` (``MODEL.WEIGHTS`` loaded; a pickle only with
+    ``allow_pickle``), export it (traced on :func:`sample_image`, or scripted), run the
+    exported file on that image and compare with PyTorch."""
     from detectron2.modeling import build_model
 
     from nasnet_det.detection.checkpoint import NASNetCheckpointer
@@ -198,7 +204,7 @@ def export_from_config(
     check_method(method, fmt)
     model = build_model(cfg).eval()
     if cfg.MODEL.WEIGHTS:
-        NASNetCheckpointer(model, cfg=cfg).load(cfg.MODEL.WEIGHTS)
+        NASNetCheckpointer(model, cfg=cfg, allow_pickle=allow_pickle).load(cfg.MODEL.WEIGHTS)
     # MODEL.NASNET.FAST_INFERENCE: BN folded (an exported graph has no memory format to keep).
     model = inference_model(model, cfg, channels_last=False)
     sample = sample_image(cfg, image)

@@ -208,7 +208,7 @@ def do_train(args: argparse.Namespace, cfg: DictConfig) -> dict:
     from detectron2.engine.defaults import create_ddp_model
     from detectron2.utils import comm
 
-    from nasnet_det.detection.hooks import DropPathHook
+    from nasnet_det.detection.hooks import DropPathHook, ZeroLossHook
 
     model = instantiate(cfg.model)
     model.to(cfg.train.device)
@@ -227,6 +227,7 @@ def do_train(args: argparse.Namespace, cfg: DictConfig) -> dict:
     main = comm.is_main_process()
     drop_path_steps = cfg.train.get("drop_path_total_steps", 0) or cfg.train.max_iter
     trainer.register_hooks([
+        ZeroLossHook(),  # a loss of exactly 0 from the start stops the run (one line)
         DropPathHook(drop_path_steps),  # ScheduledDropPath's progress, as train_net.py has it
         hooks.IterationTimer(),
         hooks.LRScheduler(scheduler=instantiate(cfg.lr_multiplier)),

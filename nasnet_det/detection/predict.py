@@ -154,10 +154,12 @@ def dataset_records(dataset: str, image_ids: dict[Path, int]) -> dict[Path, dict
 
 class Predictor(DefaultPredictor):
     """Detectron2's ``DefaultPredictor`` (its ``__call__``: BGR in, resize, one image out),
-    loading ``MODEL.WEIGHTS`` with :class:`NASNetCheckpointer` (weights-only, shape-checked),
-    then made fast as ``MODEL.NASNET.FAST_INFERENCE`` says (:func:`inference_model`)."""
+    loading ``MODEL.WEIGHTS`` with :class:`NASNetCheckpointer` (weights-only, shape-checked;
+    ``allow_pickle`` lets it unpickle a trusted ``.pkl``/object ``.pth``, as
+    ``NASNET_DET_ALLOW_PICKLE=1`` asks in ``tools/predict.py``), then made fast as
+    ``MODEL.NASNET.FAST_INFERENCE`` says (:func:`inference_model`)."""
 
-    def __init__(self, cfg: CfgNode) -> None:
+    def __init__(self, cfg: CfgNode, *, allow_pickle: bool = False) -> None:
         if not cfg.MODEL.WEIGHTS:
             raise ValueError(
                 "MODEL.WEIGHTS is empty: give a trained detector, e.g. "
@@ -168,7 +170,9 @@ class Predictor(DefaultPredictor):
         self.model.eval()
         if len(cfg.DATASETS.TEST):
             self.metadata = MetadataCatalog.get(cfg.DATASETS.TEST[0])
-        NASNetCheckpointer(self.model, cfg=self.cfg).load(cfg.MODEL.WEIGHTS)
+        NASNetCheckpointer(self.model, cfg=self.cfg, allow_pickle=allow_pickle).load(
+            cfg.MODEL.WEIGHTS
+        )
         self.model = inference_model(self.model, self.cfg)  # MODEL.NASNET.FAST_INFERENCE
         self.aug = T.ResizeShortestEdge(
             [cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MIN_SIZE_TEST], cfg.INPUT.MAX_SIZE_TEST

@@ -80,6 +80,11 @@ def _box_outside(gt, images):
     gt["annotations"][0]["bbox"] = [80, 10, 40, 20]  # 96 px wide image
 
 
+def _all_crowd(gt, images):
+    for a in gt["annotations"]:
+        a["iscrowd"] = 1
+
+
 # (id, edit, extra opts, message)
 CASES = [
     ("jpeg-cut", _cut, [], "img001.jpg' cannot be decoded (image file is truncated"),
@@ -92,6 +97,8 @@ CASES = [
     ("ignore-1", _set("ignore", 1), [], '"ignore": 1, which Detectron2 does not support'),
     ("file-outside", _set("file_name", "../x.jpg", "images"), [],
      "file_name '../x.jpg' is outside the image folder"),
+    ("every-object-a-crowd", _all_crowd, [],
+     "none of the 2 images has an object that is not a crowd region"),
     ("num-classes", None, ["MODEL.ROI_HEADS.NUM_CLASSES", "2"],
      "MODEL.ROI_HEADS.NUM_CLASSES is 2 but dataset 'h20_builtin_like' has 80 categories"),
 ]  # fmt: skip

@@ -76,6 +76,11 @@ def _missing(gt, images):
     (images / "img001.jpg").unlink()
 
 
+def _all_crowd(gt, images):
+    for a in gt["annotations"]:
+        a["iscrowd"] = 1  # Detectron2 drops crowd regions: no image left to train on
+
+
 def _xml(field: str, value: str):
     def edit(folder):
         xml = folder / "Annotations" / "000001.xml"
@@ -113,6 +118,8 @@ CASES = [
     ("coco-file-absolute", _coco, _set("file_name", "/etc/hostname", "images"),
      "file_name '/etc/hostname' is outside the image folder"),
     ("coco-image-missing", _coco, _missing, "img001.jpg' does not exist"),
+    ("coco-every-object-a-crowd", _coco, _all_crowd,
+     "none of the 2 images has an object that is not a crowd region"),
     ("voc-width-inf", _voc, _xml("width", "inf"), "<width> is 'inf', expected a finite number"),
     ("voc-width-1e400", _voc, _xml("width", "1e400"), "<width> is '1e400', expected a finite"),
     ("voc-height-nan", _voc, _xml("height", "NaN"), "<height> is 'NaN', expected a finite"),

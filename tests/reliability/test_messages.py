@@ -89,6 +89,30 @@ def test_export_refuses_random_weights_unless_asked(tmp_path):
     assert not out.exists()
 
 
+def test_export_detector_honours_the_allow_pickle_variable(tmp_path, monkeypatch):
+    """``export_model --config-file`` reads ``MODEL.WEIGHTS`` as train_net does: a Detectron2
+    ``.pkl`` is refused (advising ``NASNET_DET_ALLOW_PICKLE=1``) and, with that variable,
+    exported (the variable used to be ignored here)."""
+    from tiny_datasets import TINY as TINY_DET
+    from tiny_datasets import random_checkpoint
+
+    state = torch.load(random_checkpoint(tmp_path / "w.pth", []), weights_only=True)["model"]
+    pkl = tmp_path / "w.pkl"
+    pkl.write_bytes(pickle.dumps({"model": {k: v.numpy() for k, v in state.items()},
+                                  "__author__": "tests"}))  # fmt: skip
+    out = tmp_path / "m.onnx"
+    args = ["--format", "onnx", "--config-file", INSTANT, "--output", out, *TINY_DET,
+            "MODEL.WEIGHTS", pkl]  # fmt: skip
+    monkeypatch.delenv("NASNET_DET_ALLOW_PICKLE", raising=False)
+    r = run_tool("export_model.py", *args)
+    assert_clean_failure(r, "is a pickle (Detectron2's .pkl format); unpickling can run code")
+    assert "Use NASNET_DET_ALLOW_PICKLE=1" in r.stderr and not out.exists()
+    monkeypatch.setenv("NASNET_DET_ALLOW_PICKLE", "1")
+    r = run_tool("export_model.py", *args)
+    assert r.rc == 0, r.stderr[-2000:]
+    assert out.is_file() and "max |exported - PyTorch|" in r.stdout
+
+
 def test_convert_weights_help_and_error_agree_on_arch(files, tmp_path):
     r = run_tool("convert_weights.py", "--help")
     assert r.rc == 0

@@ -3,6 +3,7 @@ traceback, and the output folder exactly as before (here it holds an earlier pic
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -97,3 +98,45 @@ def test_unreadable_input_leaves_no_output_folder(world, tmp_path, name):
     message = "is not a video OpenCV can read" if name.endswith(".mp4") else "not a readable image"
     assert_clean_failure(r, message)
     assert not out.exists()
+
+
+def _pkl(path: Path, state: dict, **extra) -> Path:
+    """A Detectron2-format ``.pkl`` (numpy arrays, ``__author__``) holding ``state``."""
+    import pickle
+
+    model = {k: v.numpy() for k, v in state.items()}
+    path.write_bytes(pickle.dumps({"model": model, "__author__": "tests", **extra}))
+    return path
+
+
+def test_predict_honours_the_allow_pickle_variable(world, tmp_path, monkeypatch):
+    """``NASNET_DET_ALLOW_PICKLE=1`` (the opt-in the refusal advises) lets predict read a trusted
+    Detectron2 ``.pkl``, as it does for train_net; it used to be ignored, so the advice led
+    nowhere. Without it a ``.pkl`` is refused before any output and its payload never runs."""
+    import torch
+    from harness import Payload
+
+    tmp, ann, images, weights = world
+    state = torch.load(weights, map_location="cpu", weights_only=True)["model"]
+    trusted = _pkl(tmp_path / "trusted.pkl", state)
+    evil = _pkl(tmp_path / "evil.pkl", state, x=Payload(f"touch {tmp_path}/marker"))
+    opts = [*TINY, *dataset_opts((ann, images), None, "tc", "tc")]
+
+    def predict(out: Path, w: Path):
+        return run_tool("predict.py", "--config-file", CONFIG, "--output", str(out), "--input",
+                        str(images), *opts, "MODEL.WEIGHTS", str(w), cwd=REPO)  # fmt: skip
+
+    monkeypatch.delenv("NASNET_DET_ALLOW_PICKLE", raising=False)
+    r = predict(tmp_path / "refused", evil)
+    assert_clean_failure(r, "is a pickle (Detectron2's .pkl format); unpickling can run code")
+    assert "Use NASNET_DET_ALLOW_PICKLE=1" in r.stderr
+    assert not (tmp_path / "refused").exists() and not (tmp_path / "marker").exists()
+    r = predict(tmp_path / "pth", weights)
+    assert r.rc == 0, r.stderr[-2000:]
+    monkeypatch.setenv("NASNET_DET_ALLOW_PICKLE", "1")
+    r = predict(tmp_path / "pkl", trusted)
+    assert r.rc == 0, r.stderr[-2000:]
+    # The same weights: the same detections as from the .pth (not a random detector's).
+    name = "coco_instances_results.json"
+    assert json.loads((tmp_path / "pth" / name).read_text())  # some detections to compare
+    assert (tmp_path / "pkl" / name).read_text() == (tmp_path / "pth" / name).read_text()

@@ -216,6 +216,24 @@ def test_table_covers_at_least_twenty_five_inputs():
     assert len(CASES) >= 25 and len({c[0] for c in CASES}) == len(CASES)
 
 
+def test_a_loss_of_exactly_0_from_the_start_stops_with_one_line(tmp_path):
+    """Both heads' losses switched off (no RPN weight, no sampled ROI): every gradient is 0, so
+    the run would "succeed" without learning. It stops at the third iteration with one line
+    and leaves no model_final.pth (a tiny COCO set, so nothing is generated)."""
+    sys.path.insert(0, str(ROOT / "tests" / "detection"))
+    from tiny_datasets import write_coco
+
+    ann, images = write_coco(tmp_path / "data", num_images=2)
+    out = tmp_path / "out"
+    args = ["--config-file", str(INSTANT), *(a.format(out=out) for a in TAIL),
+            "DATASETS.COCO_JSON", f"[['tc', '{ann}', '{images}']]", "DATASETS.TRAIN", "('tc',)",
+            "MODEL.ROI_HEADS.NUM_CLASSES", "2", "SOLVER.MAX_ITER", "6", "MODEL.RPN.LOSS_WEIGHT",
+            "0.0", "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "0"]  # fmt: skip
+    result = run_tool(TOOL, *args, cwd=tmp_path)
+    assert_clean_failure(result, "the training loss is exactly 0 at each of iterations 0 to 2")
+    assert not (out / "model_final.pth").exists()
+
+
 def _fail_fsync_on(match: str, after: int = 0):
     """``os.fsync`` that fails like a full disk for files whose name holds ``match``, after
     ``after`` successful such writes."""

@@ -252,62 +252,30 @@ def cmd_ranking(a: argparse.Namespace) -> None:
         atomic_write_json(path, rec)
 
 
-def _fair_paths(space, rng: np.random.Generator, n: int) -> list[tuple[int, ...]]:
-    """FairNAS-style strict fairness for the ops: in every run of ``len(space.ops)`` steps each
-    op decision takes every op once (independent permutations); inputs and combiners uniform."""
-    is_op = [k % 5 in (2, 3) for k in range(space.num_decisions)]
-    m = len(space.ops)
-    paths: list[tuple[int, ...]] = []
-    while len(paths) < n:
-        perms = [rng.permutation(m) if op else None for op in is_op]
-        for j in range(m):
-            d = list(space.sample(rng))
-            paths.append(tuple(int(p[j]) if p is not None else x for p, x in zip(perms, d)))
-    return paths[:n]
-
-
 def shared_scores(space, kids, schedule: str, checkpoints: list[int], recal: int) -> dict:
     """Train one shared network with ``schedule`` and score every child after each number of
     steps in ``checkpoints``, with each held-out batch's own BN statistics and with the child's
     statistics re-estimated on ``recal`` training batches.
 
-    Schedules: ``uniform`` (every step a uniformly random child), ``fair`` (see
-    :func:`_fair_paths`), ``candidates`` (the scored children in turn, as a search round does).
+    Schedules: ``uniform`` and ``fair`` (:func:`~nasnet_det.search.weight_sharing.
+    training_paths`), ``candidates`` (the scored children in turn, as a search round does).
     """
-    import torch
-    from nasnet_det.search.weight_sharing import SharedScorer
+    from nasnet_det.search.weight_sharing import (
+        SharedScorer,
+        scores_over_training,
+        training_paths,
+    )
 
     scorer = SharedScorer(space, WS, DATA, seed=0)
     rng = np.random.default_rng(1)
-    out: dict[str, Any] = {"checkpoints": {}, "recal_batches": recal}
-    done, t_cpu = 0, time.process_time()
-    for target in checkpoints:
-        n = target - done
-        if schedule == "uniform":
-            paths = [space.sample(rng) for _ in range(n)]
-        elif schedule == "fair":
-            paths = _fair_paths(space, rng, n)
-        else:
-            paths = [kids[(done + j) % len(kids)] for j in range(n)]
-        scorer.cfg = {**scorer.cfg, "steps_per_round": n}
-        scorer.train_round(paths)
-        done = target
-        train_cpu = time.process_time() - t_cpu
-        t1 = time.process_time()
-        with torch.no_grad():
-            scores = {space.key(d): scorer.score(d) for d in kids}
-        t2 = time.process_time()
-        with torch.no_grad():
-            recal_scores = {space.key(d): scorer.score(d, recalibrate=recal) for d in kids}
-        out["checkpoints"][str(target)] = {
-            "scores": scores,
-            "recal_scores": recal_scores,
-            "train_cpu_s": train_cpu,
-            "score_cpu_s": t2 - t1,
-            "recal_cpu_s": time.process_time() - t2,
-        }
-        t_cpu += time.process_time() - t1  # scoring is not training
-        print(f"weight sharing ({schedule}): {target} steps scored", flush=True)
+
+    def draw(done: int, n: int) -> list[tuple[int, ...]]:
+        if schedule == "candidates":
+            return [kids[(done + j) % len(kids)] for j in range(n)]
+        return training_paths(space, schedule, rng, n)
+
+    out = scores_over_training(scorer, kids, draw, checkpoints, recal)
+    print(f"weight sharing ({schedule}): {list(checkpoints)} steps scored", flush=True)
     return out
 
 

@@ -26,9 +26,11 @@ running averages of many children mixed together would describe none of them).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from nasnet_det.search.data import cached_dataset
@@ -41,7 +43,19 @@ from nasnet_det.genotypes import Block, Branch, Genotype
 from nasnet_det.nasnet import CellPlan, build_stem, nasnet_config, op_config, plan_nasnet
 from nasnet_det.ops import OpConfig, ReLUConvBN, build_op
 
-__all__ = ["SharedNet", "SharedScorer"]
+__all__ = [
+    "SCHEDULES",
+    "SharedNet",
+    "SharedScorer",
+    "fair_paths",
+    "scores_over_training",
+    "training_paths",
+]
+
+#: How the children a shared network trains on are drawn, one per step: ``uniform`` (a uniformly
+#: random child each step, as random search with weight sharing and single-path one-shot NAS
+#: train) or ``fair`` (:func:`fair_paths`).
+SCHEDULES = ("uniform", "fair")
 
 
 def _shared_loss(net: nn.Module, batch: tuple[torch.Tensor, torch.Tensor, Decisions]):
@@ -152,6 +166,32 @@ class SharedNet(nn.Module):
         return self.classifier(F.adaptive_avg_pool2d(F.relu(y), 1).flatten(1))
 
 
+def fair_paths(space: SearchSpace, rng: np.random.Generator, n: int) -> list[Decisions]:
+    """``n`` children with FairNAS' strict fairness for the ops (Chu et al., 2021), in sequence:
+    in every run of ``len(space.ops)`` consecutive children each op decision takes every op
+    exactly once (an independent permutation per decision and run); inputs and combiners are
+    drawn as :meth:`SearchSpace.sample` draws them. (FairNAS sums the gradients of such a run
+    into one update; here each child is one step, as in uniform sampling.)"""
+    is_op = [k % 5 in (2, 3) for k in range(space.num_decisions)]  # input, input, op, op, combine
+    m = len(space.ops)
+    paths: list[Decisions] = []
+    while len(paths) < n:
+        perms = [rng.permutation(m) if op else None for op in is_op]
+        for j in range(m):
+            d = space.sample(rng)
+            paths.append(tuple(int(p[j]) if p is not None else x for p, x in zip(perms, d)))
+    return paths[:n]
+
+
+def training_paths(space: SearchSpace, schedule: str, rng: np.random.Generator, n: int):
+    """``n`` training children of ``space`` drawn by ``schedule`` (one of :data:`SCHEDULES`)."""
+    if schedule == "uniform":
+        return [space.sample(rng) for _ in range(n)]
+    if schedule == "fair":
+        return fair_paths(space, rng, n)
+    raise ValueError(f"weight-sharing schedule: expected one of {SCHEDULES}, got {schedule!r}")
+
+
 @contextlib.contextmanager
 def _child_statistics(net: nn.Module, enabled: bool) -> Iterator[None]:
     """Within the block, every batch norm of ``net`` accumulates fresh running statistics (an
@@ -213,9 +253,9 @@ class SharedScorer:
         n_val = min(len(self.xv), ws_cfg["eval_batches"] * ws_cfg["batch_size"])
         self.val = (self.xv[:n_val], self.yv[:n_val])
 
-    def train_round(self, proposals: Sequence[Decisions]) -> None:
-        """``steps_per_round`` steps on random training batches, child ``k % len(proposals)``
-        at step ``k``."""
+    def train_round(self, proposals: Sequence[Decisions], steps: int | None = None) -> None:
+        """``steps`` (default ``steps_per_round``) steps on random training batches, child
+        ``k % len(proposals)`` at step ``k``."""
         bs = self.cfg["batch_size"]
 
         def batches(step: int) -> tuple[torch.Tensor, torch.Tensor, Decisions]:
@@ -227,7 +267,7 @@ class SharedScorer:
             self.net, self.opt, batches, _shared_loss, clip_grad_norm=clip, check_finite=False
         )
         self.net.train()
-        trainer.train(0, self.cfg["steps_per_round"])
+        trainer.train(0, self.cfg["steps_per_round"] if steps is None else steps)
 
     @torch.no_grad()
     def score(self, decisions: Decisions, recalibrate: int = 0) -> float:
@@ -250,8 +290,6 @@ class SharedScorer:
     def run_round(self, proposals: Sequence[Decisions], todo: Sequence[dict]) -> Iterator[dict]:
         """Train on the whole round (also when resuming it: the replay gives the same weights),
         then score the children in ``todo``; yields result records like a child executor."""
-        import time
-
         start = time.time()
         self.train_round(proposals)
         per_child = (time.time() - start) / max(1, len(proposals))
@@ -279,3 +317,41 @@ class SharedScorer:
         self.net.load_state_dict(state["net"])
         self.opt.load_state_dict(state["opt"])
         self.gen.set_state(state["gen"])
+
+
+def scores_over_training(
+    scorer: SharedScorer,
+    kids: Sequence[Decisions],
+    draw: Callable[[int, int], Sequence[Decisions]],
+    checkpoints: Sequence[int],
+    recal: int,
+    plain: bool = True,
+) -> dict[str, Any]:
+    """Train ``scorer``'s shared network to each step count of ``checkpoints`` in turn (the next
+    ``n`` steps after ``done`` train on the children ``draw(done, n)``) and there score every
+    child of ``kids`` (keyed by :meth:`SearchSpace.key`): with each held-out batch's own batch
+    statistics (``scores``, when ``plain``) and with the child's statistics re-estimated on
+    ``recal`` training batches (``recal_scores``, when ``recal`` > 0). Process CPU-seconds:
+    ``train_cpu_s`` of all training so far, ``score_cpu_s`` / ``recal_cpu_s`` of the scorings."""
+    if list(checkpoints) != sorted(set(checkpoints)) or not checkpoints or checkpoints[0] < 0:
+        raise ValueError(f"checkpoints: expected increasing step counts, got {list(checkpoints)}")
+    space = scorer.net.space
+    out: dict[str, Any] = {"checkpoints": {}, "recal_batches": recal}
+    done, train_cpu = 0, 0.0
+    for target in checkpoints:
+        t0 = time.process_time()
+        scorer.train_round(draw(done, target - done), steps=target - done)
+        train_cpu += time.process_time() - t0
+        done = target
+        row: dict[str, Any] = {"train_cpu_s": train_cpu}
+        kinds = (
+            ("scores", "score_cpu_s", 0, plain),
+            ("recal_scores", "recal_cpu_s", recal, recal > 0),
+        )
+        for name, cpu_name, r, wanted in kinds:
+            if wanted:
+                t1 = time.process_time()
+                row[name] = {space.key(d): scorer.score(d, recalibrate=r) for d in kids}
+                row[cpu_name] = time.process_time() - t1
+        out["checkpoints"][str(target)] = row
+    return out

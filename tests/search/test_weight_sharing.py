@@ -133,3 +133,65 @@ def test_recalibrated_statistics_match_the_standalone_childs():
         # Afterwards the shared network is back to batch statistics and train mode.
         assert net.training and net.stem.bn.running_mean is None
         assert not torch.allclose(net(x, d), ref, atol=1e-3)
+
+
+def test_fair_paths_give_every_op_once_per_run_and_uniform_is_the_spaces_sampler():
+    from nasnet_det.search.weight_sharing import fair_paths, training_paths
+
+    space = SearchSpace(num_blocks=2, ops=OPS[:3])
+    paths = fair_paths(space, np.random.default_rng(0), 7)  # two runs of 3, then one more
+    assert len(paths) == 7 and all(space.validate(p) == p for p in paths)
+    op_slots = [c * 10 + 5 * k + j for c in range(2) for k in range(2) for j in (2, 3)]
+    for run in (paths[0:3], paths[3:6]):
+        for slot in op_slots:
+            assert sorted(p[slot] for p in run) == [0, 1, 2]
+    # Inputs are still drawn (block 1's first input has 3 choices), not pinned.
+    many = fair_paths(space, np.random.default_rng(1), 60)
+    assert {p[5] for p in many} == {0, 1, 2}
+    # Uniform sampling is the space's own sampler, step by step.
+    rng, ref = np.random.default_rng(3), np.random.default_rng(3)
+    assert training_paths(space, "uniform", rng, 4) == [space.sample(ref) for _ in range(4)]
+    with pytest.raises(ValueError, match="expected one of"):
+        training_paths(space, "greedy", rng, 4)
+
+
+def _tiny_scorer(space):
+    from nasnet_det.search.weight_sharing import SharedScorer
+
+    ws = {"num_cells": 1, "num_conv_filters": 4, "steps_per_round": 50, "batch_size": 8,
+          "lr": 0.05, "momentum": 0.9, "weight_decay": 1e-4, "grad_clip": 5.0,
+          "eval_batches": 2, "retrain_top": 0, "device": "cpu"}  # fmt: skip
+    data = {"name": "digits", "image_size": 8, "train_size": 64, "val_size": 16}
+    return SharedScorer(space, ws, data, seed=0)
+
+
+def test_scores_over_training_trains_in_slices_as_one_run_and_scores_every_child():
+    """Training to checkpoints 2 then 5 (the draws asked for are (0, 2) and (2, 3)) leaves the
+    weights of one 5-step run on the same children, so the final scores are that run's."""
+    from nasnet_det.search.weight_sharing import scores_over_training
+
+    space = SearchSpace(num_blocks=2, ops=OPS[:3])
+    rng = np.random.default_rng(0)
+    paths = [space.sample(rng) for _ in range(5)]
+    kids = paths[:3]
+    calls = []
+
+    def draw(done, n):
+        calls.append((done, n))
+        return paths[done : done + n]
+
+    res = scores_over_training(_tiny_scorer(space), kids, draw, [2, 5], recal=2)
+    assert calls == [(0, 2), (2, 3)] and res["recal_batches"] == 2
+    last = res["checkpoints"]["5"]
+    assert set(last["scores"]) == set(last["recal_scores"]) == {space.key(d) for d in kids}
+    assert last["train_cpu_s"] >= res["checkpoints"]["2"]["train_cpu_s"] > 0
+    ref = _tiny_scorer(space)
+    ref.train_round(paths, steps=5)
+    for d in kids:
+        assert last["scores"][space.key(d)] == ref.score(d)
+        assert last["recal_scores"][space.key(d)] == ref.score(d, recalibrate=2)
+        assert last["scores"][space.key(d)] in {i / 16 for i in range(17)}  # 16 held-out images
+    no_plain = scores_over_training(_tiny_scorer(space), kids, draw, [0], recal=1, plain=False)
+    assert set(no_plain["checkpoints"]["0"]) == {"train_cpu_s", "recal_scores", "recal_cpu_s"}
+    with pytest.raises(ValueError, match="increasing step counts"):
+        scores_over_training(_tiny_scorer(space), kids, draw, [5, 2], recal=0)

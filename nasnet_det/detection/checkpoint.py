@@ -294,6 +294,7 @@ class NASNetCheckpointer(DetectionCheckpointer):
                 "(check MODEL.NASNET: PRESET, GENOTYPE, NUM_CELLS, NUM_CONV_FILTERS)"
             )
         incompatible = super()._load_model(checkpoint)
+        self.incompatible = incompatible  # what the last load left out (the demo reports it)
         missing = [k for k in incompatible.missing_keys if k.startswith("backbone.")]
         unexpected = [k for k in incompatible.unexpected_keys if k.startswith("backbone.")]
         n_backbone = sum(1 for k in model_sd if k.startswith("backbone."))

@@ -139,6 +139,7 @@ def _logs_to_file_only():
             if isinstance(h, logging.StreamHandler) and h.stream is buffer:
                 h.setStream(sys.stdout)
                 h.setLevel(logging.WARNING)
+                h.addFilter(_not_the_heads_warning)
 
     try:
         yield buffer, quiet
@@ -147,6 +148,27 @@ def _logs_to_file_only():
             for h in logging.getLogger(n).handlers[len(before[n]) :]:
                 logging.getLogger(n).removeHandler(h)
                 h.close()
+
+
+def _not_the_heads_warning(record: logging.LogRecord) -> bool:
+    # fvcore lists the detector's tensors a classifier checkpoint lacks (RPN, box predictor):
+    # expected here, and :func:`_loaded_line` says it in one line (log.txt keeps the list).
+    return not (
+        record.name == "fvcore.common.checkpoint"
+        and str(record.msg).startswith("Some model parameters or buffers are not found")
+    )
+
+
+def _loaded_line(trainer: Any, weights: str) -> str:
+    """Which parts of the detector start from ``weights`` and which at random."""
+    if not weights:
+        return "detector: every weight starts at random (no pretraining)"
+    missing = getattr(trainer.checkpointer, "incompatible", None)
+    missing = missing.missing_keys if missing is not None else []
+    parts = sorted({".".join(k.split(".")[:2]) for k in missing})
+    loaded = sum(1 for _ in trainer.model.state_dict()) - len(missing)
+    fresh = f"; {len(missing)} start at random: {', '.join(parts)}" if missing else ""
+    return f"detector: {loaded} tensors from {os.path.basename(weights)}{fresh}"
 
 
 def _train(cfg: CfgNode, progress: bool) -> tuple[Any, dict, float]:
@@ -161,6 +183,7 @@ def _train(cfg: CfgNode, progress: bool) -> tuple[Any, dict, float]:
         quiet()
         trainer = engine.Trainer(cfg, progress=progress)
         trainer.resume_or_load(resume=False)
+        print(_loaded_line(trainer, cfg.MODEL.WEIGHTS), flush=True)
         n_params = sum(p.numel() for p in trainer.model.parameters())
         print(f"detector: {n_params / 1e6:.2f}M parameters, {cfg.SOLVER.MAX_ITER} iterations at "
               f"batch {cfg.SOLVER.IMS_PER_BATCH}, seed {cfg.SEED}", flush=True)  # fmt: skip

@@ -5,6 +5,7 @@ import contextlib
 import io
 import json
 import math
+import re
 
 import cv2
 import numpy as np
@@ -222,6 +223,13 @@ def test_train_net_on_the_demo_checkpoint_reproduces_the_demo(tmp_path, tiny_dig
     assert "detector:" in printed and "Environment info" not in printed
     assert "Full config saved" not in printed and "MIN_SIZE_TRAIN" not in printed
     assert "Environment info" in (tmp_path / "demo" / "log.txt").read_text()
+    # A classifier has no RPN and no box predictor: one line says so instead of fvcore's list
+    # of their tensors (log.txt keeps the list).
+    line = r"detector: \d+ tensors from pretrain\.pth; 10 start at random: "
+    line += r"proposal_generator\.rpn_head, roi_heads\.box_predictor\n"
+    assert re.search(line, printed)
+    assert "not found in the checkpoint" not in printed
+    assert "not found in the checkpoint" in (tmp_path / "demo" / "log.txt").read_text()
     cfg_file = model_zoo.get_config_file("Demo/faster_rcnn_nasnet_a_digits_cpu.yaml")
     weights = str(tmp_path / "demo" / "pretrain.pth")
     args = default_argument_parser().parse_args(

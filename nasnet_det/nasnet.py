@@ -432,6 +432,9 @@ class NASNet(nn.Module):
     ``timm.create_model``.
     """
 
+    # Python-side descriptions: torch.jit.script compiles forward without them.
+    __jit_unused_properties__ = ["genotype", "cell_names", "prev_index", "drop_path_progress"]
+
     def __init__(self, cfg: NASNetConfig) -> None:
         super().__init__()
         self.config = cfg
@@ -573,9 +576,7 @@ class NASNet(nn.Module):
         return take
 
     # ------------------------------------------------------------------ forward
-    def forward_outputs(
-        self, x: torch.Tensor, keep: tuple[int, ...] = ()
-    ) -> dict[int, torch.Tensor]:
+    def forward_outputs(self, x: torch.Tensor, keep: list[int] = ()) -> dict[int, torch.Tensor]:
         """The stem and all cells; the last output plus the outputs in ``keep``."""
         return self.cells({0: self.stem(x)}, keep=keep)
 
@@ -588,11 +589,14 @@ class NASNet(nn.Module):
         return x if pre_logits else self.classifier(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | NASNetOutput:
-        aux = self.training and self.aux_head is not None
-        keep = (self.aux_after + 1,) if aux else ()
+        # The auxiliary head's test is written out twice (not kept in a variable) so that
+        # torch.jit.script drops the branch when the model has no auxiliary head.
+        keep: list[int] = []
+        if self.training and self.aux_head is not None and self.aux_after is not None:
+            keep.append(self.aux_after + 1)
         outs = self.forward_outputs(x, keep)
         logits = self.forward_head(F.relu(outs[len(self.cells)]))
-        if aux:
+        if self.training and self.aux_head is not None and self.aux_after is not None:
             return NASNetOutput(logits, self.aux_head(outs[self.aux_after + 1]))
         return logits
 

@@ -288,8 +288,42 @@ def test_model_backward_fx(name):
 
 
 @pytest.mark.parametrize("name", PRESETS)
+def test_model_forward_torchscript_script(name):
+    # timm's test_model_forward_torchscript: torch.jit.script of the whole network. The
+    # scripted model equals the eager one in eval mode at two input sizes (SAME padding is
+    # computed, not baked in), and in training mode returns the auxiliary head's logits too,
+    # with the same gradients.
+    model = randomize_bn(create(name)).eval()
+    scripted = torch.jit.script(model)
+    for size in (SMALL[name], SMALL[name] + 8):
+        x = inputs(name, size=size)
+        with torch.no_grad():
+            torch.testing.assert_close(scripted(x), model(x))
+    aux = randomize_bn(create(name, use_aux_head=True)).train()
+    if aux.aux_head is None:  # the preset's reduced depth leaves no cell for it
+        return
+    scripted = torch.jit.script(aux)
+    x = inputs(name, batch=2, size=aux.config.image_size)  # the aux head is built for it
+    # Training mode draws dropout (and drop path) masks: the same seed, the same masks.
+    torch.manual_seed(0)
+    eager = aux(x)
+    torch.manual_seed(0)
+    script = scripted(x)
+    assert isinstance(script, tuple) and len(script) == 2
+    for a, b in zip(eager, script):
+        torch.testing.assert_close(b, a)
+    sum(o.sum() for o in eager).backward()
+    grads = {k: p.grad.clone() for k, p in aux.named_parameters()}
+    aux.zero_grad()
+    torch.manual_seed(0)
+    sum(o.sum() for o in scripted(x)).backward()
+    for k, p in aux.named_parameters():
+        torch.testing.assert_close(p.grad, grads[k], msg=k)
+
+
+@pytest.mark.parametrize("name", PRESETS)
 def test_model_forward_torchscript_trace(name):
-    # torch.jit.trace (torch.jit.script of the network is not supported yet).
+    # torch.jit.trace.
     model = randomize_bn(create(name)).eval()
     x = inputs(name)
     with torch.no_grad():

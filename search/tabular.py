@@ -7,6 +7,7 @@ search costs seconds and every strategy meets the same training luck. This modul
   the epochs and the training seeds), stored in the table;
 * :func:`sample_cells` and :func:`measure_cell`: distinct uniformly sampled cells of a space,
   each trained once per seed (reward per seed, parameters, mult-adds, training CPU-seconds);
+  :func:`train_on_proxy` trains any genotype so (NASNet-A, outside the space, for comparison);
 * :class:`RowLog`: the crash-safe append-only file a table is built in (one JSON line per
   cell, flushed and fsynced; a line cut short by ``kill -9`` is dropped on reopening, so a build
   resumes where it stopped);
@@ -53,6 +54,7 @@ __all__ = [
     "repeatability",
     "sample_cells",
     "split_mean_tau",
+    "train_on_proxy",
     "write_table",
 ]
 
@@ -143,14 +145,13 @@ def build_child(genotype: Genotype, proxy: Proxy, num_classes: int = 10):
                         image_size=proxy.image_size)  # fmt: skip
 
 
-def measure_cell(space: SearchSpace, decisions: Decisions, proxy: Proxy) -> dict[str, Any]:
-    """Train the child ``decisions`` once per proxy seed in this process (one thread,
-    deterministic algorithms, as a search worker trains it); one table row."""
-    import torch
+def train_on_proxy(genotype: Genotype, proxy: Proxy) -> dict[str, Any]:
+    """Train ``genotype`` once per proxy seed in this process (one thread, deterministic
+    algorithms, as a search worker trains it): ``{"rewards", "params", "train_cpu_s"}``. Any
+    genotype, in the table's space or not (the transfer study measures NASNet-A so)."""
     from nasnet_det.search.child import run_child
     from nasnet_det.search.data import cached_dataset
 
-    genotype = space.decode(decisions)
     cached_dataset(proxy.data_cfg())  # rendered once per process, outside the timed training
     rewards, cpu, params = [], [], None
     for s in proxy.seeds:
@@ -160,17 +161,31 @@ def measure_cell(space: SearchSpace, decisions: Decisions, proxy: Proxy) -> dict
         rec = run_child(task)
         cpu.append(round(time.process_time() - start, 2))
         if rec["status"] != "ok":
-            raise RuntimeError(f"cell {space.key(decisions)} seed {s} failed: {rec['error']}")
+            raise RuntimeError(f"cell {genotype.name!r} seed {s} failed: {rec['error']}")
         rewards.append(rec["reward"])
         params = rec["params"]
+    return {"rewards": rewards, "params": params, "train_cpu_s": cpu}
+
+
+def measure_cell(space: SearchSpace, decisions: Decisions, proxy: Proxy) -> dict[str, Any]:
+    """One table row: the child ``decisions`` trained by :func:`train_on_proxy`, its key and
+    mult-adds."""
+    import torch
+
+    genotype = space.decode(decisions)
+    try:
+        trained = train_on_proxy(genotype, proxy)
+    except RuntimeError as e:
+        raise RuntimeError(f"{space.key(decisions)}: {e}") from None
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         madds = mult_adds(genotype, proxy)
     finally:
         torch.set_num_threads(threads)
-    return {"key": space.key(decisions), "rewards": rewards, "params": params,
-            "mult_adds": madds, "train_cpu_s": cpu}  # fmt: skip
+    return {"key": space.key(decisions), "rewards": trained["rewards"],
+            "params": trained["params"], "mult_adds": madds,
+            "train_cpu_s": trained["train_cpu_s"]}  # fmt: skip
 
 
 def header(space: SearchSpace, proxy: Proxy, sample_seed: int) -> dict[str, Any]:
@@ -275,17 +290,35 @@ def load_table(path: str | os.PathLike | None = None) -> Table:
     p = str(Path(path or TABLE_FILE).resolve())
     if p in _TABLES:
         return _TABLES[p]
+    import zlib
+
+    from nasnet_det.limits import LIMITS, limit, read_input_bytes
+
+    packed = read_input_bytes(p, "json", "execution.table")  # a regular file, bounded
+    cap = limit("json")
     try:
-        doc = json.loads(gzip.decompress(Path(p).read_bytes()))
-    except FileNotFoundError:
-        raise ValueError(f"execution.table {p!r} does not exist") from None
-    except (OSError, EOFError, ValueError) as e:
+        unpacker = zlib.decompressobj(wbits=31)  # gzip, inflated at most to the JSON limit
+        text = unpacker.decompress(packed, cap + 1)
+        if len(text) > cap or unpacker.unconsumed_tail:
+            raise ValueError(
+                f"execution.table {p!r} inflates to more than {cap >> 20} MB "
+                f"(raise the limit with {LIMITS['json'].env}=<MB>)"
+            )
+        if not unpacker.eof:
+            raise EOFError("the compressed data ends early")
+        doc = json.loads(text)
+    except (zlib.error, EOFError, UnicodeDecodeError, RecursionError, json.JSONDecodeError) as e:
         raise ValueError(f"execution.table {p!r} is not a gzip-compressed table ({e})") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         got = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
         raise ValueError(f"execution.table {p!r} has format {got!r}; expected {FORMAT!r}")
-    cols = doc["columns"]
-    rows = {r[0]: dict(zip(cols, r)) for r in doc.pop("rows")}
+    try:
+        cols = list(doc["columns"])
+        rows = {str(r[0]): dict(zip(cols, r)) for r in doc.pop("rows")}
+    except (KeyError, TypeError, IndexError):
+        raise ValueError(
+            f"execution.table {p!r} lacks its columns or rows (format {FORMAT!r})"
+        ) from None
     _TABLES[p] = Table(doc, rows, p)
     return _TABLES[p]
 
@@ -338,12 +371,22 @@ class TableSupport:
         picks += [int(i) for i in rng.integers(len(self.keys), size=n - take)]
         return [self.cell(i) for i in picks]
 
-    def nearest(self, parent: Sequence[int], rng: np.random.Generator) -> Decisions:
+    def nearest(
+        self, parent: Sequence[int], rng: np.random.Generator, exclude: Any = ()
+    ) -> Decisions:
         """A table cell other than ``parent`` at the smallest Hamming distance from it (number of
-        decisions that differ), ties broken at random: mutation restricted to the table. A
-        table holding only ``parent`` returns it."""
+        decisions that differ), ties broken at random: mutation restricted to the table. Cells
+        whose key is in ``exclude`` (those proposed already) are passed over while any other is
+        left, so a mutation is a new query. A table holding only ``parent`` returns it."""
         dist = (self.cells != np.asarray(self.space.validate(parent))[None, :]).sum(1)
-        dist[dist == 0] = dist.max() + 1 if len(self) > 1 else 0
+        far = dist.max() + 1
+        dist[dist == 0] = far if len(self) > 1 else 0
+        taken = [self.index[k] for k in exclude if k in self.index]
+        if taken:
+            free = dist.copy()
+            free[taken] = far + 1
+            if free.min() < far:  # a cell neither the parent nor proposed is left
+                dist = free
         best = np.flatnonzero(dist == dist.min())
         return self.cell(int(rng.choice(best)))
 

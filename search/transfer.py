@@ -1,9 +1,10 @@
 """The transfer study: does a cell's proxy reward predict how it does on bigger tasks?
 
 The paper's claim is in its title: a cell found on a small proxy transfers to ImageNet and
-COCO. :class:`TransferStudy` measures that for a finished search. It takes ``k`` cells across
-the search's reward range (best, quantiles, worst) plus NASNet-A as a reference, and trains
-each with the same budget and seed as
+COCO. :class:`TransferStudy` measures that for a finished search or for the tabular benchmark
+(``table``). It takes ``k`` cells across the reward range (best, quantiles, worst; a table's
+cells ranked by their mean reward over the table's trainings) plus NASNet-A as a reference, and
+trains each with the same budget, once per seed in ``seeds``, as
 
 (a) a larger classifier on the proxy's bigger sibling task: the whole NASNet of the demo
     detector (N=1, F=16, ImageNet-style stem) classifying 64 px crops of the digits pasted on
@@ -13,10 +14,12 @@ each with the same budget and seed as
     initialised its detector from ImageNet.
 
 NASNet-A is not in the searched space, so its proxy reward is measured by training it as one
-more child with the search's own proxy settings. Each finished cell is stored at once
-(``cells/<name>.json``, atomically); a killed study started again skips those and trains only
-the rest. The summary (``results.csv``, ``correlations.json``, ``transfer.png``) relates
-proxy reward to (a) accuracy and (b) box AP with Kendall's tau and Spearman's rho.
+more child with the search's (or the table's) own proxy settings. Each finished training is
+stored at once (``cells/<name>.json``, atomically); a killed study started again skips those
+and trains only the rest. The summary (``results.csv``, ``correlations.json``,
+``transfer.png``) relates proxy reward to (a) accuracy and (b) box AP, each cell's mean over its
+seeds, with Kendall's tau and Spearman's rho (a bootstrap 95% interval for rho), and states how
+far a cell's seeds disagree.
 """
 
 from __future__ import annotations
@@ -44,9 +47,12 @@ from nasnet_det.io import atomic_call, atomic_write_json, atomic_write_text
 __all__ = [
     "Budget",
     "TransferStudy",
+    "cell_means",
     "correlations",
+    "demo_budget",
     "describe_correlation",
     "select_cells",
+    "select_table_cells",
     "train_cell",
 ]
 
@@ -68,6 +74,15 @@ class Budget:
             v = getattr(self, key)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{key} must be a positive integer, got {v!r}")
+
+
+def demo_budget() -> tuple[int, int]:
+    """The demo's own budget: (classifier steps of :class:`~nasnet_det.pretrain.digits.Pretrain`,
+    ``SOLVER.MAX_ITER`` of the demo config), what ``make demo`` trains its picked cell with."""
+    from nasnet_det.detection.demo import demo_config
+    from nasnet_det.pretrain.digits import Pretrain
+
+    return Pretrain().iters, int(demo_config().SOLVER.MAX_ITER)
 
 
 def read_search(folder: str | os.PathLike) -> tuple[list[dict], dict]:
@@ -161,6 +176,29 @@ def select_cells(rows: Sequence[dict], k: int) -> list[dict]:
     ]
 
 
+def select_table_cells(table: Any, k: int) -> list[dict]:
+    """``k`` cells of a tabular benchmark (:class:`~nasnet_det.search.tabular.Table`) spread
+    over its mean rewards: the best, the worst and evenly spaced ranks between. ``child_id``
+    is the cell's row in the table, ``reward`` its mean over the table's trainings."""
+    if k < 2:
+        raise ValueError(f"--k must be at least 2 (the best and the worst cell), got {k}")
+    means = table.mean_rewards()
+    order = list(table.rows)
+    if len(order) < k:
+        raise ValueError(f"the table has {len(order)} cells, fewer than k={k}")
+    ranked = sorted(range(len(order)), key=lambda i: (-means[order[i]], i))
+    space = table.space
+    picks = sorted({int(round(r)) for r in np.linspace(0, len(ranked) - 1, k)})
+    out = []
+    for r in picks:
+        i = ranked[r]
+        key = order[i]
+        g = space.decode([int(v) for v in key.split(",")])
+        out.append({"name": f"rank{r + 1}_cell{i}", "child_id": i, "reward": means[key],
+                    "genotype": g.to_dict()})  # fmt: skip
+    return out
+
+
 def train_cell(job: dict[str, Any]) -> dict[str, Any]:
     """Train one cell as (a) classifier and (b) detector (and on the proxy when its reward is
     unknown); returns its result record. Runs in a worker process or in-process."""
@@ -185,7 +223,12 @@ def train_cell(job: dict[str, Any]) -> dict[str, Any]:
     log = io.StringIO()
     try:
         proxy = job["proxy_reward"]
-        if proxy is None:
+        if proxy is None and "table_proxy" in job["proxy"]:  # the table's trainings, all seeds
+            from nasnet_det.search.tabular import Proxy, train_on_proxy
+
+            trained = train_on_proxy(genotype, Proxy(**job["proxy"]["table_proxy"]))
+            proxy = float(np.mean(trained["rewards"]))
+        elif proxy is None:
             fn = get_train_fn("train_child")
             proxy = float(
                 fn(genotype, job["proxy"]["child"], job["proxy"]["data"], budget.seed)["reward"]
@@ -207,6 +250,8 @@ def train_cell(job: dict[str, Any]) -> dict[str, Any]:
     m = res["metrics"]
     return {
         "name": job["name"],
+        "cell": job["cell"],
+        "seed": budget.seed,
         "child_id": job["child_id"],
         "proxy_reward": proxy,
         "accuracy": res["pretrain"]["val_accuracy"],
@@ -228,54 +273,89 @@ def _finite(v: Any) -> float | None:
 
 
 class TransferStudy:
-    """A resumable study in ``output``: ``cells/<name>.json`` per finished cell, then the
-    summary. Every check runs in the constructor, before anything is trained or written."""
+    """A resumable study in ``output``: ``cells/<name>.json`` per finished training, then the
+    summary. Every check runs in the constructor, before anything is trained or written.
+
+    The cells come from a finished ``search`` folder or, with ``search=None``, from the tabular
+    benchmark ``table`` (a path; ``""``: the shipped one). Each cell trains once per seed in
+    ``seeds`` (default: the budget's seed alone); with several seeds a training is named
+    ``<cell>_seed<s>``."""
 
     def __init__(
-        self, search: str | os.PathLike, k: int, output: str | os.PathLike, budget: Budget
+        self,
+        search: str | os.PathLike | None,
+        k: int,
+        output: str | os.PathLike,
+        budget: Budget,
+        *,
+        table: str | os.PathLike | None = None,
+        seeds: Sequence[int] | None = None,
     ) -> None:
         from nasnet_det.io import RunFolder
 
-        rows, self.proxy = read_search(search)
-        self.cells = select_cells(rows, k)
+        if (search is None) == (table is None):
+            raise ValueError("a transfer study takes its cells from --search or --table, one")
+        self.seeds = [budget.seed] if seeds is None else [int(s) for s in seeds]
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"--seeds must be distinct integers, got {list(seeds or [])}")
+        if search is not None:
+            rows, self.proxy = read_search(search)
+            self.cells = select_cells(rows, k)
+            source = str(Path(search).resolve())
+        else:
+            from nasnet_det.search.tabular import load_table
+
+            try:
+                t = load_table(table or None)
+            except ValueError as e:  # named by the flag that gave the path
+                raise ValueError(str(e).replace("execution.table", "--table", 1)) from None
+            self.cells = select_table_cells(t, k)
+            self.proxy = {"table": t.path, "table_proxy": t.proxy.to_dict()}
+            source = f"table:{t.path}"
         self.budget = budget
         self.output = Path(output)
         meta = self.output / "study.json"
         plan = {
-            "search": str(Path(search).resolve()),
+            "search": source,
             "k": k,
             "budget": asdict(budget),
             "cells": [c["name"] for c in self.cells] + [REFERENCE],
         }
+        if seeds is not None:
+            plan["seeds"] = self.seeds
         # The same plan resumes (finished cells are kept); another plan is refused.
         folder = RunFolder(self.output, ("study.json", "cells", "runs"), "transfer study",
                            marker="study.json")  # fmt: skip
         resume = folder.holds_run()
         if resume and json.loads(meta.read_text()) != plan:
-            raise folder.conflict("with another search, k or budget")
+            raise folder.conflict("with another search, k, budget or seeds")
         folder.check(resume, overwrite=False)
         folder.create()
         atomic_write_json(meta, plan, what="study plan")
         (self.output / "cells").mkdir(exist_ok=True)
 
     def jobs(self) -> list[dict[str, Any]]:
-        """Every cell of the study, NASNet-A last (its proxy reward is trained, not looked up)."""
+        """Every training of the study, cell by cell (each cell's seeds together), NASNet-A
+        last (its proxy reward is trained, not looked up)."""
         ref = get_genotype(REFERENCE)
         cells = self.cells + [
             {"name": REFERENCE, "child_id": None, "reward": None, "genotype": ref.to_dict()}
         ]
-        return [
-            {
-                "name": c["name"],
-                "child_id": c["child_id"],
-                "proxy_reward": c["reward"],
-                "genotype": c["genotype"],
-                "proxy": self.proxy,
-                "budget": asdict(self.budget),
-                "output": str(self.output / "runs" / c["name"]),
-            }
-            for c in cells
-        ]
+        out = []
+        for c in cells:
+            for s in self.seeds:
+                name = c["name"] if len(self.seeds) == 1 else f"{c['name']}_seed{s}"
+                out.append({
+                    "name": name,
+                    "cell": c["name"],
+                    "child_id": c["child_id"],
+                    "proxy_reward": c["reward"],
+                    "genotype": c["genotype"],
+                    "proxy": self.proxy,
+                    "budget": {**asdict(self.budget), "seed": s},
+                    "output": str(self.output / "runs" / name),
+                })  # fmt: skip
+        return out
 
     def done(self) -> dict[str, dict]:
         out = {}
@@ -307,7 +387,8 @@ class TransferStudy:
     def summarise(self, records: list[dict]) -> dict:
         """``results.csv``, ``correlations.json`` and ``transfer.png`` from the records."""
         # Accuracy in percent, as the printed table and the plot show it (and as AP is).
-        cols = ("name", "child_id", "proxy_reward", "accuracy", "AP", "AP50", "params", "seconds")
+        cols = ("name", "child_id", "seed", "proxy_reward", "accuracy", "AP", "AP50", "params",
+                "seconds")  # fmt: skip
         buf = io.StringIO()
         w = csv.writer(buf)
         w.writerow(["accuracy_pct" if c == "accuracy" else c for c in cols])
@@ -317,7 +398,12 @@ class TransferStudy:
         atomic_write_text(self.output / "results.csv", buf.getvalue(), what="results table")
         corr = correlations(records)
         atomic_write_json(self.output / "correlations.json", corr, what="correlations")
-        plot_transfer(records, corr, self.output / "transfer.png")
+        label = (
+            "table reward (mean held-out accuracy of the table's trainings)"
+            if "table" in self.proxy
+            else "proxy reward (the search's held-out accuracy)"
+        )
+        plot_transfer(records, corr, self.output / "transfer.png", xlabel=label)
         return corr
 
 
@@ -349,24 +435,78 @@ def _run_jobs(todo: list[dict], workers: int):
                     ) from None
 
 
-def correlations(records: Sequence[dict]) -> dict[str, Any]:
-    """Kendall's tau-b and Spearman's rho of proxy reward against (a) accuracy and (b) AP, over
-    every cell with both numbers (NASNet-A included). An undefined correlation (fewer than 5
-    cells, or one side all tied) has ``None`` coefficients and its ``reason``."""
-    out: dict[str, Any] = {}
-    for target in ("accuracy", "AP"):
-        pairs = [
-            (r["proxy_reward"], r[target])
-            for r in records
-            if r.get(target) is not None and r.get("proxy_reward") is not None
-        ]
-        rc = rank_correlation(
-            [p[0] for p in pairs], [p[1] for p in pairs], names=("proxy reward", target)
+def cell_means(records: Sequence[dict]) -> list[dict]:
+    """One entry per cell (records grouped by ``cell``, else ``name``), in first-seen order:
+    ``proxy_reward`` and the mean ``accuracy`` / ``AP`` over its seeds that have them, and the
+    per-seed values (``accuracy_seeds`` / ``AP_seeds``)."""
+    cells: dict[str, dict] = {}
+    for r in records:
+        c = cells.setdefault(
+            r.get("cell") or r["name"],
+            {
+                "name": r.get("cell") or r["name"],
+                "proxy_reward": None,
+                "accuracy_seeds": [],
+                "AP_seeds": [],
+            },
         )
+        if r.get("proxy_reward") is not None:
+            c["proxy_reward"] = r["proxy_reward"]
+        for key in ("accuracy", "AP"):
+            if r.get(key) is not None:
+                c[f"{key}_seeds"].append(float(r[key]))
+    for c in cells.values():
+        for key in ("accuracy", "AP"):
+            vals = c[f"{key}_seeds"]
+            c[key] = float(np.mean(vals)) if vals else None
+    return list(cells.values())
+
+
+def correlations(records: Sequence[dict], resamples: int = 4000) -> dict[str, Any]:
+    """Kendall's tau-b and Spearman's rho of proxy reward against (a) accuracy and (b) AP over
+    every cell with both numbers (NASNet-A included; a cell's value is the mean over its seeds),
+    with a 95% interval for rho (``rho_ci``: scipy's paired bootstrap, BCa, ``resamples``
+    draws of the cells, seed 0). An undefined correlation (fewer than 5 cells, or one side all
+    tied) has ``None`` coefficients and its ``reason``. ``seed_spread``: over cells trained with
+    two or more seeds, the median and largest max-minus-min of a cell's values across seeds."""
+    out: dict[str, Any] = {}
+    cells = cell_means(records)
+    for target in ("accuracy", "AP"):
+        pairs = [(c["proxy_reward"], c[target]) for c in cells
+                 if c[target] is not None and c["proxy_reward"] is not None]  # fmt: skip
+        xs, ys = [p[0] for p in pairs], [p[1] for p in pairs]
+        rc = rank_correlation(xs, ys, names=("proxy reward", target))
         out[target] = {
             k: v if k in ("n", "reason") else _finite(v) for k, v in rc._asdict().items()
         }
+        out[target]["rho_ci"] = None if rc.reason is not None else _rho_interval(xs, ys, resamples)
+        spreads = [max(c[f"{target}_seeds"]) - min(c[f"{target}_seeds"])
+                   for c in cells if len(c[f"{target}_seeds"]) >= 2]  # fmt: skip
+        out[target]["seed_spread"] = (
+            None
+            if not spreads
+            else {"cells": len(spreads), "median": float(np.median(spreads)), "max": max(spreads)}
+        )
     return out
+
+
+def _rho_interval(xs: Sequence[float], ys: Sequence[float], resamples: int) -> list | None:
+    """scipy's paired bootstrap 95% interval of Spearman's rho; None when it is undefined
+    (every resample tied, or scipy cannot form the interval)."""
+    import warnings
+
+    from scipy import stats
+
+    def rho(a, b):
+        return stats.spearmanr(a, b).statistic
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # constant resamples: nan, handled below
+        res = stats.bootstrap((np.asarray(xs), np.asarray(ys)), rho, paired=True,
+                              vectorized=False, n_resamples=resamples, confidence_level=0.95,
+                              method="BCa", rng=np.random.default_rng(0))  # fmt: skip
+    lo, hi = (_finite(v) for v in (res.confidence_interval.low, res.confidence_interval.high))
+    return None if lo is None or hi is None else [lo, hi]
 
 
 def describe_correlation(c: dict[str, Any]) -> str:
@@ -374,11 +514,20 @@ def describe_correlation(c: dict[str, Any]) -> str:
     from nasnet_det.search.ranking import RankCorrelation
 
     coef = (math.nan if c[k] is None else c[k] for k in ("tau", "tau_p", "rho", "rho_p"))
-    return RankCorrelation(*coef, c["n"], c["reason"]).describe()
+    text = RankCorrelation(*coef, c["n"], c["reason"]).describe()
+    if c.get("rho_ci"):
+        text += f", rho 95% bootstrap interval {c['rho_ci'][0]:.2f} to {c['rho_ci'][1]:.2f}"
+    return text
 
 
-def plot_transfer(records: Sequence[dict], corr: dict, path: str | os.PathLike) -> Path:
-    """Two scatter panels: proxy reward against (a) accuracy and (b) box AP; NASNet-A marked."""
+def plot_transfer(
+    records: Sequence[dict],
+    corr: dict,
+    path: str | os.PathLike,
+    xlabel: str = "proxy reward (held-out accuracy)",
+) -> Path:
+    """Two scatter panels: proxy reward against (a) accuracy and (b) box AP, a cell's mean over
+    its seeds with a bar from its lowest to its highest seed; NASNet-A marked."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -387,21 +536,19 @@ def plot_transfer(records: Sequence[dict], corr: dict, path: str | os.PathLike) 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), dpi=120)
     panels = (("accuracy", "(a) digit-crop accuracy", 100.0), ("AP", "(b) detector box AP", 1.0))
     for ax, (key, label, scale) in zip(axes, panels):
-        for r in records:
+        for r in cell_means(records):
             if r.get(key) is None or r.get("proxy_reward") is None:
                 continue
             ref = r["name"] == REFERENCE
-            ax.scatter(
-                r["proxy_reward"],
-                r[key] * scale,
-                marker="*" if ref else "o",
-                s=160 if ref else 40,
-                color="#c0392b" if ref else "#2e86c1",
-                zorder=3,
-            )
+            color = "#c0392b" if ref else "#2e86c1"
+            y, seeds = r[key] * scale, [v * scale for v in r[f"{key}_seeds"]]
+            if len(seeds) > 1:
+                ax.vlines(r["proxy_reward"], min(seeds), max(seeds), color=color, alpha=0.5)
+            ax.scatter(r["proxy_reward"], y, marker="*" if ref else "o", s=160 if ref else 40,
+                       color=color, zorder=3)  # fmt: skip
             ax.annotate(
                 "NASNet-A" if ref else r["name"].split("_")[0],
-                (r["proxy_reward"], r[key] * scale),
+                (r["proxy_reward"], y),
                 textcoords="offset points",
                 xytext=(5, 4),
                 fontsize=7,
@@ -410,9 +557,9 @@ def plot_transfer(records: Sequence[dict], corr: dict, path: str | os.PathLike) 
         if c["reason"] is not None:
             stats = f"  (rank correlation undefined: {c['reason']})"
         else:
-            stats = f"  (tau {c['tau']:.2f}, rho {c['rho']:.2f}, n={c['n']})"
+            stats = f"  (tau {c['tau']:.2f}, rho {c['rho']:.2f}, p {c['rho_p']:.2g}, n={c['n']})"
         ax.set_title(label + stats, fontsize=9)
-        ax.set_xlabel("proxy reward (held-out accuracy on 12 px digits)")
+        ax.set_xlabel(xlabel, fontsize=8)
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
     fig.tight_layout()

@@ -10,15 +10,34 @@ import sys
 import textwrap
 import time
 
+import numpy as np
 import pytest
 from nasnet_det.search.runner import run_search
+from nasnet_det.search.space import SearchSpace
+from nasnet_det.search.tabular import Proxy, header, load_table, sample_cells, write_table
 from nasnet_det.search.transfer import (
     Budget,
     TransferStudy,
     correlations,
     describe_correlation,
     select_cells,
+    select_table_cells,
 )
+
+SPACE = SearchSpace(num_blocks=1, ops=("identity", "avg_pool_3x3", "conv_1x1"))
+# A proxy small enough that NASNet-A's reference trainings take a second.
+TINY_PROXY = Proxy(image_size=8, train_size=32, val_size=20, num_conv_filters=4, batch_size=8,
+                   epochs=1, seeds=(0, 1), dataset="digits")  # fmt: skip
+
+
+def _table(tmp_path, means):
+    """A table of len(means) cells of SPACE whose two trainings average to ``means``."""
+    rows = [{"key": SPACE.key(d), "rewards": [m - 0.01, m + 0.01], "params": 1, "mult_adds": 1,
+             "train_cpu_s": [1.0, 1.0]}
+            for d, m in zip(sample_cells(SPACE, len(means), seed=0), means)]  # fmt: skip
+    path = tmp_path / "table.json.gz"
+    write_table(path, header(SPACE, TINY_PROXY, 0), rows)
+    return path
 
 
 def _row(cid, reward, status="ok", genotype=None):
@@ -40,6 +59,75 @@ def test_select_cells_spans_best_quantiles_and_worst():
         select_cells(rows, 10)
     with pytest.raises(ValueError, match="at least 2"):
         select_cells(rows, 1)
+
+
+def test_table_cells_span_the_mean_rewards_best_quantiles_and_worst(tmp_path):
+    means = [0.50, 0.90, 0.30, 0.70, 0.10, 0.60, 0.80, 0.20, 0.40]
+    table = load_table(_table(tmp_path, means))
+    picked = select_table_cells(table, 3)
+    # Ranked by mean: 0.90 (row 1) is rank 1, 0.50 (row 0) rank 5, 0.10 (row 4) rank 9.
+    assert [c["name"] for c in picked] == ["rank1_cell1", "rank5_cell0", "rank9_cell4"]
+    assert [c["reward"] for c in picked] == pytest.approx([0.90, 0.50, 0.10])
+    keys = list(table.rows)
+    for c in picked:  # the genotype is the table's cell itself
+        assert table.lookup(c["genotype"]) is table.rows[keys[c["child_id"]]]
+    with pytest.raises(ValueError, match="fewer than k=10"):
+        select_table_cells(table, 10)
+
+
+def test_a_table_study_trains_every_cell_once_per_seed(tmp_path):
+    path = _table(tmp_path, [0.5, 0.9, 0.3, 0.7])
+    study = TransferStudy(None, 2, tmp_path / "s", Budget(1, 1), table=path, seeds=[3, 5])
+    names = [j["name"] for j in study.jobs()]
+    assert names == ["rank1_cell1_seed3", "rank1_cell1_seed5", "rank4_cell2_seed3",
+                     "rank4_cell2_seed5", "nasnet_a_seed3", "nasnet_a_seed5"]  # fmt: skip
+    assert [j["budget"]["seed"] for j in study.jobs()] == [3, 5] * 3
+    assert study.jobs()[0]["proxy"]["table_proxy"] == TINY_PROXY.to_dict()
+    plan = json.loads((tmp_path / "s" / "study.json").read_text())
+    assert plan["seeds"] == [3, 5] and plan["search"].startswith("table:")
+    with pytest.raises(ValueError, match="another search, k, budget or seeds"):
+        TransferStudy(None, 2, tmp_path / "s", Budget(1, 1), table=path, seeds=[3])
+    with pytest.raises(ValueError, match="--search or --table"):
+        TransferStudy(None, 2, tmp_path / "t", Budget(1, 1))
+
+
+def test_nasnet_a_reference_reward_is_its_mean_over_the_tables_trainings():
+    from nasnet_det.search.child import run_child
+    from nasnet_det.search.tabular import train_on_proxy
+
+    from nasnet_det.genotypes import get_genotype
+
+    g = get_genotype("nasnet_a")
+    got = train_on_proxy(g, TINY_PROXY)
+    assert len(got["rewards"]) == 2 and len(got["train_cpu_s"]) == 2
+    for s, r in zip(TINY_PROXY.seeds, got["rewards"]):  # each one search-child training
+        task = {"child_id": 0, "genotype": g.to_dict(), "child": TINY_PROXY.child_cfg(),
+                "data": TINY_PROXY.data_cfg(), "seed": s, "num_threads": 1}  # fmt: skip
+        assert run_child(task)["reward"] == r
+
+
+def test_seeds_are_averaged_per_cell_and_their_spread_reported():
+    from scipy import stats
+
+    proxy = [0.91, 0.85, 0.88, 0.70, 0.95, 0.80]
+    ap = [(20.0, 21.0), (18.0, 18.0), (20.0, 22.0), (9.0, 10.0), (19.0, 19.0), (11.0, 13.0)]
+    recs = [{"name": f"c{i}_seed{s}", "cell": f"c{i}", "seed": s, "proxy_reward": p,
+             "accuracy": 0.5, "AP": a[s]}
+            for i, (p, a) in enumerate(zip(proxy, ap)) for s in (0, 1)]  # fmt: skip
+    corr = correlations(recs)
+    means = [sum(a) / 2 for a in ap]
+    assert corr["AP"]["n"] == 6
+    assert corr["AP"]["rho"] == pytest.approx(stats.spearmanr(proxy, means).statistic)
+    # Spreads 1, 0, 2, 1, 0, 2: median 1, max 2.
+    assert corr["AP"]["seed_spread"] == {"cells": 6, "median": 1.0, "max": 2.0}
+    assert corr["accuracy"]["reason"] is not None and corr["accuracy"]["rho_ci"] is None
+    lo, hi = corr["AP"]["rho_ci"]
+    ref = stats.bootstrap((proxy, means), lambda a, b: stats.spearmanr(a, b).statistic,
+                          paired=True, vectorized=False, n_resamples=4000, method="BCa",
+                          rng=np.random.default_rng(0)).confidence_interval  # fmt: skip
+    assert (lo, hi) == pytest.approx((ref.low, ref.high))
+    assert lo < corr["AP"]["rho"] < hi <= 1.0
+    assert describe_correlation(corr["AP"]).endswith(f"interval {lo:.2f} to {hi:.2f}")
 
 
 def test_correlations_match_scipy():
@@ -81,8 +169,8 @@ def test_results_csv_stores_accuracy_in_percent_as_printed_and_plotted(tmp_path)
     recs = [{"name": f"c{i}", "child_id": i, "proxy_reward": 0.9 - 0.1 * i,
              "accuracy": 0.4375 - 0.05 * i, "AP": 12.5 - i, "AP50": 30.0, "params": 1000,
              "seconds": 1.0} for i in range(5)]  # fmt: skip
-    study = TransferStudy.__new__(TransferStudy)  # summarise needs only the output folder
-    study.output = tmp_path
+    study = TransferStudy.__new__(TransferStudy)  # summarise needs the folder and the source
+    study.output, study.proxy = tmp_path, {}
     study.summarise(recs)
     import csv
 
@@ -148,11 +236,37 @@ def test_resume_after_sigkill_never_retrains_a_finished_cell(tmp_path, instant_c
     assert len(records) == 3 and "nasnet_a" in {r["name"] for r in records}
     assert all(0.0 <= r["proxy_reward"] <= 1.0 for r in records)
     rows = (out / "results.csv").read_text().strip().splitlines()
-    assert len(rows) == 4 and rows[0].startswith("name,child_id,proxy_reward")
+    assert len(rows) == 4 and rows[0].startswith("name,child_id,seed,proxy_reward")
     assert (out / "transfer.png").stat().st_size > 0
     corr = json.loads((out / "correlations.json").read_text())
     assert set(corr) == {"accuracy", "AP"}
     # 3 cells (k=2 + NASNet-A): no correlation is reported as a number.
     for c in corr.values():
         assert c["tau"] is None and c["reason"] == "n=3: fewer than 5 points"
-    assert rows[0] == "name,child_id,proxy_reward,accuracy_pct,AP,AP50,params,seconds"
+    assert rows[0] == "name,child_id,seed,proxy_reward,accuracy_pct,AP,AP50,params,seconds"
+
+
+@pytest.mark.slow
+def test_a_table_study_runs_two_seeds_per_cell_and_averages_them(tmp_path):
+    from nasnet_det.data import DigitsSpec
+    from nasnet_det.detection.datasets import register_nasnet_digits
+    from nasnet_det.search.tabular import train_on_proxy
+
+    from nasnet_det.genotypes import get_genotype
+
+    register_nasnet_digits("tt2_digits", root=tmp_path / "c",
+                           spec=DigitsSpec(num_train=8, num_val=2, num_val_mini=1))  # fmt: skip
+    path = _table(tmp_path, [0.5, 0.9, 0.3, 0.7])
+    budget = Budget(1, 1, 0, "tt2_digits_train", "tt2_digits_val")
+    study = TransferStudy(None, 2, tmp_path / "s", budget, table=path, seeds=[0, 1])
+    records = study.run(workers=0, progress=False)
+    assert [(r["cell"], r["seed"]) for r in records] == [
+        (c, s) for c in ("rank1_cell1", "rank4_cell2", "nasnet_a") for s in (0, 1)
+    ]
+    assert [r["proxy_reward"] for r in records[:4]] == pytest.approx([0.9] * 2 + [0.3] * 2)
+    ref = np.mean(train_on_proxy(get_genotype("nasnet_a"), TINY_PROXY)["rewards"])
+    assert records[4]["proxy_reward"] == records[5]["proxy_reward"] == pytest.approx(ref)
+    rows = (tmp_path / "s" / "results.csv").read_text().strip().splitlines()
+    assert len(rows) == 7 and rows[1].startswith("rank1_cell1_seed0,1,0,")
+    corr = json.loads((tmp_path / "s" / "correlations.json").read_text())
+    assert corr["AP"]["n"] == 3 and corr["AP"]["seed_spread"]["cells"] == 3

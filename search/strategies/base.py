@@ -10,7 +10,8 @@ A strategy restricted to a table's cells (:meth:`Strategy.restrict`, what the ru
 ``execution.backend: tabular``) proposes only cells of ``self.support``
 (:class:`~nasnet_det.search.tabular.TableSupport`): the tabular benchmark holds a tiny fraction
 of the space, so each strategy's own proposal rule is restricted to it (random: unqueried table
-cells; the controller: its policy renormalised over the table; evolution: the nearest table cell).
+cells; the controller: its policy renormalised over the table; evolution: the nearest table cell
+not proposed yet).
 """
 
 from __future__ import annotations

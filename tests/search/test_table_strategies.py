@@ -86,6 +86,25 @@ def test_restricted_evolution_mutates_the_tournament_winner_to_its_nearest_table
     assert s.propose(3) == [near, near, near]
 
 
+def test_nearest_passes_over_proposed_cells_while_another_is_left():
+    parent, one, two, three = (0,) * 10, (1,) + (0,) * 9, (1, 1) + (0,) * 8, (1, 1, 1) + (0,) * 7
+    support = TableSupport(TINY, [TINY.key(d) for d in (parent, one, two, three)])
+    rng = np.random.default_rng(0)
+    assert support.nearest(parent, rng, {TINY.key(one)}) == two
+    assert support.nearest(parent, rng, {TINY.key(one), TINY.key(two)}) == three
+    every = {TINY.key(d) for d in (parent, one, two, three)}
+    assert support.nearest(parent, rng, every) == one  # all proposed: the nearest of all again
+
+
+def test_restricted_evolution_mutates_to_cells_not_proposed_yet():
+    parent, one, two, far = (0,) * 10, (1,) + (0,) * 9, (1, 1) + (0,) * 8, (1, 1, 1, 1) + (0,) * 6
+    support = TableSupport(TINY, [TINY.key(d) for d in (parent, one, two, far)])
+    s = build_strategy("evolution", TINY, 0, population_size=2, sample_size=2).restrict(support)
+    s.observe([parent, far], [0.9, 0.1])  # observed cells count as queried; the parent wins
+    # one and two are new queries; then every cell was proposed and the nearest is one again.
+    assert s.propose(3) == [one, two, one]
+
+
 def test_restricted_controller_samples_its_policy_renormalised_over_the_table():
     cells = [(0,) * 10, (1,) + (0,) * 9, (1, 1, 1, 1) + (0,) * 6]
     support = TableSupport(TINY, [TINY.key(d) for d in cells])

@@ -373,7 +373,7 @@ class TransferStudy:
         done = self.done()
         todo = [j for j in jobs if j["name"] not in done]
         bar = tqdm(
-            total=len(jobs), initial=len(jobs) - len(todo), unit="cell", disable=not progress
+            total=len(jobs), initial=len(jobs) - len(todo), unit="training", disable=not progress
         )
         with bar:
             for rec in _run_jobs(todo, workers):

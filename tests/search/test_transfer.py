@@ -248,10 +248,10 @@ def test_resume_after_sigkill_never_retrains_a_finished_cell(tmp_path, instant_c
 
 @pytest.mark.slow
 def test_a_table_study_runs_two_seeds_per_cell_and_averages_them(tmp_path):
-    from nasnet_det.data import DigitsSpec
-    from nasnet_det.detection.datasets import register_nasnet_digits
     from nasnet_det.search.tabular import train_on_proxy
 
+    from nasnet_det.data import DigitsSpec
+    from nasnet_det.detection.datasets import register_nasnet_digits
     from nasnet_det.genotypes import get_genotype
 
     register_nasnet_digits("tt2_digits", root=tmp_path / "c",

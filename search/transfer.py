@@ -199,12 +199,27 @@ def select_table_cells(table: Any, k: int) -> list[dict]:
     return out
 
 
+def _proxy_reward(job: dict[str, Any], genotype: Genotype, seed: int) -> float:
+    """The job's stored proxy reward, or (NASNet-A) its reward trained now: the mean over the
+    table's trainings for a table study, else one search child's training."""
+    if job["proxy_reward"] is not None:
+        return job["proxy_reward"]
+    if "table_proxy" in job["proxy"]:  # the table's trainings, all seeds
+        from nasnet_det.search.tabular import Proxy, train_on_proxy
+
+        trained = train_on_proxy(genotype, Proxy(**job["proxy"]["table_proxy"]))
+        return float(np.mean(trained["rewards"]))
+    from nasnet_det.search.child import get_train_fn
+
+    fn = get_train_fn("train_child")
+    return float(fn(genotype, job["proxy"]["child"], job["proxy"]["data"], seed)["reward"])
+
+
 def train_cell(job: dict[str, Any]) -> dict[str, Any]:
     """Train one cell as (a) classifier and (b) detector (and on the proxy when its reward is
     unknown); returns its result record. Runs in a worker process or in-process."""
 
     import torch
-    from nasnet_det.search.child import get_train_fn
 
     from nasnet_det.cli import quiet_warnings
 
@@ -222,17 +237,7 @@ def train_cell(job: dict[str, Any]) -> dict[str, Any]:
     torch.set_num_threads(1)
     log = io.StringIO()
     try:
-        proxy = job["proxy_reward"]
-        if proxy is None and "table_proxy" in job["proxy"]:  # the table's trainings, all seeds
-            from nasnet_det.search.tabular import Proxy, train_on_proxy
-
-            trained = train_on_proxy(genotype, Proxy(**job["proxy"]["table_proxy"]))
-            proxy = float(np.mean(trained["rewards"]))
-        elif proxy is None:
-            fn = get_train_fn("train_child")
-            proxy = float(
-                fn(genotype, job["proxy"]["child"], job["proxy"]["data"], budget.seed)["reward"]
-            )
+        proxy = _proxy_reward(job, genotype, budget.seed)
         opts = ["SOLVER.MAX_ITER", str(budget.detector_iters), "SEED", str(budget.seed),
                 "DATASETS.TRAIN", f"('{budget.train_set}',)",
                 "DATASETS.TEST", f"('{budget.val_set}',)"]  # fmt: skip

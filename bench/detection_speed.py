@@ -11,7 +11,9 @@
 Our detectors run as users get them: inference through ``inference_model`` (BN folded,
 channels_last where it pays: what ``tools/predict.py``, ``--eval-only`` and export run);
 ``NAME+plain`` is the model as built (``MODEL.NASNET.FAST_INFERENCE False``), ``NAME+grid`` uses
-the grid-sample ROIAlign (``MODEL.ROI_BOX_HEAD.POOLER_IMPL grid_sample``, 2 samples per bin).
+the grid-sample ROIAlign (``MODEL.ROI_BOX_HEAD.POOLER_IMPL grid_sample``, 2 samples per bin),
+``NAME+relu_each`` lets every reader of a cell output ReLU it itself (as the cells did before
+they rectified a shared output once).
 
 ``--fast`` applies the inference fast paths to our detectors only (``fuse``: BN folded into the
 convs; ``channels_last``; ``compile``: torch.compile of the backbone and second stage, falling
@@ -59,6 +61,7 @@ def build(name: str, train: bool):
     fast = name.endswith("+fast")  # alternating mode: the --fast paths for this contender only
     plain = name.endswith("+plain")  # the model as built, without the default inference path
     grid = name.endswith("+grid")  # the grid-sample ROIAlign
+    relu_each = name.endswith("+relu_each")  # each reader ReLUs a cell output (before 2026-12-04)
     name = name.split("+")[0]
     source, path = MODELS[name]
     if source == "nasnet":
@@ -96,6 +99,12 @@ def build(name: str, train: bool):
         from nasnet_det.detection.training import prepare_model
 
         prepare_model(cfg, model)  # the grid-sample pooler in place of ROIAlign
+    if relu_each:
+        from nasnet_det.cells import CellStack
+
+        for m in model.modules():
+            if isinstance(m, CellStack):
+                m._rectify_once = [-1]
     model.train(train)
     if source == "nasnet" and not train and not plain and not FAST:
         from nasnet_det.detection.fast import inference_model

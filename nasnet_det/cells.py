@@ -151,15 +151,42 @@ class Cell(nn.Module):
             for op, i in ((block.left, block.inputs[0]), (block.right, block.inputs[1])):
                 readers[i] += _starts_with_relu(op)
         self.shared_relu = [n > 1 for n in readers]
+        # Whether each input (x, x_prev) is read only through a leading ReLU: then a CellStack
+        # may hand it over already rectified, once for all the cells that read it.
+        pre1_relu = isinstance(self.pre1, ReLUConvBN) or (
+            isinstance(self.pre1, FactorizedReduction) and self.pre1.relu
+        )
+        self.reads_rectified = (self.pre1 is not None, pre1_relu)
         self.drop_path_keep_prob = 1.0  # set by CellStack.set_drop_path_progress
 
-    def forward(self, x: torch.Tensor, x_prev: torch.Tensor | None) -> torch.Tensor:
-        s0 = self.pre0(x)
+    def hidden_inputs(
+        self,
+        x: torch.Tensor,
+        x_prev: torch.Tensor | None,
+        x_rectified: bool = False,
+        prev_rectified: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Hidden states 0 and 1 (``pre0(x)`` and ``pre1(x_prev)``). ``x_rectified`` /
+        ``prev_rectified``: that input is already ``relu(input)``, allowed only where
+        :attr:`reads_rectified` says the cell reads it through a ReLU alone."""
+        s0 = self.pre0.forward_relu(x) if x_rectified else self.pre0(x)
         if self.pre1 is None:
-            s1 = x
-        else:
-            assert x_prev is not None, "this cell reads the cell before the previous one"
-            s1 = self.pre1(x_prev)
+            return s0, x
+        assert x_prev is not None, "this cell reads the cell before the previous one"
+        if prev_rectified and hasattr(self.pre1, "forward_relu"):
+            return s0, self.pre1.forward_relu(x_prev)
+        return s0, self.pre1(x_prev)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        x_prev: torch.Tensor | None,
+        x_rectified: bool = False,
+        prev_rectified: bool = False,
+    ) -> torch.Tensor:
+        """``[N, c_cur, H, W]`` (and ``x_prev``) to the cell's output; the flags as in
+        :meth:`hidden_inputs`."""
+        s0, s1 = self.hidden_inputs(x, x_prev, x_rectified, prev_rectified)
         states = [s0, s1]
         shared = self.shared_relu
         relus: list[torch.Tensor | None] = [
@@ -212,7 +239,20 @@ class CellStack(nn.ModuleDict):
             for j in (i, self.prev_index[i]):
                 if j is not None:
                     self._last_read[j] = i
+        self._rectify_once = self._outputs_read_rectified(cells)
         self.set_drop_path_progress(0.0)
+
+    def _outputs_read_rectified(self, cells: Mapping[int, Cell]) -> list[int]:
+        """Outputs read by two or more cells of the span, each through a leading ReLU alone
+        (the next cell's pre0 and the one after's pre1): ``forward`` rectifies them once."""
+        readers: dict[int, list[bool]] = {}
+        for i in self.indices:
+            x_relu, prev_relu = getattr(cells[i], "reads_rectified", (False, False))
+            readers.setdefault(i, []).append(x_relu)
+            if self.prev_index[i] is not None:
+                readers.setdefault(self.prev_index[i], []).append(prev_relu)
+        # Led by -1, which no output has: TorchScript cannot type an empty list attribute.
+        return [-1] + sorted(j for j, r in readers.items() if len(r) > 1 and all(r))
 
     def __getitem__(self, key: int | str) -> nn.Module:
         return super().__getitem__(str(key))
@@ -249,18 +289,57 @@ class CellStack(nn.ModuleDict):
             and not torch.jit.is_scripting()
             and self._may_checkpoint()
         )
+        # Outputs that all their readers ReLU first are rectified once, in place where nothing
+        # needs them raw afterwards (no gradients, not kept, not returned). Exact: ReLU is
+        # idempotent. Not under checkpointing, which would keep the ReLU'd copies.
+        once = not ckpt
+        inplace = once and stop is None and not torch.is_grad_enabled()
+        rect = self._rectified_inputs(outs, once)
         # Cells in index order (the ModuleDict's order): TorchScript iterates a ModuleDict but
         # cannot index it by a computed key.
         for k, cell in enumerate(self.values()):
             i = self.indices[k]
             if stop is None or i < stop:
                 p = self.prev_index[i]
-                prev = None if p is None else outs[p]
-                outs[i + 1] = self._checkpointed(k, outs[i], prev) if ckpt else cell(outs[i], prev)
-                for j in list(outs.keys()):
-                    if j != i + 1 and j not in keep and self._last_read.get(j, -1) <= i:
-                        del outs[j]
+                prev: torch.Tensor | None = None
+                prev_r = False
+                if p is not None:
+                    prev_r = p in rect
+                    prev = rect[p] if prev_r else outs[p]
+                x_r = i in rect
+                x = rect[i] if x_r else outs[i]
+                out = self._checkpointed(k, x, prev) if ckpt else cell(x, prev, x_r, prev_r)
+                if once and i + 1 in self._rectify_once:
+                    if inplace and i + 1 not in keep:
+                        out = F.relu(out, inplace=True)
+                        rect[i + 1] = out
+                    else:
+                        rect[i + 1] = F.relu(out)
+                outs[i + 1] = out
+                self._release(outs, rect, i, keep)
         return outs
+
+    def _rectified_inputs(
+        self, outs: dict[int, torch.Tensor], once: bool
+    ) -> dict[int, torch.Tensor]:
+        """``relu`` of the span's inputs that are rectified once (not in place: the caller's)."""
+        rect: dict[int, torch.Tensor] = {}
+        if once:
+            for j in self._rectify_once:
+                if j in outs:
+                    rect[j] = F.relu(outs[j])
+        return rect
+
+    def _release(
+        self, outs: dict[int, torch.Tensor], rect: dict[int, torch.Tensor], i: int, keep: list[int]
+    ) -> None:
+        """Drop what no cell after cell ``i`` reads (except ``keep`` and cell ``i``'s output)."""
+        for j in list(outs.keys()):
+            if j != i + 1 and j not in keep and self._last_read.get(j, -1) <= i:
+                del outs[j]
+        for j in list(rect.keys()):
+            if self._last_read.get(j, -1) <= i:
+                del rect[j]
 
     @script_unused
     def _may_checkpoint(self) -> bool:

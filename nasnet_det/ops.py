@@ -397,8 +397,11 @@ class FactorizedReduction(nn.Module):
         self.bn = cfg.bn(c_out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.relu:
-            x = F.relu(x)
+        return self.forward_relu(F.relu(x) if self.relu else x)
+
+    def forward_relu(self, x: torch.Tensor) -> torch.Tensor:
+        """Forward after the leading ReLU: on an input already ReLU'd (or, with ``relu=False``,
+        the raw input)."""
         if hasattr(self, "conv"):  # stride 1 (hasattr: TorchScript compiles only this branch)
             return self.bn(self.conv(x))
         p1 = self.path1(x[:, :, ::2, ::2])

@@ -96,11 +96,17 @@ class SharedCell(Cell):
         self.out_channels = space.num_blocks * c
         self.active: tuple[Sequence[Block], Sequence[int]] | None = None
 
-    def forward(self, x: torch.Tensor, x_prev: torch.Tensor | None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        x_prev: torch.Tensor | None,
+        x_rectified: bool = False,
+        prev_rectified: bool = False,
+    ) -> torch.Tensor:
         if self.active is None:
             raise RuntimeError("SharedCell: no child path set (SharedNet.forward sets it)")
         blocks, concat = self.active
-        states = [self.pre0(x), x if self.pre1 is None else self.pre1(x_prev)]
+        states = list(self.hidden_inputs(x, x_prev, x_rectified, prev_rectified))
         for k, b in enumerate(blocks):
             outs = []
             for side, br in (("a", b.left), ("b", b.right)):

@@ -56,3 +56,48 @@ def test_stack_owns_the_drop_path_schedule():
     # TF-slim v3: keep = 1 - t * (i + 1) / total * (1 - keep_prob), counted over the network.
     for i in range(10, 20):
         assert half[i].drop_path_keep_prob == 1 - 0.5 * (i + 1) / 20 * 0.4
+
+
+def _relu_per_reader(stack: CellStack) -> CellStack:
+    """The same cells, each ReLUing its inputs itself (no output rectified once for all)."""
+    other = CellStack({i: stack[i] for i in stack.indices}, stack.prev_index, stack.total_cells)
+    other._rectify_once = [-1]
+    return other
+
+
+def test_shared_outputs_are_rectified_once_and_nothing_else_changes():
+    # A cell output read by the next cell's pre0 and the one after's pre1 is ReLU'd once, in
+    # place without gradients: the kept outputs, the caller's tensors and the results stay raw.
+    torch.manual_seed(0)
+    m = build_nasnet("nasnet_a_mobile", num_cells=2, num_conv_filters=8, num_classes=0).eval()
+    n = len(m.cells)
+    assert len(m.cells._rectify_once) > n // 2  # most outputs have two ReLU-only readers
+    stem = m.stem(torch.randn(2, 3, 64, 64)).detach()
+    keep = [3, 5]
+    with torch.no_grad():
+        outs = m.cells({0: stem.clone()}, keep=keep)
+        ref = _relu_per_reader(m.cells)({0: stem.clone()}, keep=keep)
+        upto = m.cells({0: stem}, stop=4)  # stop: outputs read after it come back raw
+        ref_upto = _relu_per_reader(m.cells)({0: stem}, stop=4)
+    assert sorted(outs) == sorted(ref) == [3, 5, n]
+    for j in outs:
+        assert (outs[j] < 0).any()  # raw, not rectified in place
+        torch.testing.assert_close(outs[j], ref[j], rtol=0, atol=0)
+    assert sorted(upto) == sorted(ref_upto)
+    for j in upto:
+        torch.testing.assert_close(upto[j], ref_upto[j], rtol=0, atol=0)
+    assert (stem < 0).any()  # the caller's input untouched
+
+
+def test_rectified_once_gives_the_same_gradients():
+    torch.manual_seed(0)
+    m = build_nasnet("nasnet_a_mobile", num_cells=1, num_conv_filters=8, num_classes=0).train()
+    x = torch.randn(2, 3, 64, 64)
+    grads = []
+    for stack in (m.cells, _relu_per_reader(m.cells)):
+        m.zero_grad()
+        out = stack({0: m.stem(x)})[len(m.cells)]
+        (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
+        grads.append([p.grad.clone() for p in m.cells.parameters()])
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)

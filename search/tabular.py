@@ -253,6 +253,7 @@ class Table:
     head: dict[str, Any]
     rows: dict[str, dict[str, Any]] = field(repr=False)
     path: str = ""
+    digest: str = ""  # sha256 of the file's bytes: the table's identity wherever it lies
 
     @property
     def space(self) -> SearchSpace:
@@ -319,7 +320,9 @@ def load_table(path: str | os.PathLike | None = None) -> Table:
         raise ValueError(
             f"execution.table {p!r} lacks its columns or rows (format {FORMAT!r})"
         ) from None
-    _TABLES[p] = Table(doc, rows, p)
+    import hashlib
+
+    _TABLES[p] = Table(doc, rows, p, hashlib.sha256(packed).hexdigest())
     return _TABLES[p]
 
 

@@ -306,7 +306,7 @@ class TransferStudy:
         if search is not None:
             rows, self.proxy = read_search(search)
             self.cells = select_cells(rows, k)
-            source = str(Path(search).resolve())
+            source = legacy_source = str(Path(search).resolve())
         else:
             from nasnet_det.search.tabular import load_table
 
@@ -316,7 +316,10 @@ class TransferStudy:
                 raise ValueError(str(e).replace("execution.table", "--table", 1)) from None
             self.cells = select_table_cells(t, k)
             self.proxy = {"table": t.path, "table_proxy": t.proxy.to_dict()}
-            source = f"table:{t.path}"
+            # By content, so that a study folder resumes in another checkout or after a move;
+            # the path form of earlier studies is still read (and upgraded) below.
+            source = f"table:sha256:{t.digest}"
+            legacy_source = f"table:{t.path}"
         self.budget = budget
         self.output = Path(output)
         meta = self.output / "study.json"
@@ -332,7 +335,7 @@ class TransferStudy:
         folder = RunFolder(self.output, ("study.json", "cells", "runs"), "transfer study",
                            marker="study.json")  # fmt: skip
         resume = folder.holds_run()
-        if resume and json.loads(meta.read_text()) != plan:
+        if resume and json.loads(meta.read_text()) not in (plan, {**plan, "search": legacy_source}):
             raise folder.conflict("with another search, k, budget or seeds")
         folder.check(resume, overwrite=False)
         folder.create()
@@ -377,6 +380,7 @@ class TransferStudy:
         jobs = self.jobs()
         done = self.done()
         todo = [j for j in jobs if j["name"] not in done]
+        self._reference_reward_once(todo, done)
         bar = tqdm(
             total=len(jobs), initial=len(jobs) - len(todo), unit="training", disable=not progress
         )
@@ -388,6 +392,20 @@ class TransferStudy:
         records = [done[j["name"]] for j in jobs]
         self.summarise(records)
         return records
+
+    def _reference_reward_once(self, todo: list[dict], done: dict[str, dict]) -> None:
+        """A table study's NASNet-A reward is the mean over the table's own trainings, the same
+        for every seed of the study: trained once (or taken from a finished seed), not per job."""
+        refs = [j for j in todo if j["cell"] == REFERENCE and j["proxy_reward"] is None]
+        if not refs or "table_proxy" not in self.proxy:
+            return
+        known = [r["proxy_reward"] for r in done.values() if r.get("cell") == REFERENCE]
+        if known:
+            reward = known[0]
+        else:
+            reward = _proxy_reward(refs[0], get_genotype(REFERENCE), refs[0]["budget"]["seed"])
+        for j in refs:
+            j["proxy_reward"] = reward
 
     def summarise(self, records: list[dict]) -> dict:
         """``results.csv``, ``correlations.json`` and ``transfer.png`` from the records."""

@@ -91,6 +91,42 @@ def test_a_table_study_trains_every_cell_once_per_seed(tmp_path):
         TransferStudy(None, 2, tmp_path / "t", Budget(1, 1))
 
 
+def test_a_table_study_resumes_by_the_tables_content_not_its_path(tmp_path):
+    import shutil
+
+    path = _table(tmp_path, [0.5, 0.9, 0.3, 0.7])
+    TransferStudy(None, 2, tmp_path / "s", Budget(1, 1), table=path)
+    moved = tmp_path / "elsewhere" / "same.json.gz"
+    moved.parent.mkdir()
+    shutil.copy(path, moved)
+    TransferStudy(None, 2, tmp_path / "s", Budget(1, 1), table=moved)  # same bytes: resumes
+    other = _table(tmp_path / "elsewhere", [0.5, 0.9, 0.3, 0.6])
+    with pytest.raises(ValueError, match="another search"):
+        TransferStudy(None, 2, tmp_path / "s", Budget(1, 1), table=other)
+    # A plan written before tables were named by content (their absolute path) still resumes.
+    meta = tmp_path / "s" / "study.json"
+    plan = json.loads(meta.read_text())
+    meta.write_text(json.dumps({**plan, "search": f"table:{load_table(path).path}"}))
+    TransferStudy(None, 2, tmp_path / "s", Budget(1, 1), table=path)
+    assert json.loads(meta.read_text())["search"] == plan["search"]
+
+
+def test_a_table_studys_nasnet_a_reward_is_trained_once_for_all_seeds(tmp_path, monkeypatch):
+    import nasnet_det.search.transfer as transfer
+
+    calls = []
+    monkeypatch.setattr(transfer, "_proxy_reward", lambda job, g, s: calls.append(s) or 0.42)
+    monkeypatch.setattr(transfer, "_run_jobs", lambda todo, workers: [
+        {"name": j["name"], "cell": j["cell"], "proxy_reward": j["proxy_reward"],
+         "accuracy": 0.5, "AP": 1.0} for j in todo])  # fmt: skip
+    path = _table(tmp_path, [0.5, 0.9, 0.3, 0.7])
+    study = TransferStudy(None, 2, tmp_path / "s", Budget(1, 1), table=path, seeds=[3, 5, 7])
+    records = study.run(progress=False)
+    assert calls == [3]  # once, not once per seed
+    assert [r["proxy_reward"] for r in records if r["cell"] == "nasnet_a"] == [0.42] * 3
+    assert [r["proxy_reward"] for r in records[:2]] == pytest.approx([0.9, 0.9])  # looked up
+
+
 def test_nasnet_a_reference_reward_is_its_mean_over_the_tables_trainings():
     from nasnet_det.search.child import run_child
     from nasnet_det.search.tabular import train_on_proxy

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 PROG = "transfer_study.py"
 
@@ -40,6 +41,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="train every cell once per seed (instead of --seed)")  # fmt: skip
     p.add_argument("--workers", type=int, default=1, help="cells trained at once (0: in-process)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--report", action="store_true",
+                   help="train nothing: summarise the trainings finished so far")  # fmt: skip
     args = p.parse_args(argv)
     if args.workers < 0:
         p.error(f"--workers must be 0 or more, got {args.workers}")
@@ -50,12 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import logging
 
-    from nasnet_det.search.transfer import (
-        Budget,
-        TransferStudy,
-        demo_budget,
-        describe_correlation,
-    )
+    from nasnet_det.search.transfer import Budget, TransferStudy, demo_budget
 
     logging.getLogger("torch.fx._symbolic_trace").setLevel(logging.ERROR)
     if args.pretrain_iters is None or args.detector_iters is None:
@@ -63,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
         args.pretrain_iters = steps if args.pretrain_iters is None else args.pretrain_iters
         args.detector_iters = iters if args.detector_iters is None else args.detector_iters
     seeds = args.seeds
+    if args.report and not (Path(args.output) / "study.json").is_file():
+        raise ValueError(f"--report: {args.output} holds no transfer study (no study.json)")
     budget = Budget(args.pretrain_iters, args.detector_iters, seeds[0] if seeds else args.seed)
     study = TransferStudy(args.search, args.k, args.output, budget, table=args.table,
                           seeds=seeds)  # fmt: skip
@@ -75,7 +75,21 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.pretrain_iters} classifier steps, {args.detector_iters} detector iterations",
         flush=True,
     )
-    records = study.run(workers=args.workers, progress=not args.no_progress)
+    if args.report:
+        records = [done[j["name"]] for j in jobs if j["name"] in done]
+        if not records:
+            raise ValueError(f"--report: no training of {args.output} has finished yet")
+        print(f"report on the {len(records)} finished trainings (nothing trained)")
+    else:
+        records = study.run(workers=args.workers, progress=not args.no_progress)
+    report(study, records, args.output)
+    return 0
+
+
+def report(study, records: list[dict], output: str) -> None:
+    """The per-training table, the correlations and the seed spread; writes the study's files."""
+    from nasnet_det.search.transfer import describe_correlation
+
     print(f"{'training':<26} {'proxy':>6} {'acc(a)':>7} {'AP(b)':>6} {'AP50':>6}")
     for r in records:
         acc = "" if r["accuracy"] is None else f"{100 * r['accuracy']:.1f}"
@@ -91,8 +105,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"  seed-to-seed spread of {label} over {spread['cells']} cells: median "
                 f"{unit * spread['median']:.1f}, max {unit * spread['max']:.1f} points"
             )
-    print(f"results: {args.output}/results.csv, correlations.json, transfer.png")
-    return 0
+    print(f"results: {output}/results.csv, correlations.json, transfer.png")
 
 
 if __name__ == "__main__":

@@ -306,3 +306,28 @@ def test_a_table_study_runs_two_seeds_per_cell_and_averages_them(tmp_path):
     assert len(rows) == 7 and rows[1].startswith("rank1_cell1_seed0,1,0,")
     corr = json.loads((tmp_path / "s" / "correlations.json").read_text())
     assert corr["AP"]["n"] == 3 and corr["AP"]["seed_spread"]["cells"] == 3
+
+
+def test_report_summarises_a_partial_study_and_trains_nothing(tmp_path):
+    path = _table(tmp_path, [0.5, 0.9, 0.3, 0.7])
+    tool = [sys.executable, "tools/transfer_study.py", "--table", str(path), "--k", "2",
+            "--seeds", "0", "1", "--pretrain-iters", "1", "--detector-iters", "1",
+            "--report"]  # fmt: skip
+    empty = subprocess.run(tool + ["--output", str(tmp_path / "none")], capture_output=True,
+                           text=True, timeout=300)  # fmt: skip
+    assert empty.returncode == 2 and "holds no transfer study" in empty.stderr
+    assert "Traceback" not in empty.stderr and not (tmp_path / "none").exists()
+    study = TransferStudy(None, 2, tmp_path / "s", Budget(1, 1), table=path, seeds=[0, 1])
+    rec = {"name": "rank1_cell1_seed0", "cell": "rank1_cell1", "seed": 0, "child_id": 1,
+           "proxy_reward": 0.9, "accuracy": 0.875, "AP": 40.0, "AP50": 60.0, "params": 10,
+           "seconds": 1.0}  # fmt: skip
+    (tmp_path / "s" / "cells" / "rank1_cell1_seed0.json").write_text(json.dumps(rec))
+    got = subprocess.run(tool + ["--output", str(tmp_path / "s")], capture_output=True,
+                         text=True, timeout=300)  # fmt: skip
+    assert got.returncode == 0, got.stderr[-2000:]
+    assert "report on the 1 finished trainings (nothing trained)" in got.stdout
+    assert "n=1: fewer than 5 points" in got.stdout or "undefined" in got.stdout
+    rows = (tmp_path / "s" / "results.csv").read_text().strip().splitlines()
+    assert rows[1].startswith("rank1_cell1_seed0,1,0,0.9,87.5,40.0")
+    assert not (tmp_path / "s" / "runs").exists() or not any((tmp_path / "s" / "runs").iterdir())
+    assert len(study.done()) == 1

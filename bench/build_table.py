@@ -3,7 +3,7 @@
 
     build_table.py build  --log out/table/rows.jsonl --cells 1000 [proxy options]
     build_table.py report --log out/table/rows.jsonl
-    build_table.py ship   --log out/table/rows.jsonl [--output FILE]
+    build_table.py ship   --log out/table/rows.jsonl [--output FILE] [--transfer STUDY ...]
 
 ``build`` samples ``--cells`` distinct uniform cells of the demo's search space (3 blocks,
 8 ops; the list depends only on ``--sample-seed``, and a longer list starts with a shorter one)
@@ -24,8 +24,10 @@ while a build appends to it. ``ship`` writes the rows as the package's compresse
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -187,12 +189,51 @@ def cmd_report(a: argparse.Namespace) -> int:
     return 0
 
 
+def transfer_entry(head: dict, rows: list[dict], folders: list[str]) -> dict:
+    """The table head's ``transfer`` entry from finished transfer-study folders: per table cell
+    (by key) its seeds with crop accuracy (%), box AP and AP50 as the study trained them; NASNet-A
+    (not in the table's space) under ``reference``; the study's budget."""
+    from nasnet_det.search.space import SearchSpace
+
+    from nasnet_det.genotypes import Genotype
+
+    space = SearchSpace.from_config(head["space"])
+    keys = {r["key"] for r in rows}
+    cells: dict[str, dict] = {}
+    reference: dict[str, dict] = {}
+    budgets = []
+    for folder in folders:
+        plan = json.loads((Path(folder) / "study.json").read_text())
+        budgets.append({k: v for k, v in plan["budget"].items() if k != "seed"})
+        for f in sorted((Path(folder) / "cells").glob("*.json")):
+            rec = json.loads(f.read_text())
+            try:
+                key = space.key(space.encode(Genotype.from_dict(rec["genotype"])))
+            except ValueError:  # outside the table's space: the reference cell
+                key = None
+            target = cells if key in keys else reference
+            entry = target.setdefault(key if key in keys else rec["cell"], {
+                "seeds": [], "accuracy_pct": [], "AP": [], "AP50": []})  # fmt: skip
+            entry["seeds"].append(rec["seed"])
+            entry["accuracy_pct"].append(round(100 * rec["accuracy"], 3))
+            entry["AP"].append(round(rec["AP"], 3))
+            entry["AP50"].append(round(rec["AP50"], 3))
+    if any(b != budgets[0] for b in budgets):
+        raise ValueError("--transfer: the studies were trained with different budgets")
+    return {"what": "tools/transfer_study.py: the demo's classifier (a) and Faster R-CNN (b)",
+            "budget": budgets[0] if budgets else {}, "cells": cells, "reference": reference}
+
+
 def cmd_ship(a: argparse.Namespace) -> int:
     from nasnet_det.search.tabular import TABLE_FILE, write_table
 
     rows = read_rows(a.log)
-    path = write_table(a.output or TABLE_FILE, log_head(a), rows)
-    print(f"{len(rows)} cells -> {path} ({path.stat().st_size / 1024:.1f} KiB)")
+    head = log_head(a)
+    if a.transfer:
+        head["transfer"] = transfer_entry(head, rows, a.transfer)
+    path = write_table(a.output or TABLE_FILE, head, rows)
+    extra = f", detection AP of {len(head['transfer']['cells'])} cells" if a.transfer else ""
+    print(f"{len(rows)} cells -> {path} ({path.stat().st_size / 1024:.1f} KiB{extra})")
     return 0
 
 
@@ -218,6 +259,8 @@ def main(argv: list[str] | None = None) -> int:
         s.add_argument("--log", required=True)
         if name == "ship":
             s.add_argument("--output", default=None)
+            s.add_argument("--transfer", nargs="+", default=None, metavar="STUDY",
+                           help="transfer-study folders: AP per cell, in the head")  # fmt: skip
     a = p.parse_args(argv)
     return {"build": cmd_build, "report": cmd_report, "ship": cmd_ship}[a.what](a)
 

@@ -263,6 +263,12 @@ class Table:
     def proxy(self) -> Proxy:
         return Proxy(**self.head["proxy"])
 
+    @property
+    def transfer(self) -> dict[str, dict[str, list]]:
+        """Detection results of the cells a transfer study trained (by key: ``seeds``,
+        ``accuracy_pct``, ``AP``, ``AP50``, one value per seed); empty for most cells."""
+        return self.head.get("transfer", {}).get("cells", {})
+
     def mean_rewards(self) -> dict[str, float]:
         return {k: float(np.mean(r["rewards"])) for k, r in self.rows.items()}
 

@@ -94,3 +94,43 @@ def test_the_builder_defaults_to_the_shipped_tables_proxy(tmp_path):
     head = json.loads(log.read_text().splitlines()[0])
     assert head["proxy"] == Proxy().to_dict() == load_table().head["proxy"]
     assert len(Proxy().seeds) == 4 and Proxy().image_size == 16
+
+
+def test_ship_puts_a_transfer_studys_detection_ap_in_the_tables_head(tmp_path):
+    sys.path.insert(0, str(REPO / "bench"))
+    try:
+        import build_table
+    finally:
+        sys.path.pop(0)
+    from nasnet_det.search.space import SearchSpace
+    from nasnet_det.search.tabular import Proxy, header, load_table, sample_cells
+
+    from nasnet_det.genotypes import get_genotype
+
+    space = SearchSpace(num_blocks=1, ops=("identity", "avg_pool_3x3", "conv_1x1"))
+    cells = sample_cells(space, 3, seed=0)
+    rows = [{"key": space.key(d), "rewards": [0.5, 0.6], "params": 1, "mult_adds": 1,
+             "train_cpu_s": [1.0, 1.0]} for d in cells]  # fmt: skip
+    log = tmp_path / "rows.jsonl"
+    head = header(space, Proxy(seeds=(0, 1)), 0)
+    log.write_text("\n".join(json.dumps(x) for x in [head, *rows]) + "\n")
+    study = tmp_path / "study"
+    (study / "cells").mkdir(parents=True)
+    budget = {"pretrain_iters": 5, "detector_iters": 7, "seed": 0, "train_set": "a",
+              "val_set": "b"}  # fmt: skip
+    (study / "study.json").write_text(json.dumps({"budget": budget}))
+    trained = [("c1", space.decode(cells[1]), 0, 41.0), ("c1", space.decode(cells[1]), 1, 43.5),
+               ("nasnet_a", get_genotype("nasnet_a"), 0, 50.0)]  # fmt: skip
+    for cell, g, seed, ap in trained:
+        rec = {"name": f"{cell}_seed{seed}", "cell": cell, "seed": seed, "genotype": g.to_dict(),
+               "accuracy": 0.9, "AP": ap, "AP50": ap + 20}  # fmt: skip
+        (study / "cells" / f"{cell}_seed{seed}.json").write_text(json.dumps(rec))
+    out = tmp_path / "table.json.gz"
+    assert build_table.main(["ship", "--log", str(log), "--output", str(out),
+                             "--transfer", str(study)]) == 0  # fmt: skip
+    table = load_table(out)
+    assert len(table.rows) == 3
+    want = {"seeds": [0, 1], "accuracy_pct": [90.0, 90.0], "AP": [41.0, 43.5], "AP50": [61.0, 63.5]}
+    assert table.transfer == {rows[1]["key"]: want}
+    assert table.head["transfer"]["reference"]["nasnet_a"]["AP"] == [50.0]
+    assert table.head["transfer"]["budget"]["detector_iters"] == 7

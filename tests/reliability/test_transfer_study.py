@@ -68,7 +68,8 @@ CASES = [
      "not allowed with argument"),
     ("seeds-repeated", ["--table", "--k", "2", "--seeds", "1", "1"],
      "--seeds must be distinct integers, got [1, 1]"),
-    ("table-k-too-large", ["--table", "--k", "51"], "the table has 50 cells, fewer than k=51"),
+    # {n1}: one more cell than the shipped table holds, {n}: its cell count.
+    ("table-k-too-large", ["--table", "--k", "{n1}"], "the table has {n} cells, fewer than k={n1}"),
     # A hand-edited leaderboard: refused before OUT exists (it used to be created first).
     ("leaderboard-reward-text", ["--search", "{tmp}/edited/reward", "--k", "2"],
      "line 3: reward 'high' and child_id '1' must be a number and an integer"),
@@ -113,7 +114,11 @@ def test_bad_input_fails_cleanly(case, tmp_path):
         out.mkdir()
         plan = {"search": str(search.resolve()), "k": 2, "budget": {}, "cells": []}
         (out / "study.json").write_text(json.dumps(plan))
-    subs = {"{s}": str(search), "{tmp}": str(tmp_path), "{out}": str(out)}
+    from nasnet_det.search.tabular import load_table
+
+    n = len(load_table().rows)
+    subs = {"{s}": str(search), "{tmp}": str(tmp_path), "{out}": str(out), "{n1}": str(n + 1),
+            "{n}": str(n)}  # fmt: skip
     argv = []
     for a in args:
         for k, v in subs.items():
@@ -121,6 +126,8 @@ def test_bad_input_fails_cleanly(case, tmp_path):
         argv.append(a)
     if "--output" not in argv:
         argv += ["--output", str(out)]
+    for k, v in subs.items():
+        message = message.replace(k, v)
     before = snapshot(out)
     result = run_tool(TOOL, *argv, "--no-progress")
     assert_clean_failure(result, message, before, out)

@@ -153,10 +153,8 @@ class Cell(nn.Module):
         self.shared_relu = [n > 1 for n in readers]
         # Whether each input (x, x_prev) is read only through a leading ReLU: then a CellStack
         # may hand it over already rectified, once for all the cells that read it.
-        pre1_relu = isinstance(self.pre1, ReLUConvBN) or (
-            isinstance(self.pre1, FactorizedReduction) and self.pre1.relu
-        )
-        self.reads_rectified = (self.pre1 is not None, pre1_relu)
+        pre1_relu = self.pre1 is not None and _starts_with_relu(self.pre1)
+        self.reads_rectified = (self.pre1 is not None and _starts_with_relu(self.pre0), pre1_relu)
         self.drop_path_keep_prob = 1.0  # set by CellStack.set_drop_path_progress
 
     def hidden_inputs(
@@ -233,26 +231,29 @@ class CellStack(nn.ModuleDict):
         self.total_cells = int(total_cells)
         self.drop_path_keep_prob = float(drop_path_keep_prob)
         self.grad_checkpointing = False
-        # The last cell of this span that reads each output: after it, the output can go.
+        # The last cell of this span that reads each output: after it, the output can go. And
+        # the outputs read by two or more cells of the span, each through a leading ReLU alone
+        # (the next cell's pre0 and the one after's pre1): ``forward`` rectifies them once.
         self._last_read: dict[int, int] = {}
+        through_relu: dict[int, list[bool]] = {}
         for i in self.indices:
-            for j in (i, self.prev_index[i]):
+            relu_reads = getattr(cells[i], "reads_rectified", (False, False))
+            for j, relu in zip((i, self.prev_index[i]), relu_reads):
                 if j is not None:
                     self._last_read[j] = i
-        self._rectify_once = self._outputs_read_rectified(cells)
+                    through_relu.setdefault(j, []).append(relu)
+        # Led by -1, which no output has: TorchScript cannot type an empty list attribute.
+        self._rectifiable = [-1] + sorted(
+            j for j, r in through_relu.items() if len(r) > 1 and all(r)
+        )
+        self._rectify_once = list(self._rectifiable)
         self.set_drop_path_progress(0.0)
 
-    def _outputs_read_rectified(self, cells: Mapping[int, Cell]) -> list[int]:
-        """Outputs read by two or more cells of the span, each through a leading ReLU alone
-        (the next cell's pre0 and the one after's pre1): ``forward`` rectifies them once."""
-        readers: dict[int, list[bool]] = {}
-        for i in self.indices:
-            x_relu, prev_relu = getattr(cells[i], "reads_rectified", (False, False))
-            readers.setdefault(i, []).append(x_relu)
-            if self.prev_index[i] is not None:
-                readers.setdefault(self.prev_index[i], []).append(prev_relu)
-        # Led by -1, which no output has: TorchScript cannot type an empty list attribute.
-        return [-1] + sorted(j for j, r in readers.items() if len(r) > 1 and all(r))
+    def rectify_shared_outputs(self, enabled: bool = True) -> CellStack:
+        """Rectify each output that all its readers ReLU first once (the default), or let each
+        reader ReLU it itself (``False``: the same results, the arithmetic as written)."""
+        self._rectify_once = list(self._rectifiable) if enabled else [-1]
+        return self
 
     def __getitem__(self, key: int | str) -> nn.Module:
         return super().__getitem__(str(key))

@@ -387,6 +387,7 @@ class FactorizedReduction(nn.Module):
     def __init__(self, c_in: int, c_out: int, cfg: OpConfig, stride: int = 2, relu: bool = True):
         super().__init__()
         self.stride, self.relu = stride, relu
+        self.starts_with_relu = relu  # read by cells: it may be handed a rectified input
         if stride == 1:
             self.conv = nn.Conv2d(c_in, c_out, 1, bias=False)
             self.bn_folds: BnFolds = ((("conv",), "bn"),)

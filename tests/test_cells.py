@@ -61,8 +61,7 @@ def test_stack_owns_the_drop_path_schedule():
 def _relu_per_reader(stack: CellStack) -> CellStack:
     """The same cells, each ReLUing its inputs itself (no output rectified once for all)."""
     other = CellStack({i: stack[i] for i in stack.indices}, stack.prev_index, stack.total_cells)
-    other._rectify_once = [-1]
-    return other
+    return other.rectify_shared_outputs(False)
 
 
 def test_shared_outputs_are_rectified_once_and_nothing_else_changes():

@@ -44,6 +44,7 @@ MODELS = {
     "mobile_low": ("nasnet", "COCO-Detection/faster_rcnn_nasnet_a_mobile_lowproposals.yaml"),
     "large_low": ("nasnet", "COCO-Detection/faster_rcnn_nasnet_a_large_lowproposals.yaml"),
     "mobile_fpn": ("nasnet", "COCO-Detection/faster_rcnn_nasnet_a_mobile_FPN_1x.yaml"),
+    "mobile_fpn_lite": ("nasnet", "COCO-Detection/faster_rcnn_nasnet_a_mobile_FPN_lite_1x.yaml"),
     "r50_c4": ("detectron2", "COCO-Detection/faster_rcnn_R_50_C4_1x.yaml"),
     "r50_fpn": ("detectron2", "COCO-Detection/faster_rcnn_R_50_FPN_1x.yaml"),
 }
@@ -104,7 +105,7 @@ def build(name: str, train: bool):
 
         for m in model.modules():
             if isinstance(m, CellStack):
-                m._rectify_once = [-1]
+                m.rectify_shared_outputs(False)
     model.train(train)
     if source == "nasnet" and not train and not plain and not FAST:
         from nasnet_det.detection.fast import inference_model

@@ -19,7 +19,8 @@ from nasnet_det.detection import lazy, model_zoo
 from nasnet_det.detection.engine import load_config
 
 NAMES = ["faster_rcnn_nasnet_a_mobile_1x", "faster_rcnn_nasnet_a_mobile_lowproposals",
-         "faster_rcnn_nasnet_a_mobile_FPN_1x", "faster_rcnn_nasnet_a_large_1x",
+         "faster_rcnn_nasnet_a_mobile_FPN_1x", "faster_rcnn_nasnet_a_mobile_FPN_lite_1x",
+         "faster_rcnn_nasnet_a_large_1x",
          "faster_rcnn_nasnet_a_large_lowproposals"]  # fmt: skip
 
 

@@ -205,3 +205,28 @@ def test_compiled_detector_falls_back_cleanly(frozen_pair):
     assert compile_status(model.backbone).startswith("fallback")
     assert compile_status(model.roi_heads.second_stage).startswith("fallback")
     assert_same_detections(out, ref)
+
+
+@pytest.mark.parametrize("name", ["faster_rcnn_nasnet_a_mobile_FPN_1x",
+                                  "faster_rcnn_nasnet_a_mobile_FPN_lite_1x"])  # fmt: skip
+def test_fpn_detectors_default_path_gives_the_plain_boxes(name):
+    """The FPN detectors (256- and 128-channel necks) as predict/eval/export run them: folded
+    NASNet body, channels_last where it pays; the same detections as the model as built."""
+    cfg = model_zoo.get_config(f"COCO-Detection/{name}.yaml")
+    cfg.MODEL.DEVICE = "cpu"
+    cfg.MODEL.NASNET.NUM_CELLS, cfg.MODEL.NASNET.NUM_CONV_FILTERS = 1, 8  # small, same wiring
+    cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = 0.05
+    cfg.TEST.DETECTIONS_PER_IMAGE = 1000
+    torch.manual_seed(0)
+    plain = build_model(cfg)
+    _randomize_norms(plain)
+    with torch.no_grad():
+        plain.proposal_generator.rpn_head.objectness_logits.weight.mul_(100)
+        plain.roi_heads.box_predictor.cls_score.weight.mul_(300)
+        plain.roi_heads.box_predictor.bbox_pred.weight.mul_(100)
+    plain.eval()
+    ref = run(plain)
+    fast = inference_model(plain, cfg, copy=True)
+    assert fast is not plain and fast.fused_bn_count == _n_frozen(plain) > 20
+    assert _n_frozen(plain) > 20  # the model as built is left as it was
+    assert_same_detections(run(fast), ref)

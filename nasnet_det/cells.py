@@ -153,8 +153,11 @@ class Cell(nn.Module):
         self.shared_relu = [n > 1 for n in readers]
         # Whether each input (x, x_prev) is read only through a leading ReLU: then a CellStack
         # may hand it over already rectified, once for all the cells that read it.
-        pre1_relu = self.pre1 is not None and _starts_with_relu(self.pre1)
-        self.reads_rectified = (self.pre1 is not None and _starts_with_relu(self.pre0), pre1_relu)
+        reads_prev = self.pre1 is not None  # else x_prev is not read and x is state 1 as is
+        self.reads_rectified = (
+            reads_prev and _starts_with_relu(self.pre0),
+            reads_prev and _starts_with_relu(self.pre1),
+        )
         self.drop_path_keep_prob = 1.0  # set by CellStack.set_drop_path_progress
 
     def hidden_inputs(

@@ -386,8 +386,8 @@ class FactorizedReduction(nn.Module):
 
     def __init__(self, c_in: int, c_out: int, cfg: OpConfig, stride: int = 2, relu: bool = True):
         super().__init__()
-        self.stride, self.relu = stride, relu
-        self.starts_with_relu = relu  # read by cells: it may be handed a rectified input
+        # starts_with_relu: TF's leading ReLU; cells read it to hand over a rectified input.
+        self.stride, self.starts_with_relu = stride, relu
         if stride == 1:
             self.conv = nn.Conv2d(c_in, c_out, 1, bias=False)
             self.bn_folds: BnFolds = ((("conv",), "bn"),)
@@ -398,7 +398,7 @@ class FactorizedReduction(nn.Module):
         self.bn = cfg.bn(c_out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_relu(F.relu(x) if self.relu else x)
+        return self.forward_relu(F.relu(x) if self.starts_with_relu else x)
 
     def forward_relu(self, x: torch.Tensor) -> torch.Tensor:
         """Forward after the leading ReLU: on an input already ReLU'd (or, with ``relu=False``,
